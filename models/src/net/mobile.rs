@@ -1,0 +1,111 @@
+//! The `mobile` network: stem, one site per searchable layer, 1×1 head conv, classifier. As for
+//! `nb201`, the supernet and a stand-alone child are the same code built with different op sets.
+use pwsnas_onnx::{Dim, Graph, GraphBuilder, Value};
+use tch::{nn, Tensor};
+
+use super::layers::{Act, BatchNorm, ConvBn, Linear, Mode};
+use super::ops::{Site, SiteShape};
+use super::Segment;
+use crate::mobile::MobileParams;
+use crate::op::Op;
+use crate::space::Space;
+
+pub struct MobileNet {
+    pub params: MobileParams,
+    pub stem: ConvBn,
+    pub layers: Vec<Site>,
+    pub head: ConvBn,
+    pub classifier: Linear,
+}
+
+impl MobileNet {
+    pub fn new(root: &nn::Path, params: &MobileParams, space: &Space) -> MobileNet {
+        let (stem_c, _) = params.stem_out();
+        let layer_shapes = params.layers();
+        let stem = ConvBn::new(
+            &(root / "stem"),
+            Act::None,
+            params.input_channels,
+            stem_c,
+            3,
+            params.stem_stride,
+            1,
+            Act::Relu6,
+        );
+        let layers = layer_shapes
+            .iter()
+            .enumerate()
+            .map(|(l, s)| {
+                let shape = SiteShape { c_in: s.c_in, c_out: s.c_out, stride: s.stride };
+                Site::new(&(root / "layers" / l), l, &space.choices[l].ops, shape)
+            })
+            .collect();
+        let c_last = layer_shapes.last().map(|l| l.c_out).unwrap_or(stem_c);
+        MobileNet {
+            params: params.clone(),
+            stem,
+            layers,
+            head: ConvBn::new(&(root / "head"), Act::None, c_last, params.head_channels, 1, 1, 1, Act::Relu6),
+            classifier: Linear::new(&(root / "classifier"), params.head_channels, params.classes),
+        }
+    }
+
+    pub fn forward(&self, x: &Tensor, ops: &[Op], route: &[usize], mode: Mode) -> Tensor {
+        let mut x = self.stem.forward(x, mode);
+        for (l, site) in self.layers.iter().enumerate() {
+            x = site.module(ops[l], route[l]).forward(&x, mode).expect("mobile layers have no zero op");
+        }
+        let x = self.head.forward(&x, mode);
+        self.classifier.forward(&x.adaptive_avg_pool2d([1, 1]).flatten(1, -1))
+    }
+
+    fn lower(&self, g: &mut GraphBuilder, ops: &[Op], route: &[usize]) -> Value {
+        let input = g.input();
+        let mut x = self.stem.lower(g, &input);
+        for (l, site) in self.layers.iter().enumerate() {
+            x = site.module(ops[l], route[l]).lower(g, &x).expect("mobile layers have no zero op");
+        }
+        let x = self.head.lower(g, &x);
+        let x = g.global_avg_pool(&x);
+        let x = g.flatten(&x);
+        self.classifier.lower(g, &x)
+    }
+
+    /// The chosen blocks' conv weights in layer order (identity adds nothing); with `full`, also the
+    /// stem, head and classifier weights.
+    pub fn segments(&self, ops: &[Op], route: &[usize], full: bool, out: &mut Vec<Segment>) {
+        if full {
+            out.push(Segment::of(&self.stem.conv.weight));
+        }
+        for (l, site) in self.layers.iter().enumerate() {
+            out.extend(Segment::of_module(site, ops[l], route[l]));
+        }
+        if full {
+            out.push(Segment::of(&self.head.conv.weight));
+            out.push(Segment::of(&self.classifier.weight));
+        }
+    }
+
+    pub fn shared_trainable(&self, out: &mut Vec<Tensor>) {
+        self.stem.trainable(out);
+        self.head.trainable(out);
+        self.classifier.trainable(out);
+    }
+
+    pub fn shared_batch_norms(&self) -> Vec<&BatchNorm> {
+        vec![&self.stem.bn, &self.head.bn]
+    }
+
+    pub fn graph(&self, name: &str, ops: &[Op], route: &[usize]) -> Graph {
+        let p = &self.params;
+        let shape = vec![
+            Dim::Batch,
+            Dim::Fixed(p.input_channels),
+            Dim::Fixed(p.input_size),
+            Dim::Fixed(p.input_size),
+        ];
+        let mut g = GraphBuilder::new(name, "input", shape);
+        let out = self.lower(&mut g, ops, route);
+        g.finish(&out, vec![Dim::Batch, Dim::Fixed(p.classes)])
+    }
+}

@@ -1,0 +1,292 @@
+//! Networks on libtorch: the [`Supernet`] of a space, and (the same type built from a one-child
+//! space) the stand-alone network of a child.
+//!
+//! Why one type for both: a child's stand-alone network must have exactly the structure of the
+//! supernet restricted to that child, so that its weights can be copied out and its outputs match.
+//! Building both from the same code makes that true by construction.
+use std::collections::HashMap;
+
+use pwsnas_onnx::Graph;
+use tch::{nn, Device, Tensor};
+
+pub mod layers;
+pub mod mobile;
+pub mod nb201;
+pub mod ops;
+
+use crate::error::{ModelError, Result};
+use crate::op::Op;
+use crate::space::{Arch, Space, SpaceKind};
+use crate::vector::{Composition, Segment};
+pub use layers::{BatchNorm, Mode};
+use ops::{OpModule, Site};
+
+enum Network {
+    Nb201(nb201::Nb201Net),
+    Mobile(mobile::MobileNet),
+}
+
+/// A supernet (or stand-alone network) with its variables.
+pub struct Supernet {
+    vs: nn::VarStore,
+    space: Space,
+    full_ops: Vec<Vec<Op>>,
+    net: Network,
+    copies: Vec<usize>,
+}
+
+impl Supernet {
+    /// Builds a network holding a module for every op `space` allows at every site.
+    pub fn new(space: &Space, device: Device) -> Supernet {
+        let vs = nn::VarStore::new(device);
+        let root = vs.root();
+        let net = match &space.kind {
+            SpaceKind::Nb201(p) => Network::Nb201(nb201::Nb201Net::new(&root, p, space)),
+            SpaceKind::Mobile(p) => Network::Mobile(mobile::MobileNet::new(&root, p, space)),
+        };
+        Supernet {
+            vs,
+            space: space.clone(),
+            full_ops: space.kind.full_ops(),
+            net,
+            copies: vec![1; space.choices.len()],
+        }
+    }
+
+    /// The stand-alone network of a child (freshly initialised).
+    pub fn standalone(kind: &SpaceKind, arch: &Arch, device: Device) -> Supernet {
+        Supernet::new(&Space::single(kind.clone(), arch), device)
+    }
+
+    /// The space whose ops this network holds modules for.
+    pub fn built_space(&self) -> &Space {
+        &self.space
+    }
+
+    pub fn kind(&self) -> &SpaceKind {
+        &self.space.kind
+    }
+
+    pub fn device(&self) -> Device {
+        self.vs.device()
+    }
+
+    pub fn var_store(&self) -> &nn::VarStore {
+        &self.vs
+    }
+
+    /// Weight copies per choice point (strategy 2; 1 = shared).
+    pub fn copies(&self) -> &[usize] {
+        &self.copies
+    }
+
+    /// Raises the copies of choice point `cp` to `k` (never lowers them).
+    pub fn grow_copies(&mut self, cp: usize, k: usize) {
+        if k <= self.copies[cp] {
+            return;
+        }
+        let root = self.vs.root();
+        for site in sites_mut(&mut self.net).filter(|s| s.cp == cp) {
+            site.grow_copies(&root, k);
+        }
+        self.copies[cp] = k;
+    }
+
+    /// The copy each choice point uses for this child: `index(previous choice) mod copies`.
+    pub fn route(&self, arch: &Arch) -> Vec<usize> {
+        (0..self.copies.len())
+            .map(|cp| {
+                let k = self.copies[cp];
+                match self.space.kind.previous_choice(cp) {
+                    Some(prev) if k > 1 => {
+                        let idx = self.full_ops[prev].iter().position(|o| *o == arch.ops[prev]).unwrap_or(0);
+                        idx % k
+                    }
+                    _ => 0,
+                }
+            })
+            .collect()
+    }
+
+    /// Checks that every op of `arch` has a module here.
+    pub fn check(&self, arch: &Arch) -> Result<()> {
+        self.space.check(arch)
+    }
+
+    /// Logits of the child `arch` for a batch `x` (NCHW).
+    pub fn forward(&self, x: &Tensor, arch: &Arch, mode: Mode) -> Tensor {
+        let route = self.route(arch);
+        match &self.net {
+            Network::Nb201(n) => n.forward(x, &arch.ops, &route, mode),
+            Network::Mobile(n) => n.forward(x, &arch.ops, &route, mode),
+        }
+    }
+
+    fn chosen_modules<'a>(&'a self, arch: &Arch) -> impl Iterator<Item = &'a OpModule> + 'a {
+        let route = self.route(arch);
+        let ops = arch.ops.clone();
+        sites(&self.net).map(move |s| s.module(ops[s.cp], route[s.cp]))
+    }
+
+    /// Trainable tensors the child uses (shared parts + its modules): what one SPOS step updates.
+    pub fn trainable_for(&self, arch: &Arch) -> Vec<Tensor> {
+        let mut out = Vec::new();
+        match &self.net {
+            Network::Nb201(n) => n.shared_trainable(&mut out),
+            Network::Mobile(n) => n.shared_trainable(&mut out),
+        }
+        for m in self.chosen_modules(arch) {
+            m.trainable(&mut out);
+        }
+        out
+    }
+
+    /// BatchNorms the child uses: the ones BN recalibration resets and re-estimates.
+    pub fn batch_norms_for(&self, arch: &Arch) -> Vec<&BatchNorm> {
+        let mut out = match &self.net {
+            Network::Nb201(n) => n.shared_batch_norms(),
+            Network::Mobile(n) => n.shared_batch_norms(),
+        };
+        out.extend(self.chosen_modules(arch).flat_map(|m| m.batch_norms()));
+        out
+    }
+
+    /// Number of trainable parameters the child uses.
+    pub fn param_count_for(&self, arch: &Arch) -> i64 {
+        self.trainable_for(arch).iter().map(|t| t.numel() as i64).sum()
+    }
+
+    /// Number of trainable parameters held (every op, every copy).
+    pub fn param_count(&self) -> i64 {
+        self.vs.trainable_variables().iter().map(|t| t.numel() as i64).sum()
+    }
+
+    /// Trainable parameters of one copy of `op` summed over the sites of choice point `cp`.
+    pub fn op_param_count(&self, cp: usize, op: Op) -> i64 {
+        let mut v = Vec::new();
+        for s in sites(&self.net).filter(|s| s.cp == cp) {
+            s.module(op, 0).trainable(&mut v);
+        }
+        v.iter().map(|t| t.numel() as i64).sum()
+    }
+
+    /// The segments of the child's weight vector (see [`crate::vector`]).
+    pub fn segments(&self, arch: &Arch, composition: Composition) -> Vec<Segment> {
+        let route = self.route(arch);
+        let full = composition == Composition::Full;
+        let mut out = Vec::new();
+        match &self.net {
+            Network::Nb201(n) => n.segments(&arch.ops, &route, full, &mut out),
+            Network::Mobile(n) => n.segments(&arch.ops, &route, full, &mut out),
+        }
+        out
+    }
+
+    /// Magnitude of the child's op at every site: `|w| / sqrt(numel)` of the op's conv weights, with
+    /// the virtual kernels of parameter-free ops (pool `1/k²`, skip/identity an identity kernel, none 0).
+    pub fn op_magnitudes(&self, arch: &Arch) -> Vec<f64> {
+        let route = self.route(arch);
+        sites(&self.net)
+            .map(|s| {
+                let op = arch.ops[s.cp];
+                match s.module(op, route[s.cp]) {
+                    OpModule::Zero => 0.0,
+                    OpModule::Skip | OpModule::Identity => 1.0 / (s.shape.c_in as f64).sqrt(),
+                    OpModule::AvgPool3x3 => 1.0 / 9.0,
+                    m => {
+                        let (mut sq, mut n) = (0.0, 0usize);
+                        for w in m.conv_weights() {
+                            sq += w
+                                .tensor
+                                .detach()
+                                .to_kind(tch::Kind::Double)
+                                .square()
+                                .sum(None)
+                                .double_value(&[]);
+                            n += w.tensor.numel();
+                        }
+                        (sq / n as f64).sqrt()
+                    }
+                }
+            })
+            .collect()
+    }
+
+    /// The child as an inference graph (BatchNorm not yet folded), with the weights it uses.
+    pub fn graph(&self, arch: &Arch, name: &str) -> Graph {
+        let route = self.route(arch);
+        match &self.net {
+            Network::Nb201(n) => n.graph(name, &arch.ops, &route),
+            Network::Mobile(n) => n.graph(name, &arch.ops, &route),
+        }
+    }
+
+    /// Every variable (trainable and BN statistics) by name, sorted by name.
+    pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut v: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// Loads every variable from `tensors` (by name). Fails, naming the variable, if one is missing
+    /// or has another shape; names this network does not have are ignored.
+    pub fn load(&self, tensors: &HashMap<String, Tensor>) -> Result<()> {
+        let vars = self.vs.variables();
+        for (name, var) in &vars {
+            let src = tensors
+                .get(name)
+                .ok_or_else(|| ModelError::Weights(format!("variable '{name}' is missing")))?;
+            if src.size() != var.size() {
+                return Err(ModelError::Weights(format!(
+                    "variable '{name}' has shape {:?}, expected {:?}",
+                    src.size(),
+                    var.size()
+                )));
+            }
+            tch::no_grad(|| var.shallow_clone().copy_(src));
+        }
+        Ok(())
+    }
+
+    /// The stand-alone network of `arch` with the weights (and BN statistics) this supernet gives it.
+    pub fn extract_child(&self, arch: &Arch) -> Result<Supernet> {
+        self.check(arch)?;
+        let child = Supernet::standalone(self.kind(), arch, self.device());
+        let src_vars = self.vs.variables();
+        let mut renamed: HashMap<String, Tensor> = HashMap::new();
+        let route = self.route(arch);
+        for (src_site, dst_site) in sites(&self.net).zip(sites(&child.net)) {
+            let op = arch.ops[src_site.cp];
+            let src = src_site.module(op, route[src_site.cp]).all_params();
+            let dst = dst_site.module(op, 0).all_params();
+            for (d, s) in dst.iter().zip(src) {
+                renamed.insert(d.name.clone(), s.tensor.shallow_clone());
+            }
+        }
+        for (name, t) in child.vs.variables() {
+            if let std::collections::hash_map::Entry::Vacant(slot) = renamed.entry(name) {
+                let src = src_vars.get(slot.key()).ok_or_else(|| {
+                    ModelError::Weights(format!("supernet has no variable '{}'", slot.key()))
+                })?;
+                debug_assert_eq!(src.size(), t.size());
+                slot.insert(src.shallow_clone());
+            }
+        }
+        child.load(&renamed)?;
+        Ok(child)
+    }
+}
+
+fn sites(net: &Network) -> Box<dyn Iterator<Item = &Site> + '_> {
+    match net {
+        Network::Nb201(n) => Box::new(n.sites()),
+        Network::Mobile(n) => Box::new(n.layers.iter()),
+    }
+}
+
+fn sites_mut(net: &mut Network) -> Box<dyn Iterator<Item = &mut Site> + '_> {
+    match net {
+        Network::Nb201(n) => Box::new(n.sites_mut()),
+        Network::Mobile(n) => Box::new(n.layers.iter_mut()),
+    }
+}

@@ -1,0 +1,249 @@
+//! The `nb201` network: stem, three stages of cells with ResNet reductions, head. The same code is
+//! the supernet (sites built with every op of the space) and a child's stand-alone network (sites
+//! built with one op each), which is what makes copying a child's weights out of the supernet exact.
+use pwsnas_onnx::{Dim, Graph, GraphBuilder, Value};
+use tch::{nn, Tensor};
+
+use super::layers::{Act, BatchNorm, Conv, ConvBn, Linear, Mode};
+use super::ops::{Site, SiteShape};
+use super::Segment;
+use crate::nb201::Nb201Params;
+use crate::op::Op;
+use crate::space::Space;
+
+/// NB201's `ResNetBasicblock` with stride 2: ReLU-Conv-BN (stride 2) → ReLU-Conv-BN, plus a shortcut
+/// of 2×2 average pooling and a 1×1 conv.
+pub struct Reduction {
+    pub conv_a: ConvBn,
+    pub conv_b: ConvBn,
+    pub downsample: Conv,
+}
+
+impl Reduction {
+    fn new(p: &nn::Path, c_in: usize, c_out: usize) -> Reduction {
+        Reduction {
+            conv_a: ConvBn::new(&(p / "conv_a"), Act::Relu, c_in, c_out, 3, 2, 1, Act::None),
+            conv_b: ConvBn::new(&(p / "conv_b"), Act::Relu, c_out, c_out, 3, 1, 1, Act::None),
+            downsample: Conv::new(&(p / "downsample"), c_in, c_out, 1, 1, 1),
+        }
+    }
+
+    fn forward(&self, x: &Tensor, mode: Mode) -> Tensor {
+        let b = self.conv_b.forward(&self.conv_a.forward(x, mode), mode);
+        let r = self.downsample.forward(&x.avg_pool2d([2, 2], [2, 2], [0, 0], false, true, None));
+        r + b
+    }
+
+    fn lower(&self, g: &mut GraphBuilder, x: &Value) -> Value {
+        let a = self.conv_a.lower(g, x);
+        let b = self.conv_b.lower(g, &a);
+        let pooled = g.avg_pool(x, 2, 2, 0, true);
+        let r = self.downsample.lower(g, &pooled);
+        g.add(&r, &b)
+    }
+}
+
+/// One cell: a site per edge.
+pub struct Cell {
+    pub sites: Vec<Site>,
+    pub channels: usize,
+}
+
+pub struct Nb201Net {
+    pub params: Nb201Params,
+    pub stem: ConvBn,
+    /// Cells of all stages in order.
+    pub cells: Vec<Cell>,
+    /// `reductions[s-1]` sits before stage `s`.
+    pub reductions: Vec<Reduction>,
+    pub lastact: BatchNorm,
+    pub classifier: Linear,
+}
+
+impl Nb201Net {
+    pub fn new(root: &nn::Path, params: &Nb201Params, space: &Space) -> Nb201Net {
+        let stages = params.stages();
+        let stem = ConvBn::new(
+            &(root / "stem"),
+            Act::None,
+            params.input_channels,
+            params.channels,
+            3,
+            1,
+            1,
+            Act::None,
+        );
+        let mut cells = Vec::new();
+        let mut reductions = Vec::new();
+        for (s, &(c, _)) in stages.iter().enumerate() {
+            if s > 0 {
+                reductions.push(Reduction::new(&(root / "reductions" / (s - 1)), stages[s - 1].0, c));
+            }
+            for _ in 0..params.cells_per_stage {
+                let p = root / "cells" / cells.len();
+                let shape = SiteShape { c_in: c, c_out: c, stride: 1 };
+                let sites = (0..space.choices.len())
+                    .map(|e| Site::new(&(&p / format!("e{e}")), e, &space.choices[e].ops, shape))
+                    .collect();
+                cells.push(Cell { sites, channels: c });
+            }
+        }
+        let c_last = stages[2].0;
+        Nb201Net {
+            params: params.clone(),
+            stem,
+            cells,
+            reductions,
+            lastact: BatchNorm::new(&(root / "lastact"), c_last),
+            classifier: Linear::new(&(root / "classifier"), c_last, params.classes),
+        }
+    }
+
+    /// Cells in order, with the reduction (if any) that precedes each.
+    fn blocks(&self) -> impl Iterator<Item = (Option<&Reduction>, &Cell)> {
+        let n = self.params.cells_per_stage;
+        self.cells.iter().enumerate().map(move |(k, cell)| {
+            let red = (k > 0 && k % n == 0).then(|| &self.reductions[k / n - 1]);
+            (red, cell)
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor, ops: &[Op], route: &[usize], mode: Mode) -> Tensor {
+        let mut x = self.stem.forward(x, mode);
+        for (red, cell) in self.blocks() {
+            if let Some(r) = red {
+                x = r.forward(&x, mode);
+            }
+            x = self.cell_forward(cell, &x, ops, route, mode);
+        }
+        let x = self.lastact.forward(&x, mode).relu();
+        let x = x.adaptive_avg_pool2d([1, 1]).flatten(1, -1);
+        self.classifier.forward(&x)
+    }
+
+    fn cell_forward(&self, cell: &Cell, x: &Tensor, ops: &[Op], route: &[usize], mode: Mode) -> Tensor {
+        let p = &self.params;
+        let mut nodes: Vec<Tensor> = vec![x.shallow_clone()];
+        for j in 1..p.nodes {
+            let mut sum: Option<Tensor> = None;
+            for (i, node) in nodes.iter().enumerate() {
+                let e = p.edge_index(j, i);
+                if let Some(y) = cell.sites[e].module(ops[e], route[e]).forward(node, mode) {
+                    sum = Some(match sum {
+                        Some(s) => s + y,
+                        None => y,
+                    });
+                }
+            }
+            nodes.push(sum.unwrap_or_else(|| x.zeros_like()));
+        }
+        nodes.pop().expect("a cell has an output node")
+    }
+
+    pub fn lower(&self, g: &mut GraphBuilder, ops: &[Op], route: &[usize]) -> Value {
+        let p = &self.params;
+        let input = g.input();
+        let mut x = self.stem.lower(g, &input);
+        for (red, cell) in self.blocks() {
+            if let Some(r) = red {
+                x = r.lower(g, &x);
+            }
+            let mut nodes = vec![x.clone()];
+            for j in 1..p.nodes {
+                let mut terms = Vec::new();
+                for (i, node) in nodes.iter().enumerate() {
+                    let e = p.edge_index(j, i);
+                    if let Some(y) = cell.sites[e].module(ops[e], route[e]).lower(g, node) {
+                        terms.push(y);
+                    }
+                }
+                let node = if terms.is_empty() { g.zeros_like(&x) } else { g.sum(&terms) };
+                nodes.push(node);
+            }
+            x = nodes.pop().expect("a cell has an output node");
+        }
+        let x = self.lastact.lower(g, &x);
+        let x = g.relu(&x);
+        let x = g.global_avg_pool(&x);
+        let x = g.flatten(&x);
+        self.classifier.lower(g, &x)
+    }
+
+    /// The child's weight vector (METHOD.md strategy 1): per cell, the concatenation over every path
+    /// from the cell input to its output of the weights along the path; `none` removes the path,
+    /// `skip_connect` adds nothing, `avg_pool_3x3` adds a constant `[C, 3, 3]` kernel of `1/9`.
+    /// With `full`, the stem, reductions and classifier weights are added in network order.
+    pub fn segments(&self, ops: &[Op], route: &[usize], full: bool, out: &mut Vec<Segment>) {
+        let paths = self.params.paths();
+        if full {
+            out.push(Segment::of(&self.stem.conv.weight));
+        }
+        for (red, cell) in self.blocks() {
+            if let (Some(r), true) = (red, full) {
+                for w in [&r.conv_a.conv.weight, &r.conv_b.conv.weight, &r.downsample.weight] {
+                    out.push(Segment::of(w));
+                }
+            }
+            for path in &paths {
+                if path.iter().any(|&e| ops[e] == Op::None) {
+                    continue;
+                }
+                for &e in path {
+                    match ops[e] {
+                        Op::AvgPool3x3 => {
+                            out.push(Segment::Constant { len: cell.channels * 9, value: 1.0 / 9.0 })
+                        }
+                        op => out.extend(Segment::of_module(&cell.sites[e], op, route[e])),
+                    }
+                }
+            }
+        }
+        if full {
+            out.push(Segment::of(&self.classifier.weight));
+        }
+    }
+
+    pub fn sites(&self) -> impl Iterator<Item = &Site> {
+        self.cells.iter().flat_map(|c| c.sites.iter())
+    }
+
+    pub fn sites_mut(&mut self) -> impl Iterator<Item = &mut Site> {
+        self.cells.iter_mut().flat_map(|c| c.sites.iter_mut())
+    }
+
+    /// Trainable tensors every child uses.
+    pub fn shared_trainable(&self, out: &mut Vec<Tensor>) {
+        self.stem.trainable(out);
+        for r in &self.reductions {
+            r.conv_a.trainable(out);
+            r.conv_b.trainable(out);
+            out.push(r.downsample.weight.tensor.shallow_clone());
+        }
+        out.push(self.lastact.weight.tensor.shallow_clone());
+        out.push(self.lastact.bias.tensor.shallow_clone());
+        self.classifier.trainable(out);
+    }
+
+    pub fn shared_batch_norms(&self) -> Vec<&BatchNorm> {
+        let mut v = vec![&self.stem.bn];
+        for r in &self.reductions {
+            v.push(&r.conv_a.bn);
+            v.push(&r.conv_b.bn);
+        }
+        v.push(&self.lastact);
+        v
+    }
+
+    pub fn graph(&self, name: &str, ops: &[Op], route: &[usize]) -> Graph {
+        let p = &self.params;
+        let shape = vec![
+            Dim::Batch,
+            Dim::Fixed(p.input_channels),
+            Dim::Fixed(p.input_size),
+            Dim::Fixed(p.input_size),
+        ];
+        let mut g = GraphBuilder::new(name, "input", shape);
+        let out = self.lower(&mut g, ops, route);
+        g.finish(&out, vec![Dim::Batch, Dim::Fixed(p.classes)])
+    }
+}
