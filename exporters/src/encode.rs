@@ -1,0 +1,328 @@
+//! Lowering of a [`Graph`] to an ONNX [`ModelProto`] and its bytes.
+//!
+//! This is the one place that knows ONNX spellings: operator attribute names, the opset-17 signatures
+//! (Clip's bounds are inputs, ConstantOfShape's value is a tensor attribute), how shapes and tensors are
+//! written. The model targets IR version [`IR_VERSION`] (8, accepted by ONNX Runtime ≥ 1.10) and the
+//! default operator set at [`OPSET_VERSION`] (17). Parameters are `FLOAT` initializers whose elements are
+//! stored little-endian in `raw_data`, the compact form every ONNX reader supports; the input and output
+//! are `FLOAT` tensors whose [`Dim::Batch`] dimension is the symbolic `"batch"`.
+
+use prost::Message;
+
+use crate::ir::{Dim, Graph, Node, Op, Port, Tensor};
+use crate::metadata::Metadata;
+use crate::proto::{
+    attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto, type_proto, AttributeProto,
+    GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto, TensorProto,
+    TensorShapeProto, TypeProto, ValueInfoProto,
+};
+
+/// The ONNX IR version of exported models.
+pub const IR_VERSION: i64 = 8;
+/// The version of the default ONNX operator set that exported models import.
+pub const OPSET_VERSION: i64 = 17;
+/// The `producer_name` of exported models.
+pub const PRODUCER: &str = "pwsnas";
+
+impl Graph {
+    /// The ONNX model of this graph (opset [`OPSET_VERSION`], IR [`IR_VERSION`], producer
+    /// [`PRODUCER`] with this crate's version), with `meta` as `metadata_props`. ONNX wants distinct
+    /// metadata keys: when `meta` repeats a key, the last value is written at the first position.
+    pub fn to_model(&self, meta: &Metadata) -> ModelProto {
+        let graph = GraphProto {
+            node: self.nodes.iter().map(node_proto).collect(),
+            name: Some(self.name.clone()),
+            initializer: self.initializers.iter().map(|(name, t)| tensor_proto(name, t)).collect(),
+            input: vec![value_info(&self.input)],
+            output: vec![value_info(&self.output)],
+            ..Default::default()
+        };
+        ModelProto {
+            ir_version: Some(IR_VERSION),
+            producer_name: Some(PRODUCER.to_string()),
+            producer_version: Some(env!("CARGO_PKG_VERSION").to_string()),
+            graph: Some(graph),
+            opset_import: vec![OperatorSetIdProto {
+                domain: Some(String::new()),
+                version: Some(OPSET_VERSION),
+            }],
+            metadata_props: distinct_entries(meta),
+            ..Default::default()
+        }
+    }
+
+    /// The serialized ONNX model (the content of a `.onnx` file); see [`Graph::to_model`].
+    pub fn to_onnx_bytes(&self, meta: &Metadata) -> Vec<u8> {
+        self.to_model(meta).encode_to_vec()
+    }
+}
+
+fn distinct_entries(meta: &Metadata) -> Vec<StringStringEntryProto> {
+    let mut entries: indexmap::IndexMap<&str, &str> = indexmap::IndexMap::new();
+    for (key, value) in &meta.entries {
+        entries.insert(key, value);
+    }
+    entries
+        .into_iter()
+        .map(|(k, v)| StringStringEntryProto { key: Some(k.to_string()), value: Some(v.to_string()) })
+        .collect()
+}
+
+fn node_proto(node: &Node) -> NodeProto {
+    NodeProto {
+        input: node.inputs.clone(),
+        output: vec![node.output.clone()],
+        name: Some(node.name.clone()),
+        op_type: Some(node.op.op_type().to_string()),
+        attribute: attributes(&node.op),
+        ..Default::default()
+    }
+}
+
+fn attributes(op: &Op) -> Vec<AttributeProto> {
+    let square = |v: usize| vec![v as i64; 2];
+    let pads = |p: usize| vec![p as i64; 4];
+    match *op {
+        Op::Conv { kernel, attrs } => vec![
+            ints("kernel_shape", square(kernel)),
+            ints("strides", square(attrs.stride)),
+            ints("pads", pads(attrs.padding)),
+            ints("dilations", square(attrs.dilation)),
+            int("group", attrs.groups as i64),
+        ],
+        Op::BatchNormalization { eps, .. } => vec![float("epsilon", eps)],
+        Op::AveragePool { kernel, stride, padding, count_include_pad } => vec![
+            ints("kernel_shape", square(kernel)),
+            ints("strides", square(stride)),
+            ints("pads", pads(padding)),
+            int("count_include_pad", i64::from(count_include_pad)),
+        ],
+        Op::MaxPool { kernel, stride, padding } => vec![
+            ints("kernel_shape", square(kernel)),
+            ints("strides", square(stride)),
+            ints("pads", pads(padding)),
+        ],
+        Op::Concat { axis } => vec![int("axis", axis)],
+        Op::Flatten => vec![int("axis", 1)],
+        Op::Gemm => vec![int("transB", 1)],
+        Op::ConstantOfShape => {
+            let zero = Tensor { dims: vec![1], data: vec![0.0] };
+            vec![AttributeProto {
+                name: Some("value".to_string()),
+                r#type: Some(AttributeType::Tensor as i32),
+                t: Some(tensor_proto("", &zero)),
+                ..Default::default()
+            }]
+        }
+        Op::Relu | Op::Clip | Op::Add | Op::Mul | Op::Sum | Op::Shape | Op::GlobalAveragePool => vec![],
+    }
+}
+
+fn int(name: &str, i: i64) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.to_string()),
+        r#type: Some(AttributeType::Int as i32),
+        i: Some(i),
+        ..Default::default()
+    }
+}
+
+fn ints(name: &str, ints: Vec<i64>) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.to_string()),
+        r#type: Some(AttributeType::Ints as i32),
+        ints,
+        ..Default::default()
+    }
+}
+
+fn float(name: &str, f: f32) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.to_string()),
+        r#type: Some(AttributeType::Float as i32),
+        f: Some(f),
+        ..Default::default()
+    }
+}
+
+/// A `FLOAT` tensor with its elements little-endian in `raw_data`; an empty name is left out.
+fn tensor_proto(name: &str, t: &Tensor) -> TensorProto {
+    TensorProto {
+        dims: t.dims.iter().map(|&d| d as i64).collect(),
+        data_type: Some(DataType::Float as i32),
+        name: (!name.is_empty()).then(|| name.to_string()),
+        raw_data: Some(t.data.iter().flat_map(|v| v.to_le_bytes()).collect()),
+        ..Default::default()
+    }
+}
+
+fn value_info(port: &Port) -> ValueInfoProto {
+    let dim = |d: &Dim| tensor_shape_proto::Dimension {
+        value: Some(match *d {
+            Dim::Batch => tensor_shape_proto::dimension::Value::DimParam(Dim::BATCH_PARAM.to_string()),
+            Dim::Fixed(n) => tensor_shape_proto::dimension::Value::DimValue(n as i64),
+        }),
+        denotation: None,
+    };
+    let tensor = type_proto::Tensor {
+        elem_type: Some(DataType::Float as i32),
+        shape: Some(TensorShapeProto { dim: port.shape.iter().map(dim).collect() }),
+    };
+    ValueInfoProto {
+        name: Some(port.name.clone()),
+        r#type: Some(TypeProto { value: Some(type_proto::Value::TensorType(tensor)), denotation: None }),
+        doc_string: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::process::Command;
+
+    use super::*;
+    use crate::decode_model;
+    use crate::proto::tensor_shape_proto::dimension::Value as DimValue;
+    use crate::testkit::every_op_graph;
+
+    fn dims(info: &ValueInfoProto) -> Vec<DimValue> {
+        let Some(type_proto::Value::TensorType(t)) = info.r#type.as_ref().and_then(|t| t.value.clone())
+        else {
+            panic!("{} is not a tensor", info.name())
+        };
+        assert_eq!(t.elem_type(), DataType::Float as i32);
+        t.shape.expect("shape").dim.into_iter().map(|d| d.value.expect("dim")).collect()
+    }
+
+    fn node<'a>(graph: &'a GraphProto, name: &str) -> &'a NodeProto {
+        graph.node.iter().find(|n| n.name() == name).unwrap_or_else(|| panic!("no node {name}"))
+    }
+
+    fn attr<'a>(node: &'a NodeProto, name: &str) -> &'a AttributeProto {
+        node.attribute
+            .iter()
+            .find(|a| a.name() == name)
+            .unwrap_or_else(|| panic!("{} has no {name}", node.name()))
+    }
+
+    #[test]
+    fn encoding_round_trips() {
+        let graph = every_op_graph();
+        let meta = Metadata::new().with("arch", "|nor_conv_3x3~0|").with("classes", "a,b");
+        let model = decode_model(&graph.to_onnx_bytes(&meta)).unwrap();
+        assert_eq!(model, graph.to_model(&meta));
+        assert_eq!((model.ir_version(), model.producer_name()), (8, "pwsnas"));
+        assert_eq!(model.opset_import.len(), 1);
+        assert_eq!((model.opset_import[0].domain(), model.opset_import[0].version()), ("", 17));
+        let meta: Vec<_> = model.metadata_props.iter().map(|e| (e.key(), e.value())).collect();
+        assert_eq!(meta, [("arch", "|nor_conv_3x3~0|"), ("classes", "a,b")]);
+
+        let g = model.graph.as_ref().unwrap();
+        assert_eq!(g.name(), "every_op");
+        assert_eq!(g.input.len(), 1);
+        assert_eq!(g.input[0].name(), "input");
+        let batch = DimValue::DimParam("batch".into());
+        assert_eq!(
+            dims(&g.input[0]),
+            [batch.clone(), DimValue::DimValue(3), DimValue::DimValue(8), DimValue::DimValue(8)]
+        );
+        assert_eq!(g.output[0].name(), "gemm_0");
+        assert_eq!(dims(&g.output[0]), [batch, DimValue::DimValue(10)]);
+
+        // Every initializer is FLOAT, little-endian raw data of the size its dims say, and holds the
+        // IR's values.
+        assert_eq!(g.initializer.len(), graph.initializers.len());
+        for t in &g.initializer {
+            let ir = &graph.initializers[t.name()];
+            assert_eq!(t.data_type(), DataType::Float as i32);
+            assert_eq!(t.dims, ir.dims.iter().map(|&d| d as i64).collect::<Vec<_>>(), "{}", t.name());
+            assert!(t.float_data.is_empty());
+            let values: Vec<f32> =
+                t.raw_data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+            assert_eq!(values, ir.data, "{}", t.name());
+        }
+        assert_eq!(g.initializer.iter().find(|t| t.name() == "conv_0.weight").unwrap().dims, [8, 3, 3, 3]);
+        assert!(g.initializer.iter().find(|t| t.name() == "clip_0.min").unwrap().dims.is_empty());
+
+        let dw = node(g, "conv_1");
+        assert_eq!((dw.op_type(), dw.input.len()), ("Conv", 2));
+        assert_eq!(attr(dw, "pads").ints, [1, 1, 1, 1]);
+        assert_eq!(attr(dw, "group").i(), 8);
+        assert_eq!(attr(dw, "kernel_shape").r#type(), AttributeType::Ints);
+        assert_eq!(attr(node(g, "avgpool_0"), "count_include_pad").i(), 0);
+        assert_eq!(attr(node(g, "gemm_0"), "transB").i(), 1);
+        let zeros = attr(node(g, "zeros_0"), "value").t.as_ref().unwrap();
+        assert_eq!((zeros.dims.as_slice(), zeros.raw_data()), (&[1][..], &[0u8; 4][..]));
+        assert_eq!(node(g, "zeros_0").input, ["zeros_0.shape"]);
+        assert_eq!(node(g, "clip_0").input, ["bn_1", "clip_0.min", "clip_0.max"]);
+    }
+
+    #[test]
+    fn repeated_metadata_keys_keep_the_last_value_at_the_first_position() {
+        let meta = Metadata {
+            entries: vec![("a".into(), "1".into()), ("b".into(), "2".into()), ("a".into(), "3".into())],
+        };
+        let model = every_op_graph().to_model(&meta);
+        let meta: Vec<_> = model.metadata_props.iter().map(|e| (e.key(), e.value())).collect();
+        assert_eq!(meta, [("a", "3"), ("b", "2")]);
+    }
+
+    /// The folder holding the `onnx` Python package (with numpy), installed by `cargo xtask setup`.
+    fn onnx_site() -> PathBuf {
+        let deps = std::env::var("PWSNAS_DEPS")
+            .ok()
+            .or_else(|| option_env!("PWSNAS_DEPS").map(String::from))
+            .expect("PWSNAS_DEPS is not set; run the tests through cargo in the workspace after `cargo xtask setup`");
+        let site = PathBuf::from(deps).join("onnx-site");
+        assert!(
+            site.join("onnx").is_dir(),
+            "the ONNX checker is not installed at {}: run `cargo xtask setup`",
+            site.display()
+        );
+        site
+    }
+
+    /// Runs `onnx.checker.check_model(full_check=True)`; `Err` holds the checker's complaint.
+    fn onnx_checker(bytes: &[u8]) -> Result<(), String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.onnx");
+        std::fs::write(&path, bytes).unwrap();
+        let script =
+            "import onnx,sys; m=onnx.load(sys.argv[1]); onnx.checker.check_model(m, full_check=True)";
+        let out = Command::new("python3")
+            .env("PYTHONPATH", onnx_site())
+            .args(["-c", script])
+            .arg(&path)
+            .output()
+            .expect("python3 (needed to run the ONNX checker) could not be started");
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    #[test]
+    fn onnx_checker_accepts_every_node_type_before_and_after_folding() {
+        let mut graph = every_op_graph();
+        let meta = Metadata::new().with("arch", "x");
+        if let Err(e) = onnx_checker(&graph.to_onnx_bytes(&meta)) {
+            panic!("onnx.checker rejected the unfolded model:\n{e}");
+        }
+        graph.fold_batch_norm();
+        if let Err(e) = onnx_checker(&graph.to_onnx_bytes(&meta)) {
+            panic!("onnx.checker rejected the folded model:\n{e}");
+        }
+    }
+
+    #[test]
+    fn onnx_checker_rejects_a_wrong_output_shape() {
+        // Guards the checker test itself: a declared output shape that contradicts the graph must fail.
+        let mut graph = every_op_graph();
+        graph.output.shape = vec![Dim::Batch, Dim::Fixed(11)];
+        let bytes = graph.to_onnx_bytes(&Metadata::new());
+        let err = onnx_checker(&bytes)
+            .expect_err("the checker accepted output shape [batch, 11] for a 10-class Gemm");
+        assert!(err.contains("ShapeInferenceError"), "unexpected checker failure:\n{err}");
+    }
+}
