@@ -1,1 +1,23 @@
-//! pwsnas
+//! pwsnas: angle-based search-space shrinking for weight-sharing NAS (PWSNAS, TNNLS 2022) on
+//! libtorch, from data to a validated, deployable ONNX model.
+//!
+//! The stages of `pwsnas search` are plain functions over a [`run::RunDir`], each resumable:
+//! [`supernet`] (train the supernet, checkpoint every epoch) → [`shrink`] (angle-based shrinking and
+//! weight copies) → [`search`] (evolution or random search on the shrunk space) → [`retrain`] (the
+//! winner from scratch). They pass plain data (`Space`, `Arch`, reports) from one to the next.
+pub mod cli;
+pub mod data;
+pub mod device;
+pub mod doctor;
+pub mod eval;
+pub mod fsutil;
+pub mod latency;
+pub mod pipeline;
+pub mod progress;
+pub mod retrain;
+pub mod run;
+pub mod search;
+pub mod settings;
+pub mod shrink;
+pub mod supernet;
+pub mod train;

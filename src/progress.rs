@@ -1,0 +1,76 @@
+//! Progress for people and for programs.
+//!
+//! People get indicatif bars and short lines on stderr (hidden by `--quiet`). Programs get one JSON
+//! object per event: appended to the run's `events.jsonl` always, and printed on stdout with
+//! `--json` (stdout then carries nothing else).
+use std::io::Write;
+use std::path::Path;
+use std::sync::Mutex;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::{json, Value};
+
+pub struct Progress {
+    quiet: bool,
+    json: bool,
+    events: Mutex<Option<std::fs::File>>,
+}
+
+impl Progress {
+    pub fn new(quiet: bool, json: bool) -> Progress {
+        Progress { quiet, json, events: Mutex::new(None) }
+    }
+
+    /// A reporter that prints nothing (library use, tests).
+    pub fn silent() -> Progress {
+        Progress::new(true, false)
+    }
+
+    pub fn json(&self) -> bool {
+        self.json
+    }
+
+    /// Appends events to this file from now on.
+    pub fn attach_events(&self, path: &Path) -> anyhow::Result<()> {
+        let f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        *self.events.lock().expect("events lock") = Some(f);
+        Ok(())
+    }
+
+    /// A progress bar of `len` steps (hidden when quiet or in JSON mode).
+    pub fn bar(&self, len: u64, prefix: &str) -> ProgressBar {
+        if self.quiet || self.json {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} {msg} ({elapsed}<{eta})")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(prefix.to_string());
+        bar
+    }
+
+    /// A line for people.
+    pub fn info(&self, msg: impl AsRef<str>) {
+        if !self.quiet && !self.json {
+            eprintln!("{}", msg.as_ref());
+        }
+    }
+
+    /// A machine-readable event `{"event": kind, ...data}`.
+    pub fn event(&self, kind: &str, data: Value) {
+        let mut obj = json!({ "event": kind, "time": crate::run::now() });
+        if let (Value::Object(o), Value::Object(d)) = (&mut obj, data) {
+            o.extend(d);
+        }
+        let line = obj.to_string();
+        if let Some(f) = self.events.lock().expect("events lock").as_mut() {
+            let _ = writeln!(f, "{line}");
+        }
+        if self.json {
+            println!("{line}");
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! The run directory: where every stage writes, and `run.json`, which records the settings, the
+//! versions and the status of each stage.
+//!
+//! Why stages record a fingerprint: rerunning a command must skip what is done, but must never
+//! silently reuse a finished stage made with other settings. Each stage stores the settings that
+//! shaped it (its own and those of every stage before it); a rerun whose settings differ for a stage
+//! that has started is refused with the list of differences, or, with `--force`, that stage and every
+//! later one are discarded and redone.
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::fsutil::{read_json, write_json};
+use crate::settings::Settings;
+
+/// Version of the run-directory layout; a run of another format is refused.
+pub const FORMAT: u32 = 1;
+
+/// The stages of `pwsnas search`, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Stage {
+    Supernet,
+    Shrink,
+    Search,
+    Retrain,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 4] = [Stage::Supernet, Stage::Shrink, Stage::Search, Stage::Retrain];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Supernet => "supernet",
+            Stage::Shrink => "shrink",
+            Stage::Search => "search",
+            Stage::Retrain => "retrain",
+        }
+    }
+
+    /// The settings this stage depends on: its own and every earlier stage's.
+    pub fn fingerprint(self, s: &Settings) -> Value {
+        let mut v = json!({
+            "space": s.space, "space_params": s.space_params, "space_file": s.space_file, "data": s.data,
+            "image_size": s.image_size, "val_fraction": s.val_fraction, "seed": s.seed,
+            "sampler": s.sampler, "supernet": s.supernet,
+        });
+        if self >= Stage::Shrink {
+            v["shrink"] = json!(s.shrink);
+        }
+        if self >= Stage::Search {
+            v["search"] = json!(s.search);
+        }
+        if self >= Stage::Retrain {
+            v["retrain"] = json!(s.retrain);
+        }
+        v
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Running,
+    Done,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StageRecord {
+    pub status: Status,
+    pub fingerprint: Value,
+    /// Seconds since the Unix epoch when the stage finished.
+    #[serde(default)]
+    pub finished_at: Option<u64>,
+    /// Stage-specific facts worth keeping (e.g. the retrained test accuracy).
+    #[serde(default)]
+    pub summary: Value,
+}
+
+/// `run.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunInfo {
+    pub format: u32,
+    pub pwsnas_version: String,
+    pub libtorch: String,
+    pub created_at: u64,
+    pub device: String,
+    pub settings: Settings,
+    pub stages: IndexMap<String, StageRecord>,
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// A run directory.
+pub struct RunDir {
+    pub root: PathBuf,
+    pub info: RunInfo,
+}
+
+impl RunDir {
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    pub fn supernet_dir(&self) -> PathBuf {
+        self.path("supernet")
+    }
+
+    pub fn retrain_dir(&self) -> PathBuf {
+        self.path("retrain")
+    }
+
+    fn run_json(root: &Path) -> PathBuf {
+        root.join("run.json")
+    }
+
+    /// Opens an existing run (for `export`, `eval`, ...), checking its format.
+    pub fn open(root: &Path) -> Result<RunDir> {
+        let file = Self::run_json(root);
+        if !file.exists() {
+            bail!("{} is not a pwsnas run directory (no run.json): run `pwsnas search --out {}` first", root.display(), root.display());
+        }
+        let raw: Value = read_json(&file)?;
+        let format = raw.get("format").and_then(Value::as_u64).unwrap_or(0);
+        if format != FORMAT as u64 {
+            bail!(
+                "{} was written by another pwsnas version (run format {format}, this pwsnas reads format {FORMAT}); use a new run directory",
+                file.display()
+            );
+        }
+        let info: RunInfo =
+            serde_json::from_value(raw).with_context(|| format!("{} is not a valid run.json", file.display()))?;
+        Ok(RunDir { root: root.to_path_buf(), info })
+    }
+
+    /// Opens or creates a run with these settings. Stages whose fingerprint changed are refused,
+    /// or discarded with `force`.
+    pub fn open_or_create(root: &Path, settings: &Settings, device: &str, force: bool) -> Result<RunDir> {
+        let mut run = if Self::run_json(root).exists() {
+            Self::open(root)?
+        } else {
+            std::fs::create_dir_all(root).with_context(|| format!("cannot create run directory {}", root.display()))?;
+            RunDir {
+                root: root.to_path_buf(),
+                info: RunInfo {
+                    format: FORMAT,
+                    pwsnas_version: env!("CARGO_PKG_VERSION").to_string(),
+                    libtorch: crate::doctor::libtorch_version(),
+                    created_at: now(),
+                    device: device.to_string(),
+                    settings: settings.clone(),
+                    stages: IndexMap::new(),
+                },
+            }
+        };
+        for stage in Stage::ALL {
+            let Some(rec) = run.info.stages.get(stage.name()) else { continue };
+            let new = stage.fingerprint(settings);
+            if rec.fingerprint == new {
+                continue;
+            }
+            let changes = diff(&rec.fingerprint, &new);
+            if !force {
+                bail!(
+                    "the {} stage of {} was made with other settings ({}); use the same settings, a new --out, or --force to redo it and every later stage",
+                    stage.name(),
+                    root.display(),
+                    changes.join("; ")
+                );
+            }
+            for later in Stage::ALL.iter().filter(|s| **s >= stage) {
+                run.discard(*later)?;
+            }
+            break;
+        }
+        run.info.settings = settings.clone();
+        run.info.device = device.to_string();
+        run.save()?;
+        Ok(run)
+    }
+
+    pub fn save(&self) -> Result<()> {
+        write_json(&Self::run_json(&self.root), &self.info)
+    }
+
+    pub fn is_done(&self, stage: Stage) -> bool {
+        self.info.stages.get(stage.name()).is_some_and(|r| r.status == Status::Done)
+    }
+
+    pub fn begin(&mut self, stage: Stage) -> Result<()> {
+        let fingerprint = stage.fingerprint(&self.info.settings);
+        let rec = self.info.stages.entry(stage.name().to_string()).or_insert(StageRecord {
+            status: Status::Running,
+            fingerprint: fingerprint.clone(),
+            finished_at: None,
+            summary: Value::Null,
+        });
+        rec.fingerprint = fingerprint;
+        self.save()
+    }
+
+    pub fn finish(&mut self, stage: Stage, summary: Value) -> Result<()> {
+        let rec = self.info.stages.get_mut(stage.name()).context("stage finished before it began")?;
+        rec.status = Status::Done;
+        rec.finished_at = Some(now());
+        rec.summary = summary;
+        self.save()
+    }
+
+    /// Forgets a stage and deletes what it wrote.
+    fn discard(&mut self, stage: Stage) -> Result<()> {
+        let outputs: &[&str] = match stage {
+            Stage::Supernet => &["supernet"],
+            Stage::Shrink => &["shrink.json", "space.json"],
+            Stage::Search => &["search.json", "arch.json"],
+            Stage::Retrain => &["retrain", "model.onnx", "report.json", "report.md", "report.html"],
+        };
+        for rel in outputs {
+            let p = self.path(rel);
+            if p.is_dir() {
+                std::fs::remove_dir_all(&p).with_context(|| format!("cannot remove {}", p.display()))?;
+            } else if p.exists() {
+                std::fs::remove_file(&p).with_context(|| format!("cannot remove {}", p.display()))?;
+            }
+        }
+        self.info.stages.shift_remove(stage.name());
+        Ok(())
+    }
+}
+
+/// Human-readable differences between two fingerprints (`path: old → new`).
+fn diff(old: &Value, new: &Value) -> Vec<String> {
+    fn walk(prefix: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
+        match (a, b) {
+            (Value::Object(x), Value::Object(y)) => {
+                let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+                for k in keys {
+                    let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    walk(&p, x.get(k).unwrap_or(&Value::Null), y.get(k).unwrap_or(&Value::Null), out);
+                }
+            }
+            _ if a != b => out.push(format!("{prefix}: {a} → {b}")),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk("", old, new, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changed_settings_of_a_started_stage_are_refused_or_forced() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("r");
+        let s = Settings::default();
+        let mut run = RunDir::open_or_create(&root, &s, "cpu", false).unwrap();
+        run.begin(Stage::Supernet).unwrap();
+        run.finish(Stage::Supernet, Value::Null).unwrap();
+        run.begin(Stage::Shrink).unwrap();
+        std::fs::write(run.path("shrink.json"), "{}").unwrap();
+
+        // Changing a search setting does not touch the started stages.
+        let mut later = s.clone();
+        later.search.population = 8;
+        RunDir::open_or_create(&root, &later, "cpu", false).unwrap();
+
+        let mut changed = s.clone();
+        changed.shrink.copies = 2;
+        let err = RunDir::open_or_create(&root, &changed, "cpu", false).err().unwrap().to_string();
+        assert!(err.contains("shrink") && err.contains("copies: 1 → 2"), "{err}");
+
+        let run = RunDir::open_or_create(&root, &changed, "cpu", true).unwrap();
+        assert!(run.is_done(Stage::Supernet));
+        assert!(!run.info.stages.contains_key("shrink"));
+        assert!(!run.path("shrink.json").exists());
+    }
+
+    #[test]
+    fn a_run_of_another_format_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("run.json"), r#"{"format": 99}"#).unwrap();
+        let err = RunDir::open(dir.path()).err().unwrap().to_string();
+        assert!(err.contains("another pwsnas version"), "{err}");
+    }
+}

@@ -1,0 +1,188 @@
+//! The supernet stage: build the supernet of the run's space, save `W0` before the first step, train
+//! with the SPOS or FairNAS sampler, checkpoint every epoch, resume from the last checkpoint.
+//!
+//! The supernet is always built from the run's *initial* space (every op keeps its weights even after
+//! it is dropped, METHOD.md); the current, possibly shrunk, space and the weight copies of strategy 2
+//! are part of the checkpointed state.
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use pwsnas_models::{Space, SpaceKind, Supernet};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tch::{Device, Tensor};
+
+use crate::data::RunData;
+use crate::fsutil::{load_tensors, read_json, save_tensors};
+use crate::progress::Progress;
+use crate::run::{RunDir, Stage};
+use crate::settings::Settings;
+use crate::train::epoch::{train_epoch, EpochLog, Phase};
+use crate::train::sgd::Sgd;
+use crate::train::{checkpoint, sampler};
+
+/// The space kind of a run: the space named in the settings with its parameters, fitted to the data.
+pub fn space_kind(settings: &Settings, data: &RunData) -> Result<SpaceKind> {
+    let kind = SpaceKind::from_params(&settings.space, Value::Object(settings.space_params.clone()))
+        .with_context(|| format!("setting space = '{}' with space_params", settings.space))?;
+    let [c, h, _] = data.shape();
+    Ok(kind.with_data(c, h, data.classes.len())?)
+}
+
+/// The space the run starts from: `space_file` when given (checked against the kind), else the full space.
+pub fn initial_space(settings: &Settings, kind: &SpaceKind) -> Result<Space> {
+    let Some(file) = &settings.space_file else { return Ok(Space::full(kind.clone())) };
+    let path = PathBuf::from(file);
+    let space = Space::from_json(read_json(&path)?).with_context(|| format!("{} does not hold a valid space", path.display()))?;
+    if &space.kind != kind {
+        bail!(
+            "{} is a space for {} with params {}, but this run needs {} with params {} (same space parameters and data shape)",
+            path.display(),
+            space.kind.name(),
+            space.kind.params_json(),
+            kind.name(),
+            kind.params_json()
+        );
+    }
+    Ok(space)
+}
+
+/// What a supernet checkpoint records besides the weights.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SupernetState {
+    /// Completed epochs.
+    pub epoch: usize,
+    /// The space the supernet's modules were built from.
+    pub built_space: Value,
+    /// The current (possibly shrunk) space.
+    pub space: Value,
+    /// Weight copies per choice point (strategy 2).
+    pub copies: Vec<usize>,
+    /// Shrinking rounds already applied to `space` and `copies`.
+    pub rounds_applied: usize,
+    pub seed: u64,
+    /// How randomness is derived: each epoch's data order, augmentation and sampled children come
+    /// from generators seeded by (seed, epoch), so no generator state needs saving.
+    pub rng: String,
+    pub history: Vec<EpochLog>,
+}
+
+/// A supernet with its optimiser and state, in its run directory.
+pub struct SupernetRun {
+    pub net: Supernet,
+    pub sgd: Sgd,
+    pub space: Space,
+    pub state: SupernetState,
+    dir: PathBuf,
+}
+
+impl SupernetRun {
+    /// Resumes from the last checkpoint, or builds a fresh supernet and saves `W0` first.
+    pub fn open(run: &RunDir, data: &RunData, device: Device) -> Result<SupernetRun> {
+        let settings = &run.info.settings;
+        let dir = run.supernet_dir();
+        let kind = space_kind(settings, data)?;
+        let mut sgd = Sgd::new(&settings.supernet);
+        if let Some((state, tensors)) = checkpoint::read_state::<SupernetState>(&dir)? {
+            let built = Space::from_json(state.built_space.clone())?;
+            if built.kind != kind {
+                bail!("the supernet checkpoint in {} was built for another space or data shape", dir.display());
+            }
+            let mut net = Supernet::new(&built, device);
+            for (cp, &k) in state.copies.iter().enumerate() {
+                net.grow_copies(cp, k);
+            }
+            checkpoint::restore(&tensors, &net, &mut sgd, device)?;
+            let space = Space::from_json(state.space.clone())?;
+            return Ok(SupernetRun { net, sgd, space, state, dir });
+        }
+        let space = initial_space(settings, &kind)?;
+        tch::manual_seed(settings.seed as i64);
+        let net = Supernet::new(&space, device);
+        save_tensors(&dir.join("W0.safetensors"), &net.named_tensors())?;
+        let state = SupernetState {
+            epoch: 0,
+            built_space: space.to_json(),
+            space: space.to_json(),
+            copies: net.copies().to_vec(),
+            rounds_applied: 0,
+            seed: settings.seed,
+            rng: "per-epoch ChaCha8 generators seeded from (seed, purpose, epoch)".into(),
+            history: Vec::new(),
+        };
+        let me = SupernetRun { net, sgd, space, state, dir };
+        me.save()?;
+        Ok(me)
+    }
+
+    pub fn save(&self) -> Result<()> {
+        let mut state = self.state.clone();
+        state.space = self.space.to_json();
+        state.copies = self.net.copies().to_vec();
+        checkpoint::save(&self.dir, &self.net, &self.sgd, &state)
+    }
+
+    /// The weights at initialisation.
+    pub fn w0(&self) -> Result<HashMap<String, Tensor>> {
+        load_tensors(&self.dir.join("W0.safetensors"))
+    }
+
+    /// Trains on the current space until `end` epochs are complete, checkpointing every epoch.
+    pub fn train_to(&mut self, end: usize, phase: Phase, settings: &Settings, data: &RunData, progress: &Progress) -> Result<()> {
+        let device = self.net.device();
+        while self.state.epoch < end {
+            let epoch = self.state.epoch;
+            let space = &self.space;
+            let log = train_epoch(
+                &self.net,
+                &mut self.sgd,
+                &settings.supernet,
+                data,
+                device,
+                settings.seed,
+                epoch,
+                phase,
+                |rng| sampler::sample(settings.sampler, space, rng),
+                progress,
+                "supernet",
+            );
+            progress.info(format!(
+                "supernet epoch {}: loss {:.4}, train acc {:.3}, {:.0} img/s",
+                epoch + 1,
+                log.loss,
+                log.train_accuracy,
+                log.images_per_sec
+            ));
+            progress.event("supernet_epoch", json!(log));
+            self.state.history.push(log);
+            self.state.epoch += 1;
+            self.save()?;
+        }
+        Ok(())
+    }
+}
+
+/// `pwsnas supernet` and the first stage of `pwsnas search`: train `supernet.epochs` epochs.
+pub fn run_stage(run: &mut RunDir, data: &RunData, device: Device, progress: &Progress) -> Result<SupernetRun> {
+    let settings = run.info.settings.clone();
+    let mut sn = SupernetRun::open(run, data, device)?;
+    if run.is_done(Stage::Supernet) {
+        return Ok(sn);
+    }
+    run.begin(Stage::Supernet)?;
+    let epochs = settings.supernet.epochs;
+    progress.info(format!(
+        "supernet: {} space of {} children (log10 {:.2}), {} params, {} epochs from epoch {}",
+        sn.space.kind.name(),
+        sn.space.size(),
+        sn.space.log10_size(),
+        sn.net.param_count(),
+        epochs,
+        sn.state.epoch
+    ));
+    sn.train_to(epochs, Phase { start: 0, end: epochs }, &settings, data, progress)?;
+    let last = sn.state.history.last().cloned();
+    run.finish(Stage::Supernet, json!({ "epochs": epochs, "last_epoch": last }))?;
+    Ok(sn)
+}

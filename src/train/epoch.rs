@@ -1,0 +1,112 @@
+//! One epoch of SGD over the training split, for any network and any way of choosing children: the
+//! supernet passes its sampler, retraining passes its one child.
+use std::collections::HashSet;
+use std::time::Instant;
+
+use pwsnas_datasets::{batches, Order};
+use pwsnas_models::{Arch, Mode, Param, Supernet};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Reduction};
+
+use super::derive_seed;
+use super::sgd::{clip_grad_norm, cosine_lr, Sgd};
+use crate::data::{to_tensors, RunData};
+use crate::progress::Progress;
+use crate::settings::TrainSettings;
+
+/// What an epoch did.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct EpochLog {
+    pub epoch: usize,
+    pub steps: usize,
+    pub loss: f64,
+    pub train_accuracy: f64,
+    pub lr: f64,
+    pub images_per_sec: f64,
+    pub seconds: f64,
+}
+
+/// The epochs one cosine schedule spans (training restarts the schedule at each phase: the
+/// warm-up of the supernet, each training between shrinking rounds, the retraining).
+#[derive(Clone, Copy, Debug)]
+pub struct Phase {
+    pub start: usize,
+    pub end: usize,
+}
+
+pub fn steps_per_epoch(cfg: &TrainSettings, data: &RunData) -> usize {
+    let full = data.train.len() / cfg.batch_size;
+    cfg.steps_per_epoch.map_or(full, |s| s.min(full)).max(1)
+}
+
+/// Trains `net` for epoch `epoch` (0-based) of `phase`.
+#[allow(clippy::too_many_arguments)]
+pub fn train_epoch(
+    net: &Supernet,
+    sgd: &mut Sgd,
+    cfg: &TrainSettings,
+    data: &RunData,
+    device: Device,
+    seed: u64,
+    epoch: usize,
+    phase: Phase,
+    mut choose: impl FnMut(&mut ChaCha8Rng) -> Vec<Arch>,
+    progress: &Progress,
+    label: &str,
+) -> EpochLog {
+    let steps = steps_per_epoch(cfg, data);
+    let total = steps * (phase.end - phase.start);
+    let mut arch_rng = ChaCha8Rng::seed_from_u64(derive_seed(seed, "arch", epoch as u64));
+    let data_seed = derive_seed(seed, "data", epoch as u64);
+    let bar = progress.bar(steps as u64, &format!("{label} {}", epoch + 1));
+    let start = Instant::now();
+    let (mut loss_sum, mut correct, mut seen, mut lr) = (0.0, 0i64, 0usize, cfg.lr);
+    let mut done = 0;
+    for (i, batch) in batches(&data.train, &data.norm, cfg.batch_size, Order::Shuffled, &data.augment, true, data_seed)
+        .take(steps)
+        .enumerate()
+    {
+        lr = cosine_lr(cfg.lr, (epoch - phase.start) * steps + i, total);
+        let (x, y) = to_tensors(&batch, device);
+        let children = choose(&mut arch_rng);
+        let mut names = HashSet::new();
+        let mut params: Vec<&Param> = Vec::new();
+        for child in &children {
+            let logits = net.forward(&x, child, Mode::TRAIN);
+            let loss = logits.cross_entropy_loss::<tch::Tensor>(&y, None, Reduction::Mean, -100, cfg.label_smoothing);
+            loss.backward();
+            loss_sum += loss.double_value(&[]);
+            correct += logits.argmax(1, false).eq_tensor(&y).to_kind(Kind::Int64).sum(Kind::Int64).int64_value(&[]);
+            seen += batch.n;
+            for p in net.trainable_for(child) {
+                if names.insert(p.name.as_str()) {
+                    params.push(p);
+                }
+            }
+        }
+        if let Some(max) = cfg.grad_clip {
+            clip_grad_norm(&params, max);
+        }
+        sgd.step(&params, lr);
+        done += 1;
+        bar.inc(1);
+        if i % 10 == 0 {
+            bar.set_message(format!("loss {:.3} lr {lr:.4}", loss_sum / (seen as f64 / batch.n as f64)));
+        }
+    }
+    bar.finish_and_clear();
+    let seconds = start.elapsed().as_secs_f64();
+    let images = (done * cfg.batch_size) as f64;
+    let passes = seen as f64 / cfg.batch_size as f64;
+    EpochLog {
+        epoch,
+        steps: done,
+        loss: if passes > 0.0 { loss_sum / passes } else { 0.0 },
+        train_accuracy: if seen > 0 { correct as f64 / seen as f64 } else { 0.0 },
+        lr,
+        images_per_sec: if seconds > 0.0 { images / seconds } else { 0.0 },
+        seconds,
+    }
+}
