@@ -99,6 +99,8 @@ pub fn now() -> u64 {
 pub struct RunDir {
     pub root: PathBuf,
     pub info: RunInfo,
+    /// Held while this process writes into the run (see [`RunDir::lock`]).
+    lock: Option<std::fs::File>,
 }
 
 impl RunDir {
@@ -134,7 +136,36 @@ impl RunDir {
         }
         let info: RunInfo =
             serde_json::from_value(raw).with_context(|| format!("{} is not a valid run.json", file.display()))?;
-        Ok(RunDir { root: root.to_path_buf(), info })
+        Ok(RunDir { root: root.to_path_buf(), info, lock: None })
+    }
+
+    /// Takes the run's lock (`run.lock`, an OS file lock released when the process ends), so that two
+    /// processes never write the same run. Fails at once, naming the holder, when another has it.
+    pub fn lock(&mut self) -> Result<()> {
+        if self.lock.is_some() {
+            return Ok(());
+        }
+        let path = self.root.join("run.lock");
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        if file.try_lock().is_err() {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            bail!(
+                "another pwsnas process ({}) is working in {}; wait for it to finish or stop it",
+                holder.trim(),
+                self.root.display()
+            );
+        }
+        use std::io::Write;
+        file.set_len(0)?;
+        write!(file, "pid {}", std::process::id())?;
+        self.lock = Some(file);
+        Ok(())
     }
 
     /// Opens or creates a run with these settings. Stages whose fingerprint changed are refused,
@@ -146,6 +177,7 @@ impl RunDir {
             std::fs::create_dir_all(root).with_context(|| format!("cannot create run directory {}", root.display()))?;
             RunDir {
                 root: root.to_path_buf(),
+                lock: None,
                 info: RunInfo {
                     format: FORMAT,
                     pwsnas_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -157,6 +189,7 @@ impl RunDir {
                 },
             }
         };
+        run.lock()?;
         for stage in Stage::ALL {
             let Some(rec) = run.info.stages.get(stage.name()) else { continue };
             let new = stage.fingerprint(settings);
@@ -281,6 +314,14 @@ mod tests {
         assert!(run.is_done(Stage::Supernet));
         assert!(!run.info.stages.contains_key("shrink"));
         assert!(!run.path("shrink.json").exists());
+    }
+
+    #[test]
+    fn a_second_writer_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = RunDir::open_or_create(dir.path(), &Settings::default(), "cpu", false).unwrap();
+        let err = RunDir::open_or_create(dir.path(), &Settings::default(), "cpu", false).err().unwrap().to_string();
+        assert!(err.contains("another pwsnas process (pid"), "{err}");
     }
 
     #[test]
