@@ -133,9 +133,9 @@ impl BatchNorm {
         )
     }
 
-    fn trainable(&self, out: &mut Vec<Tensor>) {
-        out.push(self.weight.tensor.shallow_clone());
-        out.push(self.bias.tensor.shallow_clone());
+    pub fn trainable<'a>(&'a self, out: &mut Vec<&'a Param>) {
+        out.push(&self.weight);
+        out.push(&self.bias);
     }
 }
 
@@ -206,8 +206,8 @@ impl ConvBn {
         self.post.lower(g, y)
     }
 
-    pub fn trainable(&self, out: &mut Vec<Tensor>) {
-        out.push(self.conv.weight.tensor.shallow_clone());
+    pub fn trainable<'a>(&'a self, out: &mut Vec<&'a Param>) {
+        out.push(&self.conv.weight);
         self.bn.trainable(out);
     }
 }
@@ -243,8 +243,8 @@ impl Linear {
         )
     }
 
-    pub fn trainable(&self, out: &mut Vec<Tensor>) {
-        out.push(self.weight.tensor.shallow_clone());
-        out.push(self.bias.tensor.shallow_clone());
+    pub fn trainable<'a>(&'a self, out: &mut Vec<&'a Param>) {
+        out.push(&self.weight);
+        out.push(&self.bias);
     }
 }

@@ -3,7 +3,7 @@
 use pwsnas_onnx::{Dim, Graph, GraphBuilder, Value};
 use tch::{nn, Tensor};
 
-use super::layers::{Act, BatchNorm, ConvBn, Linear, Mode};
+use super::layers::{Act, BatchNorm, ConvBn, Linear, Mode, Param};
 use super::ops::{Site, SiteShape};
 use super::Segment;
 use crate::mobile::MobileParams;
@@ -86,7 +86,7 @@ impl MobileNet {
         }
     }
 
-    pub fn shared_trainable(&self, out: &mut Vec<Tensor>) {
+    pub fn shared_trainable<'a>(&'a self, out: &mut Vec<&'a Param>) {
         self.stem.trainable(out);
         self.head.trainable(out);
         self.classifier.trainable(out);

@@ -18,7 +18,7 @@ use crate::error::{ModelError, Result};
 use crate::op::Op;
 use crate::space::{Arch, Space, SpaceKind};
 use crate::vector::{Composition, Segment};
-pub use layers::{BatchNorm, Mode};
+pub use layers::{BatchNorm, Mode, Param};
 use ops::{OpModule, Site};
 
 enum Network {
@@ -129,7 +129,7 @@ impl Supernet {
     }
 
     /// Trainable tensors the child uses (shared parts + its modules): what one SPOS step updates.
-    pub fn trainable_for(&self, arch: &Arch) -> Vec<Tensor> {
+    pub fn trainable_for(&self, arch: &Arch) -> Vec<&Param> {
         let mut out = Vec::new();
         match &self.net {
             Network::Nb201(n) => n.shared_trainable(&mut out),
@@ -153,7 +153,17 @@ impl Supernet {
 
     /// Number of trainable parameters the child uses.
     pub fn param_count_for(&self, arch: &Arch) -> i64 {
-        self.trainable_for(arch).iter().map(|t| t.numel() as i64).sum()
+        self.trainable_for(arch).iter().map(|p| p.tensor.numel() as i64).sum()
+    }
+
+    /// Number of trainable parameters every child uses (stem, fixed blocks, head).
+    pub fn shared_param_count(&self) -> i64 {
+        let mut out = Vec::new();
+        match &self.net {
+            Network::Nb201(n) => n.shared_trainable(&mut out),
+            Network::Mobile(n) => n.shared_trainable(&mut out),
+        }
+        out.iter().map(|p| p.tensor.numel() as i64).sum()
     }
 
     /// Number of trainable parameters held (every op, every copy).
@@ -167,7 +177,7 @@ impl Supernet {
         for s in sites(&self.net).filter(|s| s.cp == cp) {
             s.module(op, 0).trainable(&mut v);
         }
-        v.iter().map(|t| t.numel() as i64).sum()
+        v.iter().map(|p| p.tensor.numel() as i64).sum()
     }
 
     /// The segments of the child's weight vector (see [`crate::vector`]).

@@ -4,7 +4,7 @@
 use pwsnas_onnx::{Dim, Graph, GraphBuilder, Value};
 use tch::{nn, Tensor};
 
-use super::layers::{Act, BatchNorm, Conv, ConvBn, Linear, Mode};
+use super::layers::{Act, BatchNorm, Conv, ConvBn, Linear, Mode, Param};
 use super::ops::{Site, SiteShape};
 use super::Segment;
 use crate::nb201::Nb201Params;
@@ -212,15 +212,14 @@ impl Nb201Net {
     }
 
     /// Trainable tensors every child uses.
-    pub fn shared_trainable(&self, out: &mut Vec<Tensor>) {
+    pub fn shared_trainable<'a>(&'a self, out: &mut Vec<&'a Param>) {
         self.stem.trainable(out);
         for r in &self.reductions {
             r.conv_a.trainable(out);
             r.conv_b.trainable(out);
-            out.push(r.downsample.weight.tensor.shallow_clone());
+            out.push(&r.downsample.weight);
         }
-        out.push(self.lastact.weight.tensor.shallow_clone());
-        out.push(self.lastact.bias.tensor.shallow_clone());
+        self.lastact.trainable(out);
         self.classifier.trainable(out);
     }
 

@@ -147,7 +147,7 @@ impl OpModule {
         self.conv_bns().into_iter().map(|cb| &cb.bn).collect()
     }
 
-    pub fn trainable(&self, out: &mut Vec<Tensor>) {
+    pub fn trainable<'a>(&'a self, out: &mut Vec<&'a Param>) {
         for cb in self.conv_bns() {
             cb.trainable(out);
         }
