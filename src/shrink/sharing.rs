@@ -95,3 +95,45 @@ pub fn plan_copies(net: &Supernet, space: &Space, current: &[usize], k: usize, b
     }
     copies
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pwsnas_models::SpaceKind;
+
+    #[test]
+    fn copies_split_the_children_of_a_weight_by_the_previous_choice() {
+        let space = Space::full(SpaceKind::by_name("nb201").unwrap());
+        let one = degree(&space, &[1; 6]);
+        // Every weighted op (conv 1x1, conv 3x3) of every edge is used by 15625 / 5 children.
+        assert_eq!(one.mean_children_per_weight, 3125.0);
+        assert_eq!(one.weight_units, 12);
+        // Two copies on edge 1<-0, routed by 3<-2 (op indices 0..5): copy 0 gets 3 of 5 previous ops, copy 1 gets 2.
+        let two = degree(&space, &[2, 1, 1, 1, 1, 1]);
+        assert_eq!(two.weight_units, 14);
+        assert_eq!(two.max_children_per_weight, 3125.0);
+        let expected = (10.0 * 3125.0 + 2.0 * 1875.0 + 2.0 * 1250.0) / 14.0;
+        assert!((two.mean_children_per_weight - expected).abs() < 1e-9);
+        assert!(two.mean_children_per_weight < one.mean_children_per_weight);
+    }
+
+    #[test]
+    fn planned_copies_respect_the_parameter_budget() {
+        let kind = SpaceKind::Nb201(pwsnas_models::Nb201Params { channels: 4, cells_per_stage: 1, ..Default::default() });
+        let full = Space::full(kind);
+        let net = Supernet::new(&full, tch::Device::Cpu);
+        let budget = effective_params(&net, &full, &[1; 6]);
+        // Nothing dropped: no spare capacity, no copies.
+        assert_eq!(plan_copies(&net, &full, &[1; 6], 2, budget), vec![1; 6]);
+        // Drop both convs from three edges: the freed capacity pays for copies elsewhere.
+        let mut shrunk = full.clone();
+        for cp in 0..3 {
+            shrunk.remove(cp, pwsnas_models::Op::NorConv1x1).unwrap();
+            shrunk.remove(cp, pwsnas_models::Op::NorConv3x3).unwrap();
+        }
+        let copies = plan_copies(&net, &shrunk, &[1; 6], 2, budget);
+        assert!(copies.iter().any(|&k| k == 2), "{copies:?}");
+        assert!(effective_params(&net, &shrunk, &copies) <= budget);
+        assert!(degree(&shrunk, &copies).mean_children_per_weight < degree(&shrunk, &[1; 6]).mean_children_per_weight);
+    }
+}
