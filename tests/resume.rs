@@ -103,3 +103,41 @@ fn a_killed_supernet_command_resumes_to_the_same_result() {
     };
     assert_eq!(max_diff(&load(&whole), &load(&killed)), 0.0);
 }
+
+#[test]
+fn a_search_killed_in_any_stage_finishes_with_the_uninterrupted_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = |out: &Path| {
+        let mut a = set(set(tiny(out), "--warmup-epochs", "2"), "--retrain-epochs", "3");
+        a.push("--quiet".into());
+        a
+    };
+    let whole = dir.path().join("whole");
+    ok(args(&whole));
+
+    let killed = dir.path().join("killed");
+    let mut kills = 0;
+    for delay_ms in [150u64, 300, 450, 600, 800, 1000, 1300, 1600, 2000, 2500, 3000, 4000] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pwsnas")).args(args(&killed)).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            kills += 1;
+        }
+        child.wait().unwrap();
+    }
+    ok(args(&killed));
+    assert!(kills > 0, "no run was interrupted");
+    assert_eq!(json(&killed.join("arch.json")), json(&whole.join("arch.json")));
+    let rounds = |d: &Path| -> Vec<(serde_json::Value, serde_json::Value)> {
+        let report = json(&d.join("shrink.json"));
+        report["rounds"].as_array().unwrap().iter().map(|r| (r["candidates"].clone(), r["dropped"].clone())).collect()
+    };
+    assert!(rounds(&killed) == rounds(&whole), "the shrinking rounds differ");
+    let evaluated = |d: &Path| json(&d.join("search.json"))["evaluated"].clone();
+    assert_eq!(evaluated(&killed), evaluated(&whole));
+    let load = |d: &Path| -> HashMap<String, Tensor> {
+        Tensor::read_safetensors(d.join("retrain/weights.safetensors")).unwrap().into_iter().collect()
+    };
+    assert_eq!(max_diff(&load(&whole), &load(&killed)), 0.0);
+}

@@ -8,7 +8,7 @@ use pwsnas_models::{Arch, Mode, Param, Supernet};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use tch::{Device, Kind, Reduction};
+use tch::{Device, Kind, Reduction, Tensor};
 
 use super::derive_seed;
 use super::sgd::{clip_grad_norm, cosine_lr, Sgd};
@@ -41,6 +41,50 @@ pub fn steps_per_epoch(cfg: &TrainSettings, data: &RunData) -> usize {
     cfg.steps_per_epoch.map_or(full, |s| s.min(full)).max(1)
 }
 
+/// What one step saw. Loss and correct counts stay on the device (no synchronisation per step).
+pub struct StepStats {
+    /// Sum over the step's children of the mean batch loss.
+    pub loss_sum: Tensor,
+    pub correct: Tensor,
+    /// Images seen (batch size × children).
+    pub seen: usize,
+}
+
+/// One SGD step on a batch: forward and backward of every child (gradients accumulate, as FairNAS
+/// does), optional clipping, one update of the tensors the children used.
+pub fn train_step(
+    net: &Supernet,
+    sgd: &mut Sgd,
+    cfg: &TrainSettings,
+    x: &Tensor,
+    y: &Tensor,
+    children: &[Arch],
+    lr: f64,
+) -> StepStats {
+    let zeros = || Tensor::zeros([], (Kind::Double, x.device()));
+    let mut stats = StepStats { loss_sum: zeros(), correct: zeros(), seen: 0 };
+    let mut names = HashSet::new();
+    let mut params: Vec<&Param> = Vec::new();
+    for child in children {
+        let logits = net.forward(x, child, Mode::TRAIN);
+        let loss = logits.cross_entropy_loss::<Tensor>(y, None, Reduction::Mean, -100, cfg.label_smoothing);
+        loss.backward();
+        stats.loss_sum += loss.detach().to_kind(Kind::Double);
+        stats.correct += logits.argmax(1, false).eq_tensor(y).sum(Kind::Double);
+        stats.seen += x.size()[0] as usize;
+        for p in net.trainable_for(child) {
+            if names.insert(p.name.as_str()) {
+                params.push(p);
+            }
+        }
+    }
+    if let Some(max) = cfg.grad_clip {
+        clip_grad_norm(&params, max);
+    }
+    sgd.step(&params, lr);
+    stats
+}
+
 /// Trains `net` for epoch `epoch` (0-based) of `phase`.
 #[allow(clippy::too_many_arguments)]
 pub fn train_epoch(
@@ -62,7 +106,9 @@ pub fn train_epoch(
     let data_seed = derive_seed(seed, "data", epoch as u64);
     let bar = progress.bar(steps as u64, &format!("{label} {}", epoch + 1));
     let start = Instant::now();
-    let (mut loss_sum, mut correct, mut seen, mut lr) = (0.0, 0i64, 0usize, cfg.lr);
+    let (mut seen, mut lr) = (0usize, cfg.lr);
+    let mut loss_sum = Tensor::zeros([], (Kind::Double, device));
+    let mut correct = Tensor::zeros([], (Kind::Double, device));
     let mut done = 0;
     for (i, batch) in batches(&data.train, &data.norm, cfg.batch_size, Order::Shuffled, &data.augment, true, data_seed)
         .take(steps)
@@ -71,40 +117,27 @@ pub fn train_epoch(
         lr = cosine_lr(cfg.lr, (epoch - phase.start) * steps + i, total);
         let (x, y) = to_tensors(&batch, device);
         let children = choose(&mut arch_rng);
-        let mut names = HashSet::new();
-        let mut params: Vec<&Param> = Vec::new();
-        for child in &children {
-            let logits = net.forward(&x, child, Mode::TRAIN);
-            let loss = logits.cross_entropy_loss::<tch::Tensor>(&y, None, Reduction::Mean, -100, cfg.label_smoothing);
-            loss.backward();
-            loss_sum += loss.double_value(&[]);
-            correct += logits.argmax(1, false).eq_tensor(&y).to_kind(Kind::Int64).sum(Kind::Int64).int64_value(&[]);
-            seen += batch.n;
-            for p in net.trainable_for(child) {
-                if names.insert(p.name.as_str()) {
-                    params.push(p);
-                }
-            }
-        }
-        if let Some(max) = cfg.grad_clip {
-            clip_grad_norm(&params, max);
-        }
-        sgd.step(&params, lr);
+        let step = train_step(net, sgd, cfg, &x, &y, &children, lr);
+        loss_sum += step.loss_sum;
+        correct += step.correct;
+        seen += step.seen;
         done += 1;
         bar.inc(1);
-        if i % 10 == 0 {
-            bar.set_message(format!("loss {:.3} lr {lr:.4}", loss_sum / (seen as f64 / batch.n as f64)));
+        if i % 10 == 0 && !bar.is_hidden() {
+            let mean = loss_sum.double_value(&[]) / (seen as f64 / batch.n as f64);
+            bar.set_message(format!("loss {mean:.3} lr {lr:.4}"));
         }
     }
     bar.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();
     let images = (done * cfg.batch_size) as f64;
     let passes = seen as f64 / cfg.batch_size as f64;
+    let (loss_sum, correct) = (loss_sum.double_value(&[]), correct.double_value(&[]));
     EpochLog {
         epoch,
         steps: done,
         loss: if passes > 0.0 { loss_sum / passes } else { 0.0 },
-        train_accuracy: if seen > 0 { correct as f64 / seen as f64 } else { 0.0 },
+        train_accuracy: if seen > 0 { correct / seen as f64 } else { 0.0 },
         lr,
         images_per_sec: if seconds > 0.0 { images / seconds } else { 0.0 },
         seconds,
