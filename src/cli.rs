@@ -11,7 +11,10 @@ use serde_json::json;
 
 use crate::data::RunData;
 use crate::eval::Evaluator;
+use crate::export::{self, latency::Plan, ExportOptions};
 use crate::fsutil::read_json;
+use crate::infer::Classifier;
+use crate::ort_runtime::{Ep, SessionConfig};
 use crate::progress::Progress;
 use crate::run::RunDir;
 use crate::search::ArchFile;
@@ -19,7 +22,11 @@ use crate::settings::{Metric, Sampler, Settings, Strategy};
 use crate::{device, doctor, pipeline, retrain, shrink, supernet};
 
 #[derive(Parser)]
-#[command(name = "pwsnas", version, about = "Angle-based search-space shrinking NAS on libtorch, to a validated ONNX model")]
+#[command(
+    name = "pwsnas",
+    version,
+    about = "Angle-based search-space shrinking NAS on libtorch, to a validated ONNX model"
+)]
 pub struct Cli {
     /// Print nothing but errors.
     #[arg(long, global = true)]
@@ -86,14 +93,67 @@ pub enum Command {
         #[command(flatten)]
         run: RunArgs,
     },
+    /// Benchmarks of the hot paths (training step, candidate scoring), printed as numbers.
+    #[command(subcommand)]
+    Bench(crate::bench::BenchCommand),
     /// Facts about spaces and architectures.
     #[command(subcommand)]
     Arch(ArchCommand),
     /// Facts about datasets.
     #[command(subcommand)]
     Data(DataCommand),
-    /// What this binary finds: libtorch, CUDA devices, the cache, the datasets.
+    /// What this binary finds: libtorch, CUDA devices, ONNX Runtime, the cache, the datasets.
     Doctor,
+    /// Export a run's retrained architecture to model.onnx, validate it with ONNX Runtime against
+    /// libtorch (parity, test accuracy, latency) and write report.json, report.md and report.html.
+    Export {
+        /// The run directory (written by `pwsnas search`).
+        dir: PathBuf,
+        #[command(flatten)]
+        ort: OrtArgs,
+        /// Parity tolerance on max |ORT - libtorch| / max |logit| over the validation batch.
+        #[arg(long, default_value_t = export::DEFAULT_TOLERANCE)]
+        tolerance: f64,
+        /// Timed runs per latency measurement (after the warm-up runs).
+        #[arg(long, default_value_t = 100)]
+        latency_runs: usize,
+        /// Untimed warm-up runs before each latency measurement.
+        #[arg(long, default_value_t = 10)]
+        warmup: usize,
+        /// Validation images in the parity batch.
+        #[arg(long, default_value_t = 64)]
+        parity_images: usize,
+        /// libtorch device for parity, accuracy and latency (default: cpu with --ep cpu, cuda with --ep cuda).
+        #[arg(long)]
+        device: Option<String>,
+    },
+    /// Classify images with a model written by `pwsnas export` (ONNX Runtime; top classes with names).
+    Infer {
+        /// The exported model (model.onnx).
+        model: PathBuf,
+        /// PNG or JPEG images; each is resized and converted to the model's input.
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        /// How many classes to show per image.
+        #[arg(long, default_value_t = 5)]
+        top: usize,
+        #[command(flatten)]
+        ort: OrtArgs,
+    },
+}
+
+/// How to run ONNX Runtime.
+#[derive(Args, Clone)]
+pub struct OrtArgs {
+    /// ONNX Runtime execution provider (cuda only with a GPU build of ONNX Runtime; never a silent fallback).
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub ep: Ep,
+    /// Intra-op threads of ONNX Runtime (and of libtorch for the comparison); default: libtorch's default.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// The ONNX Runtime library (libonnxruntime.so.1.31.x); default: ORT_DYLIB_PATH, then the one set-up installed.
+    #[arg(long)]
+    pub ort_lib: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -346,7 +406,8 @@ impl SettingsArgs {
 
 /// Settings for a new run (`--out`): stored ones when the run exists, else defaults; then config and flags.
 fn settings_for(out: &Path, args: &SettingsArgs) -> Result<Settings> {
-    let base = if out.join("run.json").exists() { RunDir::open(out)?.info.settings } else { Settings::default() };
+    let base =
+        if out.join("run.json").exists() { RunDir::open(out)?.info.settings } else { Settings::default() };
     args.resolve(base)
 }
 
@@ -392,30 +453,66 @@ pub fn run(cli: Cli) -> Result<()> {
             ));
             Ok(())
         }
-        Command::Eval { dir, arch, bn_batches, val_images, device } => eval(&dir, &arch, bn_batches, val_images, &device, &progress),
+        Command::Eval { dir, arch, bn_batches, val_images, device } => {
+            eval(&dir, &arch, bn_batches, val_images, &device, &progress)
+        }
         Command::Train { dir, arch, settings, run } => {
             let settings = args_over_run(&dir, &settings)?;
             let device = device::parse(&run.device)?;
             let mut r = RunDir::open_or_create(&dir, &settings, &device::name(device), run.force)?;
             progress.attach_events(&r.path("events.jsonl"))?;
+            let data = RunData::load(&settings)?;
             let arch_file: ArchFile = match &arch {
                 Some(path) => {
                     let a: ArchFile = read_json(path)?;
-                    a.kind()?.parse_arch(&a.arch).with_context(|| format!("{} holds an invalid arch", path.display()))?;
+                    let kind = a
+                        .kind()
+                        .with_context(|| format!("{} does not name a valid space", path.display()))?;
+                    kind.parse_arch(&a.arch)
+                        .with_context(|| format!("{} holds an invalid arch", path.display()))?;
+                    let [c, h, w] = data.shape();
+                    if kind.input_shape() != [c, h, w] || kind.classes() != data.classes.len() {
+                        anyhow::bail!(
+                            "{} is for {:?} inputs and {} classes, but the run's data has {:?} and {}",
+                            path.display(),
+                            kind.input_shape(),
+                            kind.classes(),
+                            [c, h, w],
+                            data.classes.len()
+                        );
+                    }
+                    let previous: Option<ArchFile> = read_json(&r.path("arch.json")).ok();
+                    if previous.as_ref().is_some_and(|p| p.arch != a.arch)
+                        && r.is_done(crate::run::Stage::Retrain)
+                    {
+                        if !run.force {
+                            anyhow::bail!(
+                                "{} already retrained {}; pass --force to retrain {} instead",
+                                dir.display(),
+                                previous.map(|p| p.arch).unwrap_or_default(),
+                                a.arch
+                            );
+                        }
+                        r.discard(crate::run::Stage::Retrain)?;
+                        r.save()?;
+                    }
                     crate::fsutil::write_json(&r.path("arch.json"), &a)?;
                     a
                 }
-                None => read_json(&r.path("arch.json")).context("the run has no arch.json: finish `pwsnas search` or pass --arch FILE")?,
+                None => read_json(&r.path("arch.json"))
+                    .context("the run has no arch.json: finish `pwsnas search` or pass --arch FILE")?,
             };
-            let data = RunData::load(&settings)?;
             let result = retrain::run_stage(&mut r, &arch_file, &data, device, &progress)?;
             progress.event("retrain_done", json!(result));
             Ok(())
         }
-        Command::Arch(ArchCommand::Info { space, arch, shape }) => arch_info(&space, &arch, &shape, &progress),
+        Command::Arch(ArchCommand::Info { space, arch, shape }) => {
+            arch_info(&space, &arch, &shape, &progress)
+        }
         Command::Data(DataCommand::Inspect { data, image_size }) => {
             let spec: pwsnas_datasets::DataSpec = data.parse()?;
-            let opts = pwsnas_datasets::LoadOptions { image_size: image_size.map(|s| (s, s)), ..Default::default() };
+            let opts =
+                pwsnas_datasets::LoadOptions { image_size: image_size.map(|s| (s, s)), ..Default::default() };
             let splits = pwsnas_datasets::load(&spec, &opts)?;
             let summary = pwsnas_datasets::summary(&splits);
             let first: Vec<u32> = splits.test.labels.iter().take(10).copied().collect();
@@ -423,10 +520,14 @@ pub fn run(cli: Cli) -> Result<()> {
                 println!("{}", json!({ "summary": summary, "first_test_labels": first }));
             } else {
                 println!("{summary}");
-                println!("first test labels: {}", first.iter().map(u32::to_string).collect::<Vec<_>>().join(" "));
+                println!(
+                    "first test labels: {}",
+                    first.iter().map(u32::to_string).collect::<Vec<_>>().join(" ")
+                );
             }
             Ok(())
         }
+        Command::Bench(cmd) => crate::bench::run(cmd, &progress),
         Command::Doctor => {
             let report = doctor::report();
             if cli.json {
@@ -436,7 +537,62 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Export { dir, ort, tolerance, latency_runs, warmup, parity_images, device } => {
+            let opts = ExportOptions {
+                ep: ort.ep,
+                threads: ort.threads,
+                ort_lib: ort.ort_lib,
+                tolerance,
+                plan: Plan { warmup, runs: latency_runs },
+                device,
+                parity_images,
+            };
+            let report = export::run(&dir, &opts, &progress)?;
+            if let Some(reason) = report.parity.reason.as_deref().filter(|_| !report.parity.passed) {
+                anyhow::bail!(
+                    "the exported model failed the parity check: {reason}; {} says more (model.onnx was kept for inspection)",
+                    dir.join("report.md").display()
+                );
+            }
+            progress.info(format!(
+                "done: {} passed the parity check; ONNX Runtime test accuracy {:.2}% (libtorch {:.2}%), {:.2}× libtorch's speed at batch 1",
+                dir.join("model.onnx").display(),
+                report.accuracy.ort * 100.0,
+                report.accuracy.libtorch * 100.0,
+                report.latency.batch1_speedup
+            ));
+            Ok(())
+        }
+        Command::Infer { model, images, top, ort } => infer(&model, &images, top, &ort, cli.json),
     }
+}
+
+fn infer(model: &Path, images: &[PathBuf], top: usize, ort: &OrtArgs, json_out: bool) -> Result<()> {
+    if top == 0 {
+        anyhow::bail!("--top 0: expected at least 1");
+    }
+    let threads = ort.threads.unwrap_or_else(|| tch::get_num_threads().max(1) as usize);
+    let mut classifier =
+        Classifier::load(model, ort.ort_lib.as_deref(), SessionConfig { ep: ort.ep, threads })?;
+    let results = classifier.classify(images, top)?;
+    if json_out {
+        println!("{}", json!({ "model": model, "arch": classifier.info.arch, "results": results }));
+        return Ok(());
+    }
+    for r in &results {
+        println!("{}", r.image);
+        for p in &r.top {
+            println!(
+                "  {:>2}. {:<24} {:>7.2}%  (class {}, logit {:.3})",
+                p.rank,
+                p.class,
+                p.probability * 100.0,
+                p.index,
+                p.logit
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Settings of an existing run with flag overrides (a run command never starts from defaults).
@@ -445,19 +601,47 @@ fn args_over_run(dir: &Path, args: &SettingsArgs) -> Result<Settings> {
     args.resolve(base)
 }
 
-fn eval(dir: &Path, arch: &str, bn_batches: usize, val_images: usize, device: &str, progress: &Progress) -> Result<()> {
+fn eval(
+    dir: &Path,
+    arch: &str,
+    bn_batches: usize,
+    val_images: usize,
+    device: &str,
+    progress: &Progress,
+) -> Result<()> {
     let run = RunDir::open(dir)?;
     let device = device::parse(device)?;
+    if !run.supernet_dir().join("last.safetensors").exists() {
+        anyhow::bail!(
+            "{} has no trained supernet: run `pwsnas supernet --out {}` first",
+            dir.display(),
+            dir.display()
+        );
+    }
     let data = RunData::load(&run.info.settings)?;
     let sn = supernet::SupernetRun::open(&run, &data, device)?;
     let child = sn.net.built_space().parse_arch(arch)?;
-    let evaluator = Evaluator::new(&data, bn_batches, run.info.settings.supernet.batch_size, val_images, run.info.settings.seed, device);
+    let evaluator = Evaluator::new(
+        &data,
+        bn_batches,
+        run.info.settings.supernet.batch_size,
+        val_images,
+        run.info.settings.seed,
+        device,
+    );
     let acc = evaluator.accuracy(&sn.net, &child);
     let in_space = sn.space.contains(&child);
     if progress.json() {
-        println!("{}", json!({ "arch": arch, "accuracy": acc, "val_images": evaluator.images(), "in_current_space": in_space }));
+        println!(
+            "{}",
+            json!({ "arch": arch, "accuracy": acc, "val_images": evaluator.images(), "in_current_space": in_space })
+        );
     } else {
-        println!("{arch}: accuracy {acc:.4} on {} validation images (supernet after epoch {})", evaluator.images(), sn.state.epoch);
+        println!(
+            "{arch}: accuracy {acc:.4} on {} validation images (supernet after epoch {})",
+            evaluator.images(),
+            sn.state.epoch
+        );
         if !in_space {
             println!("note: this child is outside the run's current (shrunk) space");
         }
@@ -495,6 +679,12 @@ fn arch_info(space: &str, arch: &str, shape: &SpaceShapeArgs, progress: &Progres
             l.flops
         );
     }
-    println!("params: {} ({:.3} M)   FLOPs: {} ({:.2} M multiply-adds)", cost.params(), cost.params() as f64 / 1e6, cost.flops(), cost.flops() as f64 / 1e6);
+    println!(
+        "params: {} ({:.3} M)   FLOPs: {} ({:.2} M multiply-adds)",
+        cost.params(),
+        cost.params() as f64 / 1e6,
+        cost.flops(),
+        cost.flops() as f64 / 1e6
+    );
     Ok(())
 }

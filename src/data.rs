@@ -23,8 +23,13 @@ pub struct RunData {
 
 impl RunData {
     pub fn load(settings: &Settings) -> Result<RunData> {
-        let spec: DataSpec = settings.data.parse().with_context(|| format!("setting data = '{}'", settings.data))?;
-        let opts = LoadOptions { image_size: settings.image_size.map(|s| (s, s)), seed: settings.seed, ..Default::default() };
+        let spec: DataSpec =
+            settings.data.parse().with_context(|| format!("setting data = '{}'", settings.data))?;
+        let opts = LoadOptions {
+            image_size: settings.image_size.map(|s| (s, s)),
+            seed: settings.seed,
+            ..Default::default()
+        };
         let splits = load(&spec, &opts)?;
         if splits.train.height != splits.train.width {
             bail!(
@@ -37,7 +42,15 @@ impl RunData {
         let (train, val) = split_train_val(&splits.train, settings.val_fraction, settings.seed);
         let norm = Normalization::compute(&train);
         let augment = Augment::standard_for(&splits.name, train.height);
-        Ok(RunData { name: splits.name, classes: train.classes.clone(), train, val, test: splits.test, norm, augment })
+        Ok(RunData {
+            name: splits.name,
+            classes: train.classes.clone(),
+            train,
+            val,
+            test: splits.test,
+            norm,
+            augment,
+        })
     }
 
     /// `[channels, height, width]`.

@@ -1,5 +1,6 @@
-//! `pwsnas doctor`: what this binary finds — libtorch and its CUDA devices, ONNX Runtime, the cache,
-//! the datasets — so a user can see why something does not work before a long run.
+//! `pwsnas doctor`: what this binary finds — libtorch and its CUDA devices, ONNX Runtime (library,
+//! version, execution providers), the cache, the datasets — so a user can see why something does not
+//! work before a long run.
 use std::path::PathBuf;
 
 use serde::Serialize;
@@ -30,7 +31,8 @@ pub fn libtorch_version() -> String {
         .and_then(|p| std::fs::read_to_string(p).ok())
         .and_then(|text| {
             text.lines().find_map(|l| {
-                l.strip_prefix("__version__ = ").map(|v| v.trim().trim_matches(|c| c == '\'' || c == '"').to_string())
+                l.strip_prefix("__version__ = ")
+                    .map(|v| v.trim().trim_matches(|c| c == '\'' || c == '"').to_string())
             })
         })
         .unwrap_or_else(|| "unknown (no torch/version.py beside the loaded library)".into())
@@ -45,6 +47,8 @@ pub struct Report {
     pub cuda_devices: i64,
     pub cudnn: bool,
     pub threads: i32,
+    /// The ONNX Runtime library: paths tried, the one found, its version and execution providers.
+    pub onnxruntime: crate::ort_runtime::OrtDescription,
     pub cache: String,
     pub fashion_mnist: Option<String>,
     pub fashion_mnist_searched: Vec<String>,
@@ -59,12 +63,18 @@ pub fn report() -> Report {
         cuda_devices: tch::Cuda::device_count(),
         cudnn: tch::Cuda::cudnn_is_available(),
         threads: tch::get_num_threads(),
+        onnxruntime: crate::ort_runtime::describe(None),
         cache: std::env::var("PWSNAS_HOME")
             .map(PathBuf::from)
-            .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/pwsnas"))
+            .unwrap_or_else(|_| {
+                PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/pwsnas")
+            })
             .display()
             .to_string(),
         fashion_mnist: pwsnas_datasets::fashion_mnist_dir().map(|p| p.display().to_string()),
-        fashion_mnist_searched: pwsnas_datasets::fashion_mnist_candidates().iter().map(|p| p.display().to_string()).collect(),
+        fashion_mnist_searched: pwsnas_datasets::fashion_mnist_candidates()
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
     }
 }

@@ -20,12 +20,20 @@ pub struct Evaluator {
 impl Evaluator {
     /// `bn_batches` batches of training images (a seeded sample, no augmentation) and the first
     /// `val_images` images of the validation split.
-    pub fn new(data: &RunData, bn_batches: usize, batch_size: usize, val_images: usize, seed: u64, device: Device) -> Evaluator {
+    pub fn new(
+        data: &RunData,
+        bn_batches: usize,
+        batch_size: usize,
+        val_images: usize,
+        seed: u64,
+        device: Device,
+    ) -> Evaluator {
         let calib_seed = derive_seed(seed, "bn-calibration", 0);
-        let calibration = batches(&data.train, &data.norm, batch_size, Order::Shuffled, &Augment::none(), true, calib_seed)
-            .take(bn_batches)
-            .map(|b| to_tensors(&b, device).0)
-            .collect();
+        let calibration =
+            batches(&data.train, &data.norm, batch_size, Order::Shuffled, &Augment::none(), true, calib_seed)
+                .take(bn_batches)
+                .map(|b| to_tensors(&b, device).0)
+                .collect();
         let n = val_images.min(data.val.len());
         let val = data.val.subset(&(0..n).collect::<Vec<_>>());
         let validation =

@@ -5,15 +5,23 @@
 //! [`supernet`] (train the supernet, checkpoint every epoch) → [`shrink`] (angle-based shrinking and
 //! weight copies) → [`search`] (evolution or random search on the shrunk space) → [`retrain`] (the
 //! winner from scratch). They pass plain data (`Space`, `Arch`, reports) from one to the next.
+//! [`export`] then lowers the retrained child to ONNX, validates it with ONNX Runtime
+//! ([`ort_runtime`]) against libtorch and writes the [`report`]s; [`infer`] classifies images with
+//! the exported model alone.
+pub mod bench;
 pub mod cli;
 pub mod data;
 pub mod device;
 pub mod doctor;
 pub mod eval;
+pub mod export;
 pub mod fsutil;
+pub mod infer;
 pub mod latency;
+pub mod ort_runtime;
 pub mod pipeline;
 pub mod progress;
+pub mod report;
 pub mod retrain;
 pub mod run;
 pub mod search;

@@ -21,11 +21,22 @@ pub fn constraints(settings: &Settings) -> Result<Constraints> {
     if s.max_latency_ms.is_some() {
         bail!("--max-latency-ms needs a latency table: build one with `pwsnas latency-table` first");
     }
-    Ok(Constraints { max_flops: s.max_flops, max_params: s.max_params, max_latency_ms: s.max_latency_ms, predictor: None })
+    Ok(Constraints {
+        max_flops: s.max_flops,
+        max_params: s.max_params,
+        max_latency_ms: s.max_latency_ms,
+        predictor: None,
+    })
 }
 
 /// Runs (or resumes) every stage of a search into `out`.
-pub fn search(out: &Path, settings: &Settings, device: Device, force: bool, progress: &Progress) -> Result<RetrainResult> {
+pub fn search(
+    out: &Path,
+    settings: &Settings,
+    device: Device,
+    force: bool,
+    progress: &Progress,
+) -> Result<RetrainResult> {
     settings.validate()?;
     let mut run = RunDir::open_or_create(out, settings, &device::name(device), force)?;
     progress.attach_events(&run.path("events.jsonl"))?;
@@ -47,6 +58,9 @@ pub fn search(out: &Path, settings: &Settings, device: Device, force: bool, prog
         search::run_stage(&mut run, &sn.net, &space, &data, device, constraints, progress)?
     };
     let result = retrain::run_stage(&mut run, &arch, &data, device, progress)?;
-    progress.event("search_finished", json!({ "run": out, "arch": result.arch, "test_accuracy": result.test_accuracy }));
+    progress.event(
+        "search_finished",
+        json!({ "run": out, "arch": result.arch, "test_accuracy": result.test_accuracy }),
+    );
     Ok(result)
 }

@@ -53,7 +53,13 @@ pub fn load_trained(run: &RunDir, arch: &ArchFile, device: Device) -> Result<Sup
     Ok(net)
 }
 
-pub fn run_stage(run: &mut RunDir, arch: &ArchFile, data: &RunData, device: Device, progress: &Progress) -> Result<RetrainResult> {
+pub fn run_stage(
+    run: &mut RunDir,
+    arch: &ArchFile,
+    data: &RunData,
+    device: Device,
+    progress: &Progress,
+) -> Result<RetrainResult> {
     let dir = run.retrain_dir();
     if run.is_done(Stage::Retrain) {
         return crate::fsutil::read_json(&dir.join("result.json"));
@@ -110,7 +116,8 @@ pub fn run_stage(run: &mut RunDir, arch: &ArchFile, data: &RunData, device: Devi
     }
     save_tensors(&dir.join("weights.safetensors"), &net.named_tensors())?;
     write_json(&dir.join("log.json"), &state.history)?;
-    let test_accuracy = accuracy(&data.test, &data.norm, None, 256, device, |x| net.forward(x, &child, Mode::EVAL));
+    let test_accuracy =
+        accuracy(&data.test, &data.norm, None, 256, device, |x| net.forward(x, &child, Mode::EVAL));
     let result = RetrainResult {
         arch: arch.arch.clone(),
         epochs: cfg.epochs,

@@ -124,7 +124,11 @@ impl RunDir {
     pub fn open(root: &Path) -> Result<RunDir> {
         let file = Self::run_json(root);
         if !file.exists() {
-            bail!("{} is not a pwsnas run directory (no run.json): run `pwsnas search --out {}` first", root.display(), root.display());
+            bail!(
+                "{} is not a pwsnas run directory (no run.json): run `pwsnas search --out {}` first",
+                root.display(),
+                root.display()
+            );
         }
         let raw: Value = read_json(&file)?;
         let format = raw.get("format").and_then(Value::as_u64).unwrap_or(0);
@@ -134,8 +138,8 @@ impl RunDir {
                 file.display()
             );
         }
-        let info: RunInfo =
-            serde_json::from_value(raw).with_context(|| format!("{} is not a valid run.json", file.display()))?;
+        let info: RunInfo = serde_json::from_value(raw)
+            .with_context(|| format!("{} is not a valid run.json", file.display()))?;
         Ok(RunDir { root: root.to_path_buf(), info, lock: None })
     }
 
@@ -174,7 +178,8 @@ impl RunDir {
         let mut run = if Self::run_json(root).exists() {
             Self::open(root)?
         } else {
-            std::fs::create_dir_all(root).with_context(|| format!("cannot create run directory {}", root.display()))?;
+            std::fs::create_dir_all(root)
+                .with_context(|| format!("cannot create run directory {}", root.display()))?;
             RunDir {
                 root: root.to_path_buf(),
                 lock: None,
@@ -245,7 +250,7 @@ impl RunDir {
     }
 
     /// Forgets a stage and deletes what it wrote.
-    fn discard(&mut self, stage: Stage) -> Result<()> {
+    pub fn discard(&mut self, stage: Stage) -> Result<()> {
         let outputs: &[&str] = match stage {
             Stage::Supernet => &["supernet"],
             Stage::Shrink => &["shrink.json", "space.json"],
@@ -299,6 +304,7 @@ mod tests {
         run.finish(Stage::Supernet, Value::Null).unwrap();
         run.begin(Stage::Shrink).unwrap();
         std::fs::write(run.path("shrink.json"), "{}").unwrap();
+        drop(run);
 
         // Changing a search setting does not touch the started stages.
         let mut later = s.clone();
@@ -320,7 +326,8 @@ mod tests {
     fn a_second_writer_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let _first = RunDir::open_or_create(dir.path(), &Settings::default(), "cpu", false).unwrap();
-        let err = RunDir::open_or_create(dir.path(), &Settings::default(), "cpu", false).err().unwrap().to_string();
+        let err =
+            RunDir::open_or_create(dir.path(), &Settings::default(), "cpu", false).err().unwrap().to_string();
         assert!(err.contains("another pwsnas process (pid"), "{err}");
     }
 

@@ -209,7 +209,8 @@ impl Default for Settings {
 impl Settings {
     /// Reads a TOML config file over the defaults.
     pub fn from_toml_file(path: &Path) -> Result<Settings> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("config {} is not valid", path.display()))
     }
 
@@ -229,7 +230,11 @@ impl Settings {
             }
         }
         if self.search.top_k > self.search.population {
-            bail!("setting search.top_k ({}) cannot exceed search.population ({})", self.search.top_k, self.search.population);
+            bail!(
+                "setting search.top_k ({}) cannot exceed search.population ({})",
+                self.search.top_k,
+                self.search.population
+            );
         }
         if !(0.0..1.0).contains(&self.val_fraction) || self.val_fraction <= 0.0 {
             bail!("setting val_fraction must be in (0, 1), got {}", self.val_fraction);
@@ -238,7 +243,7 @@ impl Settings {
             bail!("setting search.mutation_prob must be in [0, 1], got {}", self.search.mutation_prob);
         }
         for (name, t) in [("supernet", &self.supernet), ("retrain", &self.retrain)] {
-            if !(t.lr > 0.0) || !(0.0..1.0).contains(&t.momentum) || t.weight_decay < 0.0 {
+            if t.lr.is_nan() || t.lr <= 0.0 || !(0.0..1.0).contains(&t.momentum) || t.weight_decay < 0.0 {
                 bail!("setting {name}: lr must be > 0, momentum in [0, 1), weight_decay ≥ 0");
             }
             if !(0.0..1.0).contains(&t.label_smoothing) {

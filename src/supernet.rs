@@ -34,7 +34,8 @@ pub fn space_kind(settings: &Settings, data: &RunData) -> Result<SpaceKind> {
 pub fn initial_space(settings: &Settings, kind: &SpaceKind) -> Result<Space> {
     let Some(file) = &settings.space_file else { return Ok(Space::full(kind.clone())) };
     let path = PathBuf::from(file);
-    let space = Space::from_json(read_json(&path)?).with_context(|| format!("{} does not hold a valid space", path.display()))?;
+    let space = Space::from_json(read_json(&path)?)
+        .with_context(|| format!("{} does not hold a valid space", path.display()))?;
     if &space.kind != kind {
         bail!(
             "{} is a space for {} with params {}, but this run needs {} with params {} (same space parameters and data shape)",
@@ -87,7 +88,10 @@ impl SupernetRun {
         if let Some((state, tensors)) = checkpoint::read_state::<SupernetState>(&dir)? {
             let built = Space::from_json(state.built_space.clone())?;
             if built.kind != kind {
-                bail!("the supernet checkpoint in {} was built for another space or data shape", dir.display());
+                bail!(
+                    "the supernet checkpoint in {} was built for another space or data shape",
+                    dir.display()
+                );
             }
             let mut net = Supernet::new(&built, device);
             for (cp, &k) in state.copies.iter().enumerate() {
@@ -129,7 +133,14 @@ impl SupernetRun {
     }
 
     /// Trains on the current space until `end` epochs are complete, checkpointing every epoch.
-    pub fn train_to(&mut self, end: usize, phase: Phase, settings: &Settings, data: &RunData, progress: &Progress) -> Result<()> {
+    pub fn train_to(
+        &mut self,
+        end: usize,
+        phase: Phase,
+        settings: &Settings,
+        data: &RunData,
+        progress: &Progress,
+    ) -> Result<()> {
         let device = self.net.device();
         while self.state.epoch < end {
             let epoch = self.state.epoch;
@@ -164,7 +175,12 @@ impl SupernetRun {
 }
 
 /// `pwsnas supernet` and the first stage of `pwsnas search`: train `supernet.epochs` epochs.
-pub fn run_stage(run: &mut RunDir, data: &RunData, device: Device, progress: &Progress) -> Result<SupernetRun> {
+pub fn run_stage(
+    run: &mut RunDir,
+    data: &RunData,
+    device: Device,
+    progress: &Progress,
+) -> Result<SupernetRun> {
     let settings = run.info.settings.clone();
     let mut sn = SupernetRun::open(run, data, device)?;
     if run.is_done(Stage::Supernet) {

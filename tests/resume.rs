@@ -61,7 +61,10 @@ fn a_stopped_and_reopened_supernet_ends_where_an_uninterrupted_one_does() {
     let w0 = a.w0().unwrap();
     assert!(max_diff(&wa, &w0) > 0.0, "training changed the weights");
     assert_eq!(a.state.history.len(), 3);
-    assert_eq!(a.state.history.iter().map(|h| h.loss).collect::<Vec<_>>(), b.state.history.iter().map(|h| h.loss).collect::<Vec<_>>());
+    assert_eq!(
+        a.state.history.iter().map(|h| h.loss).collect::<Vec<_>>(),
+        b.state.history.iter().map(|h| h.loss).collect::<Vec<_>>()
+    );
     drop(wb);
 }
 
@@ -86,7 +89,8 @@ fn a_killed_supernet_command_resumes_to_the_same_result() {
     ok(args(&whole));
 
     let killed = dir.path().join("killed");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pwsnas")).args(args(&killed)).spawn().unwrap();
+    let mut child =
+        std::process::Command::new(env!("CARGO_BIN_EXE_pwsnas")).args(args(&killed)).spawn().unwrap();
     let start = Instant::now();
     while epoch_of(&killed) < 1 && start.elapsed() < Duration::from_secs(120) {
         std::thread::sleep(Duration::from_millis(10));
@@ -118,7 +122,8 @@ fn a_search_killed_in_any_stage_finishes_with_the_uninterrupted_result() {
     let killed = dir.path().join("killed");
     let mut kills = 0;
     for delay_ms in [150u64, 300, 450, 600, 800, 1000, 1300, 1600, 2000, 2500, 3000, 4000] {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pwsnas")).args(args(&killed)).spawn().unwrap();
+        let mut child =
+            std::process::Command::new(env!("CARGO_BIN_EXE_pwsnas")).args(args(&killed)).spawn().unwrap();
         std::thread::sleep(Duration::from_millis(delay_ms));
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap();
@@ -131,7 +136,12 @@ fn a_search_killed_in_any_stage_finishes_with_the_uninterrupted_result() {
     assert_eq!(json(&killed.join("arch.json")), json(&whole.join("arch.json")));
     let rounds = |d: &Path| -> Vec<(serde_json::Value, serde_json::Value)> {
         let report = json(&d.join("shrink.json"));
-        report["rounds"].as_array().unwrap().iter().map(|r| (r["candidates"].clone(), r["dropped"].clone())).collect()
+        report["rounds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["candidates"].clone(), r["dropped"].clone()))
+            .collect()
     };
     assert!(rounds(&killed) == rounds(&whole), "the shrinking rounds differ");
     let evaluated = |d: &Path| json(&d.join("search.json"))["evaluated"].clone();

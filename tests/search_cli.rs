@@ -8,7 +8,19 @@ fn every_stage_runs_and_a_rerun_skips_them() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     ok(tiny(&out));
-    for f in ["run.json", "supernet/W0.safetensors", "supernet/last.safetensors", "supernet/state.json", "shrink.json", "space.json", "search.json", "arch.json", "retrain/weights.safetensors", "retrain/result.json", "events.jsonl"] {
+    for f in [
+        "run.json",
+        "supernet/W0.safetensors",
+        "supernet/last.safetensors",
+        "supernet/state.json",
+        "shrink.json",
+        "space.json",
+        "search.json",
+        "arch.json",
+        "retrain/weights.safetensors",
+        "retrain/result.json",
+        "events.jsonl",
+    ] {
         assert!(out.join(f).exists(), "{f} missing");
     }
     let run = json(&out.join("run.json"));
@@ -20,7 +32,8 @@ fn every_stage_runs_and_a_rerun_skips_them() {
     assert_eq!(round["candidates"].as_array().unwrap().len(), 30);
     assert_eq!(round["dropped"].as_array().unwrap().len(), 20, "ABS's NB201 setting drops 20 of 30");
     let space = json(&out.join("space.json"));
-    let left: usize = space["choices"].as_object().unwrap().values().map(|v| v.as_array().unwrap().len()).sum();
+    let left: usize =
+        space["choices"].as_object().unwrap().values().map(|v| v.as_array().unwrap().len()).sum();
     assert_eq!(left, 10);
     let arch = json(&out.join("arch.json"));
     let search = json(&out.join("search.json"));
@@ -59,7 +72,11 @@ fn the_baseline_without_shrinking_searches_the_full_space() {
     assert!(space["choices"].as_object().unwrap().values().all(|v| v.as_array().unwrap().len() == 5));
     let search = json(&out.join("search.json"));
     assert_eq!(search["strategy"], "random");
-    assert_eq!(search["evaluated"].as_array().unwrap().len(), 12, "random search uses the budget population × generations");
+    assert_eq!(
+        search["evaluated"].as_array().unwrap().len(),
+        12,
+        "random search uses the budget population × generations"
+    );
 }
 
 #[test]
@@ -114,7 +131,16 @@ batch_size = 32
     )
     .unwrap();
     let out = dir.path().join("m");
-    ok(["search", "--config", config.to_str().unwrap(), "--out", out.to_str().unwrap(), "--device", "cpu", "--quiet"]);
+    ok([
+        "search",
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--quiet",
+    ]);
     let shrink = json(&out.join("shrink.json"));
     let rounds = shrink["rounds"].as_array().unwrap();
     assert!(!rounds.is_empty());
@@ -136,13 +162,51 @@ fn a_shrunk_space_can_start_another_run() {
     let space_file = first.join("space.json");
     let second = dir.path().join("second");
     let mut args = tiny(&second);
-    args.extend(["--space-file".to_string(), space_file.to_str().unwrap().to_string(), "--shrink".into(), "none".into()]);
+    args.extend([
+        "--space-file".to_string(),
+        space_file.to_str().unwrap().to_string(),
+        "--shrink".into(),
+        "none".into(),
+    ]);
     ok(&args);
     assert_eq!(json(&second.join("space.json")), json(&space_file));
 
     // A space file of another kind is refused with a message naming the file.
     let mut wrong = tiny(&dir.path().join("third"));
-    wrong.extend(["--space-file".to_string(), space_file.to_str().unwrap().to_string(), "--nodes".into(), "3".into()]);
+    wrong.extend([
+        "--space-file".to_string(),
+        space_file.to_str().unwrap().to_string(),
+        "--nodes".into(),
+        "3".into(),
+    ]);
     let err = fails(&wrong);
     assert!(err.contains("space.json"), "{err}");
+}
+
+#[test]
+fn eval_and_retraining_another_arch() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    ok(tiny(&out));
+    let run = out.to_str().unwrap();
+    let arch = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|none~0|avg_pool_3x3~1|nor_conv_3x3~2|";
+    let shown = ok(["eval", "--run", run, "--arch", arch, "--val-images", "30", "--device", "cpu", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert!((0.0..=1.0).contains(&v["accuracy"].as_f64().unwrap()));
+    assert!(fails(["eval", "--run", run, "--arch", "|conv~0|", "--device", "cpu"]).contains("malformed arch"));
+
+    let mut file = json(&out.join("arch.json"));
+    file["arch"] = arch.into();
+    let path = dir.path().join("other.json");
+    std::fs::write(&path, file.to_string()).unwrap();
+    let err = fails(["train", "--run", run, "--arch", path.to_str().unwrap(), "--device", "cpu"]);
+    assert!(err.contains("--force"), "{err}");
+    ok(["train", "--run", run, "--arch", path.to_str().unwrap(), "--device", "cpu", "--force", "--quiet"]);
+    assert_eq!(json(&out.join("retrain/result.json"))["arch"], arch);
+    assert_eq!(json(&out.join("arch.json"))["arch"], arch);
+
+    let fresh = dir.path().join("fresh");
+    std::fs::create_dir_all(&fresh).unwrap();
+    assert!(fails(["eval", "--run", fresh.to_str().unwrap(), "--arch", arch])
+        .contains("not a pwsnas run directory"));
 }

@@ -10,7 +10,16 @@ fn score_only_exhaustive_scores_every_candidate_and_child_with_every_metric() {
     sn[0] = "supernet".into();
     sn.extend(["--nodes", "3"].map(String::from));
     ok(&sn);
-    ok(["shrink", "--run", out.to_str().unwrap(), "--score-only", "--exhaustive", "--device", "cpu", "--quiet"]);
+    ok([
+        "shrink",
+        "--run",
+        out.to_str().unwrap(),
+        "--score-only",
+        "--exhaustive",
+        "--device",
+        "cpu",
+        "--quiet",
+    ]);
     let report = json(&out.join("shrink.json"));
     assert_eq!(report["score_only"], true);
     let rounds = report["rounds"].as_array().unwrap();
@@ -51,15 +60,19 @@ fn copies_lower_the_degree_of_sharing_within_the_parameter_budget() {
     let report = json(&out.join("shrink.json"));
     let round = &report["rounds"][0];
     let params = &round["params"];
-    let (original, before, after) =
-        (params["original"].as_i64().unwrap(), params["before"].as_i64().unwrap(), params["after"].as_i64().unwrap());
+    let (original, before, after) = (
+        params["original"].as_i64().unwrap(),
+        params["before"].as_i64().unwrap(),
+        params["after"].as_i64().unwrap(),
+    );
     assert!(after > before, "copies add parameters: {params}");
     assert!(after <= original, "but no more than the original supernet had: {params}");
     let copies: Vec<u64> = round["copies"].as_array().unwrap().iter().map(|c| c.as_u64().unwrap()).collect();
     assert!(copies.contains(&2), "{copies:?}");
     let sharing = &round["sharing_degree"];
     assert!(
-        sharing["after"]["mean_children_per_weight"].as_f64().unwrap() < sharing["before"]["mean_children_per_weight"].as_f64().unwrap(),
+        sharing["after"]["mean_children_per_weight"].as_f64().unwrap()
+            < sharing["before"]["mean_children_per_weight"].as_f64().unwrap(),
         "{sharing}"
     );
     // The supernet checkpoint carries the copies, and the search ran on it.

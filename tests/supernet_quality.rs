@@ -12,7 +12,10 @@ use tch::Device;
 
 #[test]
 fn shared_weight_accuracy_is_well_above_chance_after_short_training() {
-    let mut s = Settings { data: "synthetic:classes=4,channels=1,size=8,train=800,test=100".into(), ..Settings::default() };
+    let mut s = Settings {
+        data: "synthetic:classes=4,channels=1,size=8,train=800,test=100".into(),
+        ..Settings::default()
+    };
     s.space_params.insert("channels".into(), 8.into());
     s.space_params.insert("cells_per_stage".into(), 1.into());
     s.supernet.epochs = 6;
@@ -30,7 +33,9 @@ fn shared_weight_accuracy_is_well_above_chance_after_short_training() {
         .filter(|a| !sn.net.segments(a, pwsnas_models::Composition::Ops).is_empty())
         .take(10)
         .collect();
-    let mean = |sn: &SupernetRun| children.iter().map(|a| evaluator.accuracy(&sn.net, a)).sum::<f64>() / children.len() as f64;
+    let mean = |sn: &SupernetRun| {
+        children.iter().map(|a| evaluator.accuracy(&sn.net, a)).sum::<f64>() / children.len() as f64
+    };
     let before = mean(&sn);
     sn.train_to(6, Phase { start: 0, end: 6 }, &s, &data, &Progress::silent()).unwrap();
     let after = mean(&sn);

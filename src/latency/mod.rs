@@ -15,6 +15,7 @@ pub struct Predictor {
 impl Predictor {
     /// Predicted latency of `arch` in milliseconds.
     pub fn predict_ms(&self, arch: &Arch) -> f64 {
-        self.fixed_ms + self.sites.iter().map(|(cp, ops)| ops.get(&arch.ops[*cp]).copied().unwrap_or(0.0)).sum::<f64>()
+        self.fixed_ms
+            + self.sites.iter().map(|(cp, ops)| ops.get(&arch.ops[*cp]).copied().unwrap_or(0.0)).sum::<f64>()
     }
 }

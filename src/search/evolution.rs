@@ -20,7 +20,9 @@ fn mutate(judge: &Judge<'_>, parent: &Arch, prob: f64, rng: &mut ChaCha8Rng) -> 
         .ops
         .iter()
         .zip(&judge.space.choices)
-        .map(|(&op, cp)| if rng.random::<f64>() < prob { *cp.ops.choose(rng).expect("non-empty") } else { op })
+        .map(
+            |(&op, cp)| if rng.random::<f64>() < prob { *cp.ops.choose(rng).expect("non-empty") } else { op },
+        )
         .collect();
     Arch { ops }
 }
@@ -83,9 +85,21 @@ pub fn run(
         }
         let mut next = Vec::new();
         let half = s.population / 2;
-        breed(judge, half, &mut rng, |j, r| mutate(j, top.choose(r).expect("top"), s.mutation_prob, r), &mut next);
+        breed(
+            judge,
+            half,
+            &mut rng,
+            |j, r| mutate(j, top.choose(r).expect("top"), s.mutation_prob, r),
+            &mut next,
+        );
         let want = s.population - next.len();
-        breed(judge, want, &mut rng, |_, r| crossover(top.choose(r).expect("top"), top.choose(r).expect("top"), r), &mut next);
+        breed(
+            judge,
+            want,
+            &mut rng,
+            |_, r| crossover(top.choose(r).expect("top"), top.choose(r).expect("top"), r),
+            &mut next,
+        );
         if next.is_empty() {
             break;
         }

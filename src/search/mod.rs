@@ -142,10 +142,19 @@ pub fn run_stage(
     } else {
         HashMap::new()
     };
-    let evaluator = Evaluator::new(data, s.bn_batches, settings.supernet.batch_size, s.val_images, settings.seed, device);
+    let evaluator =
+        Evaluator::new(data, s.bn_batches, settings.supernet.batch_size, s.val_images, settings.seed, device);
     let budget = s.population * s.generations;
     let exhaustive = space.size() <= budget as u128;
-    let mut judge = Judge { net, space, evaluator: &evaluator, constraints: &constraints, known, evaluated: Vec::new(), rejected: 0 };
+    let mut judge = Judge {
+        net,
+        space,
+        evaluator: &evaluator,
+        constraints: &constraints,
+        known,
+        evaluated: Vec::new(),
+        rejected: 0,
+    };
     let mut report = SearchReport {
         strategy: s.strategy,
         space_size: space.size() as f64,
@@ -199,8 +208,19 @@ pub fn run_stage(
         predicted_latency_ms: best.predicted_latency_ms,
     };
     write_json(&run.path("arch.json"), &arch)?;
-    progress.info(format!("search: best {} (supernet accuracy {:.4}, {:.2} MFLOPs)", arch.arch, best.accuracy, best.flops / 1e6));
-    progress.event("search_done", json!({ "arch": arch.arch, "accuracy": best.accuracy, "evaluated": report.evaluated.len() }));
-    run.finish(Stage::Search, json!({ "arch": arch.arch, "supernet_accuracy": best.accuracy, "evaluated": report.evaluated.len() }))?;
+    progress.info(format!(
+        "search: best {} (supernet accuracy {:.4}, {:.2} MFLOPs)",
+        arch.arch,
+        best.accuracy,
+        best.flops / 1e6
+    ));
+    progress.event(
+        "search_done",
+        json!({ "arch": arch.arch, "accuracy": best.accuracy, "evaluated": report.evaluated.len() }),
+    );
+    run.finish(
+        Stage::Search,
+        json!({ "arch": arch.arch, "supernet_accuracy": best.accuracy, "evaluated": report.evaluated.len() }),
+    )?;
     Ok(arch)
 }

@@ -25,7 +25,7 @@ pub fn run(
         }
         judge.evaluate(&arch, 0);
         bar.inc(1);
-        if judge.evaluated.len() % 50 == 0 {
+        if judge.evaluated.len().is_multiple_of(50) {
             checkpoint(judge)?;
         }
     }

@@ -95,7 +95,8 @@ fn score_round(
     let wanted = if sh.score_only { Wanted::all() } else { Wanted::for_metric(sh.metric, sh.angle_vector) };
     let current = current_tensors(sn);
     let mut scorer = Scorer::new(&sn.net, w0, &current, evaluator, wanted);
-    let cps: Vec<usize> = (0..space.choices.len()).filter(|&cp| sh.score_only || space.choices[cp].ops.len() > 1).collect();
+    let cps: Vec<usize> =
+        (0..space.choices.len()).filter(|&cp| sh.score_only || space.choices[cp].ops.len() > 1).collect();
     let start = Instant::now();
     let candidates = score_candidates(
         &mut scorer,
@@ -109,7 +110,11 @@ fn score_round(
         progress,
     );
     let seconds = start.elapsed().as_secs_f64();
-    let drops = if sh.score_only { Vec::new() } else { choose_drops(space, &candidates, report.drop_per_round, sh.per_choice_point) };
+    let drops = if sh.score_only {
+        Vec::new()
+    } else {
+        choose_drops(space, &candidates, report.drop_per_round, sh.per_choice_point)
+    };
     let mut after = space.clone();
     for &(cp, op) in &drops {
         after.remove(cp, op)?;
@@ -127,7 +132,10 @@ fn score_round(
         space_size: space.size() as f64,
         log10_space_size: space.log10_size(),
         candidates,
-        dropped: drops.iter().map(|&(cp, op)| Dropped { choice_point: space.choices[cp].name.clone(), op }).collect(),
+        dropped: drops
+            .iter()
+            .map(|&(cp, op)| Dropped { choice_point: space.choices[cp].name.clone(), op })
+            .collect(),
         space_size_after: after.size() as f64,
         log10_space_size_after: after.log10_size(),
         params: Params {
@@ -147,17 +155,33 @@ fn score_round(
 }
 
 /// `pwsnas shrink` and the second stage of `pwsnas search`. Returns the shrunk space.
-pub fn run_stage(run: &mut RunDir, sn: &mut SupernetRun, data: &RunData, device: Device, progress: &Progress) -> Result<Space> {
+pub fn run_stage(
+    run: &mut RunDir,
+    sn: &mut SupernetRun,
+    data: &RunData,
+    device: Device,
+    progress: &Progress,
+) -> Result<Space> {
     let settings = run.info.settings.clone();
     let sh = &settings.shrink;
     let report_path = run.path("shrink.json");
     if run.is_done(Stage::Shrink) {
-        return Space::from_json(read_json(&run.path("space.json"))?).context("space.json of this run is not valid");
+        return Space::from_json(read_json(&run.path("space.json"))?)
+            .context("space.json of this run is not valid");
     }
     run.begin(Stage::Shrink)?;
-    let mut report: ShrinkReport = if report_path.exists() { read_json(&report_path)? } else { new_report(&settings, &sn.space) };
-    let evaluator = (sh.metric == Metric::Accuracy || sh.score_only)
-        .then(|| Evaluator::new(data, sh.bn_batches, settings.supernet.batch_size, sh.val_images, settings.seed, device));
+    let mut report: ShrinkReport =
+        if report_path.exists() { read_json(&report_path)? } else { new_report(&settings, &sn.space) };
+    let evaluator = (sh.metric == Metric::Accuracy || sh.score_only).then(|| {
+        Evaluator::new(
+            data,
+            sh.bn_batches,
+            settings.supernet.batch_size,
+            sh.val_images,
+            settings.seed,
+            device,
+        )
+    });
     let w0 = sn.w0()?;
     let warmup = settings.supernet.epochs;
     loop {
@@ -181,11 +205,22 @@ pub fn run_stage(run: &mut RunDir, sn: &mut SupernetRun, data: &RunData, device:
         let required = warmup + r * sh.epochs_between_rounds;
         if sn.state.epoch < required {
             progress.info(format!("shrink: training the supernet to epoch {required} before round {r}"));
-            sn.train_to(required, Phase { start: required - sh.epochs_between_rounds, end: required }, &settings, data, progress)?;
+            sn.train_to(
+                required,
+                Phase { start: required - sh.epochs_between_rounds, end: required },
+                &settings,
+                data,
+                progress,
+            )?;
         }
         progress.info(format!(
             "shrink round {r}: scoring {} candidates with the {:?} metric on a space of {} children",
-            sn.space.choices.iter().filter(|c| sh.score_only || c.ops.len() > 1).map(|c| c.ops.len()).sum::<usize>(),
+            sn.space
+                .choices
+                .iter()
+                .filter(|c| sh.score_only || c.ops.len() > 1)
+                .map(|c| c.ops.len())
+                .sum::<usize>(),
             sh.metric,
             sn.space.size()
         ));

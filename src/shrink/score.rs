@@ -99,7 +99,14 @@ impl<'a> Scorer<'a> {
 }
 
 /// The children a candidate is scored on.
-pub fn children_of(space: &Space, cp: usize, op: Op, samples: usize, exhaustive: bool, rng: &mut ChaCha8Rng) -> Vec<Arch> {
+pub fn children_of(
+    space: &Space,
+    cp: usize,
+    op: Op,
+    samples: usize,
+    exhaustive: bool,
+    rng: &mut ChaCha8Rng,
+) -> Vec<Arch> {
     if exhaustive {
         space.enumerate().into_iter().filter(|a| a.ops[cp] == op).collect()
     } else {
@@ -170,7 +177,12 @@ pub fn score_candidates(
 /// The candidates to drop: the `k` lowest scores over all choice points (ties broken by choice point
 /// then op order), never the last op of a choice point; or, with `per_choice_point`, the lowest of
 /// every choice point that has more than one op.
-pub fn choose_drops(space: &Space, scores: &[CandidateScore], k: usize, per_choice_point: bool) -> Vec<(usize, Op)> {
+pub fn choose_drops(
+    space: &Space,
+    scores: &[CandidateScore],
+    k: usize,
+    per_choice_point: bool,
+) -> Vec<(usize, Op)> {
     let mut ranked: Vec<(usize, usize, &CandidateScore)> = scores
         .iter()
         .map(|c| {

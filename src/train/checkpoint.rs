@@ -32,14 +32,22 @@ pub fn read_state<S: DeserializeOwned>(dir: &Path) -> Result<Option<(S, HashMap<
         return Ok(None);
     }
     let tensors = load_tensors(&file)?;
-    let raw = tensors.get(STATE_KEY).with_context(|| format!("{} has no state: not a pwsnas checkpoint", file.display()))?;
+    let raw = tensors
+        .get(STATE_KEY)
+        .with_context(|| format!("{} has no state: not a pwsnas checkpoint", file.display()))?;
     let bytes = Vec::<u8>::try_from(raw).context("checkpoint state is not bytes")?;
-    let state = serde_json::from_slice(&bytes).with_context(|| format!("{} holds a state this pwsnas cannot read", file.display()))?;
+    let state = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} holds a state this pwsnas cannot read", file.display()))?;
     Ok(Some((state, tensors)))
 }
 
 /// Loads a checkpoint's weights into `net` and its momentum buffers into `sgd`.
-pub fn restore(tensors: &HashMap<String, Tensor>, net: &Supernet, sgd: &mut Sgd, device: Device) -> Result<()> {
+pub fn restore(
+    tensors: &HashMap<String, Tensor>,
+    net: &Supernet,
+    sgd: &mut Sgd,
+    device: Device,
+) -> Result<()> {
     net.load(tensors).context("the checkpoint does not fit the network")?;
     sgd.load_state(tensors, device);
     Ok(())

@@ -110,9 +110,10 @@ pub fn train_epoch(
     let mut loss_sum = Tensor::zeros([], (Kind::Double, device));
     let mut correct = Tensor::zeros([], (Kind::Double, device));
     let mut done = 0;
-    for (i, batch) in batches(&data.train, &data.norm, cfg.batch_size, Order::Shuffled, &data.augment, true, data_seed)
-        .take(steps)
-        .enumerate()
+    for (i, batch) in
+        batches(&data.train, &data.norm, cfg.batch_size, Order::Shuffled, &data.augment, true, data_seed)
+            .take(steps)
+            .enumerate()
     {
         lr = cosine_lr(cfg.lr, (epoch - phase.start) * steps + i, total);
         let (x, y) = to_tensors(&batch, device);

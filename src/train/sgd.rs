@@ -22,7 +22,12 @@ pub struct Sgd {
 
 impl Sgd {
     pub fn new(cfg: &TrainSettings) -> Sgd {
-        Sgd { momentum: cfg.momentum, nesterov: cfg.nesterov, weight_decay: cfg.weight_decay, buffers: HashMap::new() }
+        Sgd {
+            momentum: cfg.momentum,
+            nesterov: cfg.nesterov,
+            weight_decay: cfg.weight_decay,
+            buffers: HashMap::new(),
+        }
     }
 
     /// One update of `params` (those with a gradient) at learning rate `lr`; zeroes their gradients.
@@ -33,7 +38,11 @@ impl Sgd {
                 if !grad.defined() {
                     continue;
                 }
-                let mut d = if self.weight_decay != 0.0 { &grad + &p.tensor * self.weight_decay } else { grad.copy() };
+                let mut d = if self.weight_decay != 0.0 {
+                    &grad + &p.tensor * self.weight_decay
+                } else {
+                    grad.copy()
+                };
                 if self.momentum != 0.0 {
                     let buf = match self.buffers.get_mut(&p.name) {
                         Some(buf) => {
@@ -106,7 +115,8 @@ mod tests {
         let vs = nn::VarStore::new(Device::Cpu);
         let w = vs.root().var("w", &[2], nn::Init::Const(1.0));
         let p = Param { name: "w".into(), tensor: w.shallow_clone() };
-        let cfg = TrainSettings { momentum: 0.9, nesterov: true, weight_decay: 0.1, ..TrainSettings::default() };
+        let cfg =
+            TrainSettings { momentum: 0.9, nesterov: true, weight_decay: 0.1, ..TrainSettings::default() };
         let mut sgd = Sgd::new(&cfg);
         let (mut expected_w, mut buf) = (1.0f64, 0.0f64);
         for step in 0..3 {

@@ -1,0 +1,188 @@
+//! `pwsnas bench`: measured speed of the hot paths, printed as numbers (benchmarks, never tests).
+//!
+//! - `train-step`: images/s of a supernet training step (uniform or fair sampler), the code path of
+//!   `pwsnas supernet`, on random data already on the device. `benches/pytorch_train_step.py` runs
+//!   the same step in PyTorch eager on the same libtorch for comparison.
+//! - `score`: seconds to score every operator candidate with the angle metric and `S` children each.
+//!
+//! A binary subcommand rather than a criterion bench because it must run where cargo is absent (the
+//! GPU machines get only the release binary).
+use std::time::Instant;
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use pwsnas_models::{Composition, Space, SpaceKind, Supernet};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde_json::json;
+use tch::{Kind, Tensor};
+
+use crate::progress::Progress;
+use crate::settings::{Metric, Sampler, TrainSettings};
+use crate::shrink::score::{score_candidates, Scorer, Wanted};
+use crate::train::epoch::train_step;
+use crate::train::sampler;
+use crate::train::sgd::Sgd;
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Images/s of a supernet training step.
+    TrainStep {
+        #[command(flatten)]
+        net: BenchNet,
+        #[arg(long, default_value_t = 64)]
+        batch_size: usize,
+        #[arg(long, default_value_t = 20)]
+        steps: usize,
+        #[arg(long, default_value_t = 3)]
+        warmup: usize,
+        #[arg(long, value_enum, default_value = "uniform")]
+        sampler: Sampler,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
+    /// Seconds to score every operator candidate with the angle metric.
+    Score {
+        #[command(flatten)]
+        net: BenchNet,
+        #[arg(long, default_value_t = 100)]
+        samples_per_op: usize,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
+}
+
+/// The network a benchmark uses (defaults: NAS-Bench-201's C=16, N=5 on 3×32×32, 10 classes).
+#[derive(Args)]
+pub struct BenchNet {
+    #[arg(long, default_value = "nb201")]
+    space: String,
+    #[arg(long, default_value_t = 16)]
+    channels: usize,
+    #[arg(long, default_value_t = 5)]
+    cells: usize,
+    #[arg(long, default_value_t = 32)]
+    input_size: usize,
+    #[arg(long, default_value_t = 3)]
+    input_channels: usize,
+    #[arg(long, default_value_t = 10)]
+    classes: usize,
+}
+
+impl BenchNet {
+    fn kind(&self) -> Result<SpaceKind> {
+        let mut params = serde_json::Map::new();
+        if self.space == "nb201" {
+            params.insert("channels".into(), json!(self.channels));
+            params.insert("cells_per_stage".into(), json!(self.cells));
+        }
+        let kind = SpaceKind::from_params(&self.space, serde_json::Value::Object(params))?;
+        Ok(kind.with_data(self.input_channels, self.input_size, self.classes)?)
+    }
+}
+
+pub fn run(cmd: BenchCommand, progress: &Progress) -> Result<()> {
+    match cmd {
+        BenchCommand::TrainStep { net, batch_size, steps, warmup, sampler: which, device } => {
+            let device = crate::device::parse(&device)?;
+            let kind = net.kind()?;
+            let space = Space::full(kind.clone());
+            tch::manual_seed(0);
+            let supernet = Supernet::new(&space, device);
+            let cfg = TrainSettings::default();
+            let mut sgd = Sgd::new(&cfg);
+            let [c, h, w] = kind.input_shape();
+            let x = Tensor::randn([batch_size as i64, c as i64, h as i64, w as i64], (Kind::Float, device));
+            let y = Tensor::randint(kind.classes() as i64, [batch_size as i64], (Kind::Int64, device));
+            let mut rng = ChaCha8Rng::seed_from_u64(0);
+            let mut images = 0usize;
+            let mut start = Instant::now();
+            for step in 0..warmup + steps {
+                if step == warmup {
+                    sync(device);
+                    start = Instant::now();
+                    images = 0;
+                }
+                let children = sampler::sample(which, &space, &mut rng);
+                let stats = train_step(&supernet, &mut sgd, &cfg, &x, &y, &children, cfg.lr);
+                images += stats.seen;
+            }
+            sync(device);
+            let secs = start.elapsed().as_secs_f64();
+            let result = json!({
+                "bench": "train-step", "space": kind.name(), "params": kind.params_json(), "sampler": which,
+                "batch_size": batch_size, "steps": steps, "device": crate::device::name(device),
+                "threads": tch::get_num_threads(), "seconds": secs, "images_per_sec": images as f64 / secs,
+                "ms_per_step": secs * 1e3 / steps as f64,
+            });
+            print_result(progress, &result, &format!(
+                "train-step {} {}: {:.1} images/s ({:.2} ms/step, batch {batch_size}, {} sampler, {}, {} threads)",
+                kind.name(), kind.params_json(), images as f64 / secs, secs * 1e3 / steps as f64, format!("{which:?}").to_lowercase(), crate::device::name(device), tch::get_num_threads()
+            ));
+        }
+        BenchCommand::Score { net, samples_per_op, device } => {
+            let device = crate::device::parse(&device)?;
+            let kind = net.kind()?;
+            let space = Space::full(kind.clone());
+            tch::manual_seed(0);
+            let supernet = Supernet::new(&space, device);
+            let w0 = supernet.named_tensors().into_iter().map(|(n, t)| (n, t.detach().copy())).collect();
+            // Move the weights as training would, so angles are not all zero.
+            tch::no_grad(|| {
+                for (_, t) in supernet.named_tensors() {
+                    let _ = t.shallow_clone().g_add_(&(Tensor::randn_like(&t) * 0.01));
+                }
+            });
+            let current = supernet.named_tensors().into_iter().collect();
+            let start = Instant::now();
+            let mut scorer = Scorer::new(
+                &supernet,
+                &w0,
+                &current,
+                None,
+                Wanted::for_metric(Metric::Angle, Composition::Ops),
+            );
+            let cps: Vec<usize> = (0..space.choices.len()).collect();
+            let scores = score_candidates(
+                &mut scorer,
+                &space,
+                &cps,
+                Metric::Angle,
+                Composition::Ops,
+                samples_per_op,
+                false,
+                0,
+                progress,
+            );
+            let secs = start.elapsed().as_secs_f64();
+            let children = scorer.children().len();
+            let result = json!({
+                "bench": "score", "space": kind.name(), "params": kind.params_json(), "samples_per_op": samples_per_op,
+                "candidates": scores.len(), "distinct_children": children, "seconds": secs, "device": crate::device::name(device),
+            });
+            print_result(
+                progress,
+                &result,
+                &format!(
+                "score {}: {} candidates × S={samples_per_op} ({children} distinct children) in {secs:.3} s",
+                kind.name(), scores.len()
+            ),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn sync(device: tch::Device) {
+    if let tch::Device::Cuda(n) = device {
+        tch::Cuda::synchronize(n as i64);
+    }
+}
+
+fn print_result(progress: &Progress, result: &serde_json::Value, line: &str) {
+    if progress.json() {
+        println!("{result}");
+    } else {
+        println!("{line}");
+    }
+}

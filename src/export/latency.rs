@@ -1,0 +1,176 @@
+//! Latency measurement: warm-up runs, then timed runs, summarised as min/p50/p90/p99/mean/max and
+//! throughput; for any closure ([`measure`]), an ONNX Runtime session ([`ort()`]) and libtorch eager
+//! ([`libtorch`]), plus the host facts a latency number needs to be read ([`cpu_model`]).
+//!
+//! Why here and public: `pwsnas export` times the exported model against libtorch with these
+//! functions, the latency benchmark uses them, and latency tables and comparisons of runs reuse them,
+//! so every latency pwsnas reports is measured the same way.
+use std::time::Instant;
+
+use anyhow::Result;
+use pwsnas_models::{Arch, Mode, Supernet};
+use serde::{Deserialize, Serialize};
+use tch::{Device, Tensor};
+
+use crate::ort_runtime::OrtModel;
+
+/// How many runs to make.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// Untimed runs first (caches, allocator arenas, lazy initialisation, CPU frequency).
+    pub warmup: usize,
+    /// Timed runs (at least 1).
+    pub runs: usize,
+}
+
+impl Default for Plan {
+    fn default() -> Self {
+        Plan { warmup: 10, runs: 100 }
+    }
+}
+
+/// Summary of the timed runs at one batch size. Times are wall-clock milliseconds per run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LatencyStats {
+    pub batch: usize,
+    pub warmup: usize,
+    pub runs: usize,
+    pub min_ms: f64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub mean_ms: f64,
+    pub max_ms: f64,
+    /// Images per second at the mean latency.
+    pub throughput_per_s: f64,
+    /// Every timed run in order, for distributions and charts.
+    pub samples_ms: Vec<f64>,
+}
+
+impl LatencyStats {
+    /// Summarises `samples_ms` (one entry per timed run of `batch` images).
+    ///
+    /// # Panics
+    /// If `samples_ms` is empty.
+    pub fn from_samples(batch: usize, warmup: usize, samples_ms: Vec<f64>) -> LatencyStats {
+        assert!(!samples_ms.is_empty(), "latency statistics need at least one run");
+        let mut sorted = samples_ms.clone();
+        sorted.sort_by(f64::total_cmp);
+        let mean_ms = sorted.iter().sum::<f64>() / sorted.len() as f64;
+        LatencyStats {
+            batch,
+            warmup,
+            runs: sorted.len(),
+            min_ms: sorted[0],
+            p50_ms: percentile(&sorted, 50.0),
+            p90_ms: percentile(&sorted, 90.0),
+            p99_ms: percentile(&sorted, 99.0),
+            mean_ms,
+            max_ms: sorted[sorted.len() - 1],
+            throughput_per_s: if mean_ms > 0.0 { batch as f64 * 1000.0 / mean_ms } else { f64::INFINITY },
+            samples_ms,
+        }
+    }
+}
+
+/// The `q`-th percentile (0–100) of ascending `sorted` values, interpolating linearly between the
+/// closest ranks (numpy's default).
+///
+/// # Panics
+/// If `sorted` is empty.
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    assert!(!sorted.is_empty(), "percentile of no values");
+    let pos = (q / 100.0).clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+}
+
+/// Times `run` (one call = one batch of `batch` images): `plan.warmup` untimed calls, then
+/// `plan.runs` timed ones. The first error stops the measurement.
+pub fn measure(plan: Plan, batch: usize, mut run: impl FnMut() -> Result<()>) -> Result<LatencyStats> {
+    for _ in 0..plan.warmup {
+        run()?;
+    }
+    let mut samples = Vec::with_capacity(plan.runs.max(1));
+    for _ in 0..plan.runs.max(1) {
+        let start = Instant::now();
+        run()?;
+        samples.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    Ok(LatencyStats::from_samples(batch, plan.warmup, samples))
+}
+
+/// Latency of an ONNX Runtime session on `input` (shape `[n, c, h, w]`), output copy included.
+pub fn ort(model: &mut OrtModel, input: &[f32], shape: [usize; 4], plan: Plan) -> Result<LatencyStats> {
+    measure(plan, shape[0], || model.run(input, shape).map(drop))
+}
+
+/// Latency of libtorch eager (eval mode, no autograd) on `input`, on the network's device; CUDA work
+/// is synchronised inside each timed run.
+pub fn libtorch(net: &Supernet, arch: &Arch, input: &Tensor, plan: Plan) -> Result<LatencyStats> {
+    let device = net.device();
+    let x = input.to_device(device);
+    let batch = x.size().first().copied().unwrap_or(1) as usize;
+    tch::no_grad(|| {
+        measure(plan, batch, || {
+            let y = net.forward(&x, arch, Mode::EVAL);
+            if let Device::Cuda(i) = device {
+                tch::Cuda::synchronize(i as i64);
+            }
+            drop(y);
+            Ok(())
+        })
+    })
+}
+
+/// The CPU model (`model name` of `/proc/cpuinfo`) and the number of logical CPUs.
+pub fn cpu_model() -> String {
+    let name = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|l| {
+                let (key, value) = l.split_once(':')?;
+                (key.trim() == "model name").then(|| value.trim().to_string())
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    format!("{name} ({cpus} logical CPUs)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_interpolate_like_numpy() {
+        let v: Vec<f64> = (1..=10).map(f64::from).collect();
+        assert_eq!(percentile(&v, 0.0), 1.0);
+        assert_eq!(percentile(&v, 100.0), 10.0);
+        assert!((percentile(&v, 50.0) - 5.5).abs() < 1e-12);
+        assert!((percentile(&v, 90.0) - 9.1).abs() < 1e-12);
+        assert_eq!(percentile(&[3.0], 99.0), 3.0);
+    }
+
+    #[test]
+    fn stats_keep_the_run_order_and_summarise_sorted() {
+        let s = LatencyStats::from_samples(4, 2, vec![4.0, 1.0, 3.0, 2.0]);
+        assert_eq!(s.samples_ms, [4.0, 1.0, 3.0, 2.0]);
+        assert_eq!((s.min_ms, s.max_ms, s.mean_ms, s.runs), (1.0, 4.0, 2.5, 4));
+        assert!((s.p50_ms - 2.5).abs() < 1e-12);
+        assert!((s.throughput_per_s - 1600.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn measure_runs_warmup_and_timed_calls_and_stops_on_error() {
+        let mut calls = 0;
+        let s = measure(Plan { warmup: 3, runs: 5 }, 1, || {
+            calls += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!((calls, s.runs, s.warmup), (8, 5, 3));
+        let err = measure(Plan { warmup: 0, runs: 5 }, 1, || anyhow::bail!("boom")).unwrap_err();
+        assert_eq!(err.to_string(), "boom");
+    }
+}

@@ -1,0 +1,349 @@
+//! `report.html`: the export report as one self-contained page — inline CSS, inline SVG charts
+//! ([`super::charts`]), no scripts and no external resources — so it can be mailed, archived or
+//! opened offline and always looks the same.
+use std::fmt::Write;
+
+use super::{charts, ms, pct, utc, History, LatencyPair, Report};
+
+const CSS: &str = r#"
+:root { --fg: #1d2330; --muted: #5b6475; --line: #dde1e8; --ok: #1a7f37; --bad: #c62828; --accent: #1f77b4; }
+* { box-sizing: border-box; }
+body { margin: 0; font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
+       color: var(--fg); background: #f6f7f9; }
+main { max-width: 1100px; margin: 0 auto; padding: 28px 28px 48px; }
+header h1 { margin: 0 0 4px; font-size: 26px; }
+.sub { color: var(--muted); margin: 0 0 14px; word-break: break-all; }
+.badge { display: inline-block; padding: 3px 10px; border-radius: 12px; font-weight: 600; font-size: 13px;
+         color: #fff; margin-right: 6px; }
+.badge.ok { background: var(--ok); } .badge.bad { background: var(--bad); } .badge.info { background: var(--accent); }
+.cards { display: grid; grid-template-columns: repeat(4, 1fr); gap: 14px; margin: 20px 0 8px; }
+.card { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 14px 16px; }
+.card .k { color: var(--muted); font-size: 13px; } .card .v { font-size: 24px; font-weight: 650; margin-top: 2px; }
+.card .d { color: var(--muted); font-size: 13px; }
+section { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 18px 22px; margin-top: 18px; }
+h2 { font-size: 19px; margin: 0 0 12px; } h3 { font-size: 15px; margin: 18px 0 6px; }
+table { border-collapse: collapse; width: 100%; font-size: 14px; }
+th, td { text-align: left; padding: 6px 10px; border-bottom: 1px solid var(--line); vertical-align: top; }
+th { color: var(--muted); font-weight: 600; }
+table.kv th { white-space: nowrap; width: 1%; padding-right: 24px; }
+td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
+code { font: 13px/1.4 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; background: #f0f2f5;
+       padding: 1px 5px; border-radius: 4px; word-break: break-all; }
+.arch { display: block; padding: 10px 12px; font-size: 14px; }
+.fail { color: var(--bad); font-weight: 600; }
+.charts { display: grid; grid-template-columns: 1fr; gap: 6px; }
+figure { margin: 0; } figcaption { color: var(--muted); font-size: 13px; margin-top: 2px; }
+svg { width: 100%; height: auto; max-width: 760px; display: block; }
+.missing { color: var(--muted); font-style: italic; }
+"#;
+
+/// Escapes text for HTML element content and attribute values.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The HTML report.
+pub fn render(r: &Report, history: &History) -> String {
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>pwsnas export report — {}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>\n",
+        escape(&r.provenance.run)
+    );
+    header(&mut s, r);
+    cards(&mut s, r);
+    architecture(&mut s, r);
+    validation(&mut s, r);
+    latency(&mut s, r);
+    search(&mut s, r, history);
+    model_file(&mut s, r);
+    provenance(&mut s, r);
+    s.push_str("</main>\n</body>\n</html>\n");
+    s
+}
+
+fn header(s: &mut String, r: &Report) {
+    let (class, text) = if r.parity.passed { ("ok", "parity passed") } else { ("bad", "parity FAILED") };
+    let _ = write!(
+        s,
+        "<header>\n<h1>pwsnas export report</h1>\n<p class=\"sub\">run <code>{}</code> · {} space · dataset {}</p>\n\
+         <span class=\"badge {class}\">{text}</span><span class=\"badge info\">ONNX opset {}</span>\
+         <span class=\"badge info\">ONNX Runtime {} ({})</span>\n</header>\n",
+        escape(&r.provenance.run),
+        escape(&r.space),
+        escape(&r.provenance.dataset),
+        r.onnx.opset,
+        escape(&r.provenance.onnxruntime),
+        escape(&r.latency.ep),
+    );
+}
+
+fn cards(s: &mut String, r: &Report) {
+    let card = |s: &mut String, k: &str, v: String, d: String| {
+        let _ = writeln!(
+            s,
+            "<div class=\"card\"><div class=\"k\">{}</div><div class=\"v\">{}</div><div class=\"d\">{}</div></div>",
+            escape(k),
+            escape(&v),
+            escape(&d)
+        );
+    };
+    s.push_str("<div class=\"cards\">\n");
+    card(
+        s,
+        "test accuracy (ONNX Runtime)",
+        pct(r.accuracy.ort),
+        format!("libtorch {} · {} images", pct(r.accuracy.libtorch), r.accuracy.test_images),
+    );
+    card(
+        s,
+        "batch-1 latency (ONNX Runtime p50)",
+        format!("{} ms", ms(r.latency.ort.batch1.p50_ms)),
+        format!(
+            "{:.2}× libtorch eager ({} ms)",
+            r.latency.batch1_speedup,
+            ms(r.latency.libtorch.batch1.p50_ms)
+        ),
+    );
+    card(
+        s,
+        "size",
+        format!("{:.1} kB", r.onnx.bytes as f64 / 1e3),
+        format!("{} stored weights", r.onnx.parameters),
+    );
+    card(
+        s,
+        "compute",
+        format!("{:.2} M", r.flops / 1e6),
+        format!("multiply-adds · {:.3} M params", r.params / 1e6),
+    );
+    s.push_str("</div>\n");
+}
+
+fn architecture(s: &mut String, r: &Report) {
+    let _ = write!(
+        s,
+        "<section>\n<h2>Architecture</h2>\n<code class=\"arch\">{}</code>\n<h3>Space parameters</h3>\n<code class=\"arch\">{}</code>\n</section>\n",
+        escape(&r.arch),
+        escape(&r.space_params.to_string())
+    );
+}
+
+fn row(s: &mut String, k: &str, v_html: &str) {
+    let _ = writeln!(s, "<tr><th>{}</th><td>{v_html}</td></tr>", escape(k));
+}
+
+fn validation(s: &mut String, r: &Report) {
+    let p = &r.parity;
+    let a = &r.accuracy;
+    s.push_str("<section>\n<h2>Validation: ONNX Runtime against libtorch</h2>\n<table class=\"kv\">\n");
+    let verdict =
+        if p.passed { "passed".to_string() } else { "<span class=\"fail\">FAILED</span>".to_string() };
+    row(
+        s,
+        &format!("logit parity ({} validation images)", p.images),
+        &format!(
+            "{verdict}: max abs diff {:.3e} = {:.3e} of the logit scale {:.4} (tolerance {:.1e})",
+            p.max_abs_diff, p.scaled_diff, p.logit_scale, p.tolerance
+        ),
+    );
+    if let Some(reason) = &p.reason {
+        row(s, "why it failed", &format!("<span class=\"fail\">{}</span>", escape(reason)));
+    }
+    row(s, "top-1 agreement on that batch", &pct(p.top1_agreement));
+    row(
+        s,
+        &format!("test accuracy ({} images)", a.test_images),
+        &format!(
+            "libtorch {} · ONNX Runtime {} · difference {:+.2} percentage points",
+            pct(a.libtorch),
+            pct(a.ort),
+            a.difference_pp
+        ),
+    );
+    row(s, "predictions that agree on the test split", &pct(a.prediction_agreement));
+    if let Some(acc) = a.retrain_test_accuracy {
+        row(s, "test accuracy recorded by retraining", &pct(acc));
+    }
+    s.push_str("</table>\n</section>\n");
+}
+
+fn latency_rows(s: &mut String, name: &str, pair: &LatencyPair) {
+    for st in [&pair.batch1, &pair.batch64] {
+        let _ = writeln!(
+            s,
+            "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
+             <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{:.0}</td></tr>",
+            escape(name),
+            st.batch,
+            st.runs,
+            ms(st.min_ms),
+            ms(st.p50_ms),
+            ms(st.p90_ms),
+            ms(st.p99_ms),
+            ms(st.mean_ms),
+            st.throughput_per_s
+        );
+    }
+}
+
+/// A chart, or a note saying why it is missing.
+fn figure(s: &mut String, chart: anyhow::Result<String>, caption: &str) {
+    match chart {
+        Ok(svg) => {
+            let _ = write!(s, "<figure>\n{svg}\n<figcaption>{}</figcaption>\n</figure>\n", escape(caption));
+        }
+        Err(e) => {
+            let _ = writeln!(
+                s,
+                "<p class=\"missing\">{}: no chart ({})</p>",
+                escape(caption),
+                escape(&format!("{e:#}"))
+            );
+        }
+    }
+}
+
+fn latency(s: &mut String, r: &Report) {
+    let l = &r.latency;
+    let _ = write!(
+        s,
+        "<section>\n<h2>Latency</h2>\n<p>ONNX Runtime on <code>{}</code> and libtorch eager on <code>{}</code>, {} intra-op thread(s), \
+         {}. Milliseconds per batch after {} warm-up runs.</p>\n<table>\n<tr><th>runtime</th><th class=\"n\">batch</th>\
+         <th class=\"n\">runs</th><th class=\"n\">min</th><th class=\"n\">p50</th><th class=\"n\">p90</th><th class=\"n\">p99</th>\
+         <th class=\"n\">mean</th><th class=\"n\">images/s</th></tr>\n",
+        escape(&l.ep),
+        escape(&l.libtorch_device),
+        l.threads,
+        escape(&l.cpu),
+        l.ort.batch1.warmup
+    );
+    latency_rows(s, "ONNX Runtime", &l.ort);
+    latency_rows(s, "libtorch eager", &l.libtorch);
+    let _ = write!(
+        s,
+        "</table>\n<p>At batch 1 ONNX Runtime is <b>{:.2}×</b> as fast as libtorch eager (p50); at batch 64, <b>{:.2}×</b>.</p>\n",
+        l.batch1_speedup, l.batch64_speedup
+    );
+    if let Some(p) = l.predicted_ms {
+        let _ = writeln!(s, "<p>The latency predictor estimated {} ms.</p>", ms(p));
+    }
+    s.push_str("<div class=\"charts\">\n");
+    figure(
+        s,
+        charts::latency_runs(&l.ort.batch1, &l.libtorch.batch1),
+        "Every timed run at batch 1 (dashed: medians)",
+    );
+    figure(
+        s,
+        charts::latency_runs(&l.ort.batch64, &l.libtorch.batch64),
+        "Every timed run at batch 64 (dashed: medians)",
+    );
+    s.push_str("</div>\n</section>\n");
+}
+
+fn search(s: &mut String, r: &Report, history: &History) {
+    s.push_str("<section>\n<h2>How the architecture was found</h2>\n<div class=\"charts\">\n");
+    match &history.shrink {
+        Ok(shrink) => {
+            figure(
+                s,
+                charts::space_size(shrink),
+                "Search-space shrinking: log10 of the number of architectures per round",
+            );
+            figure(
+                s,
+                charts::candidate_scores(shrink),
+                "Operator candidates scored per round (crosses: dropped)",
+            );
+        }
+        Err(e) => {
+            let _ = writeln!(s, "<p class=\"missing\">Shrinking: no chart ({})</p>", escape(e));
+        }
+    }
+    match &history.search {
+        Ok(search) => figure(
+            s,
+            charts::search_scatter(search, &r.arch),
+            "Search: supernet accuracy of every evaluated child against its multiply-adds (red: the exported architecture)",
+        ),
+        Err(e) => {
+            let _ = writeln!(s, "<p class=\"missing\">Search: no chart ({})</p>", escape(e));
+        }
+    }
+    s.push_str("</div>\n</section>\n");
+}
+
+fn model_file(s: &mut String, r: &Report) {
+    let o = &r.onnx;
+    s.push_str("<section>\n<h2>Model file</h2>\n<table class=\"kv\">\n");
+    row(s, "file", &format!("<code>{}</code> · {} bytes", escape(&o.path), o.bytes));
+    row(s, "format", &format!("ONNX IR version {}, opset {}", o.ir_version, o.opset));
+    row(s, "input", &format!("<code>{}</code> (NCHW, float32)", escape(&o.input)));
+    row(s, "output", &format!("<code>{}</code> (logits)", escape(&o.output)));
+    let ops: Vec<String> = o.op_counts.iter().map(|(k, v)| format!("{} ×{v}", escape(k))).collect();
+    row(s, &format!("nodes ({})", o.nodes), &ops.join(", "));
+    row(s, "stored weights", &o.parameters.to_string());
+    for (k, v) in &o.metadata {
+        row(s, &format!("metadata {k}"), &format!("<code>{}</code>", escape(v)));
+    }
+    s.push_str("</table>\n</section>\n");
+}
+
+fn provenance(s: &mut String, r: &Report) {
+    let p = &r.provenance;
+    s.push_str("<section>\n<h2>Provenance</h2>\n<table class=\"kv\">\n");
+    row(s, "run", &format!("<code>{}</code>", escape(&p.run)));
+    row(s, "dataset", &escape(&p.dataset));
+    row(s, "seed", &p.seed.to_string());
+    row(
+        s,
+        "versions",
+        &escape(&format!("pwsnas {} · libtorch {} · ONNX Runtime {}", p.pwsnas, p.libtorch, p.onnxruntime)),
+    );
+    row(s, "ONNX Runtime library", &format!("<code>{}</code>", escape(&p.onnxruntime_library)));
+    if let Some(e) = p.retrain_epochs {
+        row(s, "retraining epochs", &e.to_string());
+    }
+    row(s, "settings", &format!("<code>{}</code>", escape(&p.settings.to_string())));
+    row(s, "exported at", &utc(p.exported_at));
+    s.push_str("</table>\n</section>\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::tests::sample;
+
+    #[test]
+    fn self_contained_with_escaped_text_and_notes_for_missing_history() {
+        let history = History {
+            shrink: Err("shrink.json does not exist".into()),
+            search: Err("search.json does not exist".into()),
+        };
+        let html = render(&sample(), &history);
+        assert!(html.starts_with("<!DOCTYPE html>") && html.trim_end().ends_with("</html>"));
+        assert!(
+            !html.contains("src=") && !html.contains("href=") && !html.contains("<script"),
+            "external resources"
+        );
+        assert!(html.contains("<code>/tmp/run &lt;1&gt;</code>"), "run path escaped");
+        assert_eq!(html.matches("<svg").count(), 2, "the two latency charts");
+        assert!(html.contains("Shrinking: no chart (shrink.json does not exist)"));
+        assert!(html.contains("parity passed"));
+        assert_eq!(escape("a<b & \"c\"'"), "a&lt;b &amp; &quot;c&quot;&#39;");
+    }
+}

@@ -1,0 +1,138 @@
+//! `report.md`: the export report as Markdown tables, for terminals, pull requests and notebooks.
+use std::fmt::Write;
+
+use super::{ms, pct, utc, LatencyPair, Report};
+
+/// The Markdown report.
+pub fn render(r: &Report) -> String {
+    let mut s = String::new();
+    let verdict = if r.parity.passed { "passed" } else { "FAILED" };
+    let _ = writeln!(s, "# pwsnas export report\n");
+    let _ =
+        writeln!(s, "Run `{}` — `{}` space, exported model `{}`.\n", r.provenance.run, r.space, r.onnx.path);
+    let _ = writeln!(s, "Architecture: `{}`\n", r.arch);
+    let _ = writeln!(
+        s,
+        "{:.3} M multiply-adds, {:.3} M parameters; input `{}`, output `{}`.\n",
+        r.flops / 1e6,
+        r.params / 1e6,
+        r.onnx.input,
+        r.onnx.output
+    );
+
+    let _ = writeln!(s, "## Validation (ONNX Runtime vs libtorch)\n");
+    let _ = writeln!(s, "| check | result |\n| --- | --- |");
+    let _ = writeln!(
+        s,
+        "| logit parity ({} validation images) | **{verdict}**: max abs diff {:.3e} = {:.3e} of the logit scale {:.4} (tolerance {:.1e}) |",
+        r.parity.images, r.parity.max_abs_diff, r.parity.scaled_diff, r.parity.logit_scale, r.parity.tolerance
+    );
+    let _ = writeln!(s, "| top-1 agreement on that batch | {} |", pct(r.parity.top1_agreement));
+    let _ = writeln!(
+        s,
+        "| test accuracy ({} images) | libtorch {}, ONNX Runtime {} (difference {:+.2} pp) |",
+        r.accuracy.test_images,
+        pct(r.accuracy.libtorch),
+        pct(r.accuracy.ort),
+        r.accuracy.difference_pp
+    );
+    let _ = writeln!(
+        s,
+        "| predictions that agree on the test split | {} |",
+        pct(r.accuracy.prediction_agreement)
+    );
+    if let Some(acc) = r.accuracy.retrain_test_accuracy {
+        let _ = writeln!(s, "| test accuracy recorded by retraining | {} |", pct(acc));
+    }
+    if let Some(reason) = &r.parity.reason {
+        let _ = writeln!(s, "\n**Parity failed:** {reason}");
+    }
+
+    let l = &r.latency;
+    let _ = writeln!(s, "\n## Latency\n");
+    let _ = writeln!(
+        s,
+        "ONNX Runtime on `{}` and libtorch eager on `{}`, {} intra-op thread(s), {}. Times in ms per batch.\n",
+        l.ep, l.libtorch_device, l.threads, l.cpu
+    );
+    let _ = writeln!(s, "| runtime | batch | runs | min | p50 | p90 | p99 | mean | images/s |");
+    let _ = writeln!(s, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for (name, pair) in [("ONNX Runtime", &l.ort), ("libtorch eager", &l.libtorch)] {
+        latency_rows(&mut s, name, pair);
+    }
+    let _ = writeln!(
+        s,
+        "\nAt batch 1 ONNX Runtime is **{:.2}×** as fast as libtorch eager (p50); at batch 64, {:.2}×.",
+        l.batch1_speedup, l.batch64_speedup
+    );
+    if let Some(p) = l.predicted_ms {
+        let _ = writeln!(s, "The latency predictor estimated {} ms.", ms(p));
+    }
+
+    let _ = writeln!(s, "\n## Model file\n");
+    let _ = writeln!(s, "| | |\n| --- | --- |");
+    let _ = writeln!(s, "| file | `{}` ({} bytes) |", r.onnx.path, r.onnx.bytes);
+    let _ = writeln!(s, "| ONNX | IR version {}, opset {} |", r.onnx.ir_version, r.onnx.opset);
+    let ops: Vec<String> = r.onnx.op_counts.iter().map(|(k, v)| format!("{k} ×{v}")).collect();
+    let _ = writeln!(s, "| nodes | {} ({}) |", r.onnx.nodes, ops.join(", "));
+    let _ = writeln!(s, "| stored weights | {} |", r.onnx.parameters);
+    for (k, v) in &r.onnx.metadata {
+        let _ = writeln!(s, "| metadata `{k}` | `{}` |", v.replace('|', "\\|"));
+    }
+
+    let p = &r.provenance;
+    let _ = writeln!(s, "\n## Provenance\n");
+    let _ = writeln!(s, "| | |\n| --- | --- |");
+    let _ = writeln!(s, "| run | `{}` |", p.run);
+    let _ = writeln!(s, "| dataset | {} |", p.dataset);
+    let _ = writeln!(s, "| seed | {} |", p.seed);
+    let _ = writeln!(
+        s,
+        "| versions | pwsnas {}, libtorch {}, ONNX Runtime {} |",
+        p.pwsnas, p.libtorch, p.onnxruntime
+    );
+    let _ = writeln!(s, "| ONNX Runtime library | `{}` |", p.onnxruntime_library);
+    if let Some(e) = p.retrain_epochs {
+        let _ = writeln!(s, "| retraining epochs | {e} |");
+    }
+    let _ = writeln!(s, "| settings | `{}` |", p.settings);
+    let _ = writeln!(s, "| exported at | {} |", utc(p.exported_at));
+    s
+}
+
+fn latency_rows(s: &mut String, name: &str, pair: &LatencyPair) {
+    for st in [&pair.batch1, &pair.batch64] {
+        let _ = writeln!(
+            s,
+            "| {name} | {} | {} | {} | {} | {} | {} | {} | {:.0} |",
+            st.batch,
+            st.runs,
+            ms(st.min_ms),
+            ms(st.p50_ms),
+            ms(st.p90_ms),
+            ms(st.p99_ms),
+            ms(st.mean_ms),
+            st.throughput_per_s
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::tests::sample;
+
+    #[test]
+    fn tables_carry_the_numbers_and_the_verdict() {
+        let mut r = sample();
+        let md = render(&r);
+        assert!(md.contains("**passed**"), "{md}");
+        assert!(md.contains("| ONNX Runtime | 1 | 3 | 0.1000 | 0.2000 |"), "{md}");
+        assert!(md.contains("libtorch 90.00%, ONNX Runtime 90.00% (difference +0.00 pp)"), "{md}");
+        assert!(md.contains("**2.50×**"), "{md}");
+        r.parity.passed = false;
+        r.parity.reason = Some("too far".into());
+        let md = render(&r);
+        assert!(md.contains("**FAILED**") && md.contains("**Parity failed:** too far"), "{md}");
+    }
+}

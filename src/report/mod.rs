@@ -1,0 +1,313 @@
+//! The export report: `report.json` (the versioned schema, [`Report`]), and its human renderings
+//! `report.md` ([`markdown`]) and the self-contained `report.html` with inline SVG charts
+//! ([`html`], [`charts`]).
+//!
+//! Why a schema of its own: `report.json` is what other programs and later pwsnas commands (latency
+//! tables, comparisons of runs) read, so its fields are typed here once and versioned with
+//! [`SCHEMA_VERSION`]; a reader refuses a report of another version instead of misreading it. The
+//! human reports are pure functions of a [`Report`] and the run's [`History`] (shrinking and search
+//! records), so they can be re-rendered without re-measuring.
+pub mod charts;
+pub mod html;
+pub mod markdown;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::export::latency::LatencyStats;
+use crate::fsutil::{read_json, write_atomic, write_json};
+use crate::search::SearchReport;
+use crate::shrink::report::ShrinkReport;
+
+/// Version of the `report.json` schema.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// `report.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub schema_version: u32,
+    pub arch: String,
+    pub space: String,
+    pub space_params: Value,
+    /// Multiply-adds of one image.
+    pub flops: f64,
+    /// Trainable parameters.
+    pub params: f64,
+    pub onnx: OnnxFacts,
+    pub parity: Parity,
+    pub accuracy: Accuracy,
+    pub latency: Latency,
+    pub provenance: Provenance,
+}
+
+/// The exported file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OnnxFacts {
+    /// Relative to the run directory.
+    pub path: String,
+    pub opset: i64,
+    pub ir_version: i64,
+    pub bytes: u64,
+    pub nodes: usize,
+    /// Nodes per ONNX operator type.
+    pub op_counts: BTreeMap<String, usize>,
+    /// Number of stored weights (after BatchNorm folding).
+    pub parameters: u64,
+    /// Input and output with their shapes, e.g. `input [batch, 1, 28, 28]`.
+    pub input: String,
+    pub output: String,
+    /// The model's metadata entries.
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// ONNX Runtime against libtorch on one validation batch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Parity {
+    pub images: usize,
+    /// Largest absolute logit difference.
+    pub max_abs_diff: f64,
+    /// Largest absolute libtorch logit: the scale the tolerance is relative to.
+    pub logit_scale: f64,
+    /// `max_abs_diff / logit_scale`, compared with `tolerance`.
+    pub scaled_diff: f64,
+    /// Fraction of images whose top-1 class is the same in both.
+    pub top1_agreement: f64,
+    pub tolerance: f64,
+    pub passed: bool,
+    /// Why the check failed.
+    pub reason: Option<String>,
+}
+
+/// Top-1 accuracy on the whole test split.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Accuracy {
+    pub libtorch: f64,
+    pub ort: f64,
+    /// `(ort - libtorch) × 100`, in percentage points.
+    pub difference_pp: f64,
+    pub test_images: usize,
+    /// Fraction of test images on which both predict the same class.
+    pub prediction_agreement: f64,
+    /// The test accuracy retraining recorded (`retrain/result.json`), when present.
+    pub retrain_test_accuracy: Option<f64>,
+}
+
+/// Latency at batch 1 and batch 64 of one runtime.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LatencyPair {
+    pub batch1: LatencyStats,
+    pub batch64: LatencyStats,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    pub ort: LatencyPair,
+    pub libtorch: LatencyPair,
+    /// The latency predictor's estimate for this arch (none yet).
+    pub predicted_ms: Option<f64>,
+    /// Intra-op threads of ONNX Runtime and libtorch.
+    pub threads: usize,
+    /// ONNX Runtime execution provider.
+    pub ep: String,
+    /// The device libtorch ran on.
+    pub libtorch_device: String,
+    pub cpu: String,
+    /// libtorch p50 / ORT p50 at batch 1 (above 1: ORT is faster).
+    pub batch1_speedup: f64,
+    pub batch64_speedup: f64,
+}
+
+/// Where the model and the numbers come from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    pub run: String,
+    /// Seconds since the Unix epoch.
+    pub exported_at: u64,
+    pub seed: u64,
+    pub dataset: String,
+    pub pwsnas: String,
+    pub libtorch: String,
+    pub onnxruntime: String,
+    pub onnxruntime_library: String,
+    pub retrain_epochs: Option<usize>,
+    /// The settings that shaped the model, in short.
+    pub settings: Value,
+}
+
+impl Report {
+    /// Reads a `report.json`, refusing other schema versions.
+    pub fn load(path: &Path) -> Result<Report> {
+        let raw: Value = read_json(path)?;
+        let version = raw.get("schema_version").and_then(Value::as_u64);
+        if version != Some(u64::from(SCHEMA_VERSION)) {
+            bail!(
+                "{} has schema_version {}, this pwsnas reads version {SCHEMA_VERSION}: rerun `pwsnas export` on its run",
+                path.display(),
+                version.map_or("(none)".into(), |v| v.to_string())
+            );
+        }
+        serde_json::from_value(raw)
+            .with_context(|| format!("{} is not a valid pwsnas report", path.display()))
+    }
+}
+
+/// What the run recorded before export, for the charts: each entry is the parsed file, or why it
+/// could not be read (the report says so instead of failing).
+pub struct History {
+    pub shrink: std::result::Result<ShrinkReport, String>,
+    pub search: std::result::Result<SearchReport, String>,
+}
+
+impl History {
+    /// Reads `shrink.json` and `search.json` of the run at `root`.
+    pub fn read(root: &Path) -> History {
+        fn get<T: serde::de::DeserializeOwned>(path: PathBuf) -> std::result::Result<T, String> {
+            if !path.exists() {
+                return Err(format!("{} does not exist", path.display()));
+            }
+            read_json(&path).map_err(|e| format!("{e:#}"))
+        }
+        History { shrink: get(root.join("shrink.json")), search: get(root.join("search.json")) }
+    }
+}
+
+/// Writes `report.json`, `report.md` and `report.html` into `dir`, each atomically; returns their paths.
+pub fn write_all(dir: &Path, report: &Report, history: &History) -> Result<[PathBuf; 3]> {
+    let paths = [dir.join("report.json"), dir.join("report.md"), dir.join("report.html")];
+    write_json(&paths[0], report)?;
+    write_atomic(&paths[1], markdown::render(report).as_bytes())?;
+    write_atomic(&paths[2], html::render(report, history).as_bytes())?;
+    Ok(paths)
+}
+
+/// `0.8912` as `89.12%`.
+pub(crate) fn pct(v: f64) -> String {
+    format!("{:.2}%", v * 100.0)
+}
+
+/// Seconds since the Unix epoch as `YYYY-MM-DD HH:MM:SS UTC` (days to civil date after
+/// H. Hinnant's `civil_from_days`).
+pub(crate) fn utc(secs: u64) -> String {
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    let z = days + 719_468;
+    let (era, doe) = (z.div_euclid(146_097), z.rem_euclid(146_097));
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// A millisecond value with precision that suits its size.
+pub(crate) fn ms(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.1}")
+    } else if v >= 1.0 {
+        format!("{v:.3}")
+    } else {
+        format!("{v:.4}")
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A small, complete report.
+    pub(crate) fn sample() -> Report {
+        let stats = |batch, v: Vec<f64>| LatencyStats::from_samples(batch, 1, v);
+        Report {
+            schema_version: SCHEMA_VERSION,
+            arch: "|nor_conv_3x3~0|+|skip_connect~0|avg_pool_3x3~1|".into(),
+            space: "nb201".into(),
+            space_params: serde_json::json!({"nodes": 3, "channels": 4}),
+            flops: 1.5e5,
+            params: 1.7e4,
+            onnx: OnnxFacts {
+                path: "model.onnx".into(),
+                opset: 17,
+                ir_version: 8,
+                bytes: 70_000,
+                nodes: 3,
+                op_counts: [("Conv".to_string(), 2), ("Gemm".to_string(), 1)].into_iter().collect(),
+                parameters: 17_000,
+                input: "input [batch, 1, 8, 8]".into(),
+                output: "gemm_0 [batch, 4]".into(),
+                metadata: [("arch".to_string(), "|a|b|".to_string())].into_iter().collect(),
+            },
+            parity: Parity {
+                images: 64,
+                max_abs_diff: 2e-6,
+                logit_scale: 4.0,
+                scaled_diff: 5e-7,
+                top1_agreement: 1.0,
+                tolerance: 1e-4,
+                passed: true,
+                reason: None,
+            },
+            accuracy: Accuracy {
+                libtorch: 0.9,
+                ort: 0.9,
+                difference_pp: 0.0,
+                test_images: 128,
+                prediction_agreement: 1.0,
+                retrain_test_accuracy: Some(0.9),
+            },
+            latency: Latency {
+                ort: LatencyPair {
+                    batch1: stats(1, vec![0.1, 0.2, 0.3]),
+                    batch64: stats(64, vec![2.0, 2.5, 3.0]),
+                },
+                libtorch: LatencyPair {
+                    batch1: stats(1, vec![0.4, 0.5, 0.9]),
+                    batch64: stats(64, vec![4.0, 5.0, 6.0]),
+                },
+                predicted_ms: None,
+                threads: 2,
+                ep: "cpu".into(),
+                libtorch_device: "cpu".into(),
+                cpu: "Test CPU (2 logical CPUs)".into(),
+                batch1_speedup: 2.5,
+                batch64_speedup: 2.0,
+            },
+            provenance: Provenance {
+                run: "/tmp/run <1>".into(),
+                exported_at: 0,
+                seed: 0,
+                dataset: "synthetic".into(),
+                pwsnas: "0.1.0".into(),
+                libtorch: "2.11.0".into(),
+                onnxruntime: "1.31.1".into(),
+                onnxruntime_library: "/x/libonnxruntime.so.1.31.1".into(),
+                retrain_epochs: Some(2),
+                settings: serde_json::json!({"space": "nb201"}),
+            },
+        }
+    }
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc(1_795_821_190), "2026-11-27 23:13:10 UTC");
+    }
+
+    #[test]
+    fn report_json_round_trips_and_other_versions_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("report.json");
+        write_json(&path, &sample()).unwrap();
+        assert_eq!(Report::load(&path).unwrap(), sample());
+        let mut raw = serde_json::to_value(sample()).unwrap();
+        raw["schema_version"] = serde_json::json!(2);
+        write_json(&path, &raw).unwrap();
+        let err = Report::load(&path).unwrap_err().to_string();
+        assert!(err.contains("schema_version 2") && err.contains("rerun `pwsnas export`"), "{err}");
+    }
+}

@@ -1,0 +1,306 @@
+//! `pwsnas export` and `pwsnas infer` end to end on a tiny synthetic search: the model, its
+//! validation and the reports, and a clear error for each kind of bad input (a run without
+//! retrained weights, a missing ONNX Runtime library, an execution provider the library lacks, a
+//! corrupt model, an undecodable image).
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use pwsnas::report::Report;
+use serde_json::Value;
+
+mod onnx_check;
+
+fn pwsnas(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pwsnas")).args(args).output().expect("the pwsnas binary runs")
+}
+
+fn text(out: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Runs pwsnas and expects success.
+fn ok(args: &[&str]) -> String {
+    let out = pwsnas(args);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "pwsnas {args:?} failed:\n{stderr}");
+    stdout
+}
+
+/// Runs pwsnas, expects failure, and returns stderr.
+fn fails(args: &[&str]) -> String {
+    let out = pwsnas(args);
+    let (stdout, stderr) = text(&out);
+    assert!(!out.status.success(), "pwsnas {args:?} should have failed:\n{stdout}\n{stderr}");
+    assert!(!stderr.contains("panicked"), "pwsnas {args:?} panicked:\n{stderr}");
+    stderr
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("temp paths are UTF-8")
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// A finished tiny search (made once per test binary; tests that change it work on a copy).
+fn searched() -> &'static Path {
+    static RUN: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    &RUN.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run");
+        ok(&[
+            "--quiet",
+            "search",
+            "--out",
+            s(&run),
+            "--data",
+            "synthetic:classes=4,channels=1,size=8,train=256,test=100",
+            "--nodes",
+            "3",
+            "--channels",
+            "4",
+            "--cells",
+            "1",
+            "--warmup-epochs",
+            "1",
+            "--batch-size",
+            "32",
+            "--population",
+            "4",
+            "--generations",
+            "2",
+            "--top-k",
+            "2",
+            "--retrain-epochs",
+            "1",
+            "--val-images",
+            "50",
+            "--samples-per-op",
+            "4",
+            "--device",
+            "cpu",
+        ]);
+        (dir, run)
+    })
+    .1
+}
+
+/// A copy of the search, exported once (stdout of `pwsnas --json export`).
+fn exported() -> &'static (PathBuf, String) {
+    static RUN: OnceLock<(tempfile::TempDir, (PathBuf, String))> = OnceLock::new();
+    &RUN.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run");
+        copy_dir(searched(), &run);
+        let stdout =
+            ok(&["--json", "export", s(&run), "--latency-runs", "5", "--warmup", "1", "--threads", "1"]);
+        (dir, (run, stdout))
+    })
+    .1
+}
+
+#[test]
+fn export_writes_a_validated_model_and_the_reports() {
+    let (run, stdout) = exported();
+    let report = Report::load(&run.join("report.json")).unwrap();
+    assert_eq!(report.schema_version, 1);
+    let arch: Value = serde_json::from_slice(&std::fs::read(run.join("arch.json")).unwrap()).unwrap();
+    assert_eq!(report.arch, arch["arch"].as_str().unwrap());
+
+    assert!(report.parity.passed, "{:?}", report.parity.reason);
+    assert!(report.parity.scaled_diff <= 1e-4 && report.parity.images > 0);
+    assert_eq!(report.accuracy.test_images, 100);
+    assert!(
+        (report.accuracy.ort - report.accuracy.libtorch).abs() * 100.0 <= 0.1,
+        "ORT {} vs libtorch {}",
+        report.accuracy.ort,
+        report.accuracy.libtorch
+    );
+    let retrained = report.accuracy.retrain_test_accuracy.expect("retrain/result.json is read");
+    assert!(
+        (retrained - report.accuracy.libtorch).abs() < 1e-9,
+        "export's libtorch accuracy is retraining's"
+    );
+
+    assert_eq!((report.onnx.path.as_str(), report.onnx.opset), ("model.onnx", 17));
+    let bytes = std::fs::read(run.join("model.onnx")).unwrap();
+    assert_eq!(report.onnx.bytes, bytes.len() as u64);
+    onnx_check::check(&bytes, "the exported model.onnx");
+    for op in ["BatchNormalization", "Identity"] {
+        assert!(!report.onnx.op_counts.contains_key(op), "{op} in {:?}", report.onnx.op_counts);
+    }
+    assert_eq!(report.onnx.input, "input [batch, 1, 8, 8]");
+
+    let l = &report.latency;
+    assert_eq!((l.threads, l.ep.as_str(), l.libtorch_device.as_str()), (1, "cpu", "cpu"));
+    for st in [&l.ort.batch1, &l.ort.batch64, &l.libtorch.batch1, &l.libtorch.batch64] {
+        assert_eq!(st.runs, 5);
+        assert!(
+            st.min_ms > 0.0 && st.min_ms <= st.p50_ms && st.p50_ms <= st.p99_ms && st.p99_ms <= st.max_ms
+        );
+    }
+    assert_eq!((l.ort.batch1.batch, l.ort.batch64.batch), (1, 64));
+    assert!(l.predicted_ms.is_none() && !l.cpu.is_empty());
+    assert!(report.provenance.onnxruntime.starts_with("1.31"), "{}", report.provenance.onnxruntime);
+
+    let md = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(md.contains("**passed**") && md.contains(&report.arch), "{md}");
+    let html = std::fs::read_to_string(run.join("report.html")).unwrap();
+    assert_eq!(html.matches("<svg").count(), 5, "latency ×2, shrink ×2, search ×1");
+    assert!(!html.contains("<script") && !html.contains("src=") && !html.contains("href="));
+
+    // --json: events on stdout, the last one the summary.
+    let last: Value = serde_json::from_str(stdout.lines().last().expect("JSON output")).unwrap();
+    assert_eq!(last["event"], "export_done");
+    assert_eq!(last["parity"]["passed"], true);
+    assert_eq!(last["accuracy"]["test_images"], 100);
+}
+
+#[test]
+fn infer_classifies_images_with_the_exported_model() {
+    let (run, _) = exported();
+    let dir = tempfile::tempdir().unwrap();
+    // An RGB image of another size: infer resizes it to 8×8 and converts it to greyscale.
+    let rgb = dir.path().join("rgb.png");
+    image::RgbImage::from_fn(20, 12, |x, y| image::Rgb([(x * 12) as u8, (y * 20) as u8, 90]))
+        .save(&rgb)
+        .unwrap();
+    let grey = dir.path().join("grey.jpg");
+    image::GrayImage::from_fn(8, 8, |x, y| image::Luma([((x + y) * 16) as u8])).save(&grey).unwrap();
+    let model = run.join("model.onnx");
+
+    let out: Value =
+        serde_json::from_str(&ok(&["--json", "infer", s(&model), s(&rgb), s(&grey), "--top", "3"])).unwrap();
+    let results = out["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    assert_eq!(results[0]["image"], s(&rgb));
+    for r in results {
+        let top = r["top"].as_array().unwrap();
+        assert_eq!(top.len(), 3);
+        let p: Vec<f64> = top.iter().map(|t| t["probability"].as_f64().unwrap()).collect();
+        assert!(p.windows(2).all(|w| w[0] >= w[1]) && p.iter().sum::<f64>() <= 1.0 + 1e-9, "{p:?}");
+        assert!(top[0]["class"].as_str().unwrap().starts_with("class_"), "{top:?}");
+    }
+    // All four classes: the probabilities sum to 1. Text output names the classes.
+    let out: Value = serde_json::from_str(&ok(&["--json", "infer", s(&model), s(&grey)])).unwrap();
+    let total: f64 =
+        out["results"][0]["top"].as_array().unwrap().iter().map(|t| t["probability"].as_f64().unwrap()).sum();
+    assert!((total - 1.0).abs() < 1e-6, "{total}");
+    let stdout = ok(&["infer", s(&model), s(&grey), "--top", "2"]);
+    assert!(
+        stdout.contains(s(&grey)) && stdout.contains(" 1. class_") && stdout.contains(" 2. class_"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_parity_failure_writes_the_reports_and_exits_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    copy_dir(searched(), &run);
+    let err = fails(&[
+        "--quiet",
+        "export",
+        s(&run),
+        "--tolerance",
+        "1e-12",
+        "--latency-runs",
+        "2",
+        "--warmup",
+        "0",
+    ]);
+    assert!(err.contains("failed the parity check") && err.contains("above the tolerance"), "{err}");
+    let report = Report::load(&run.join("report.json")).unwrap();
+    assert!(!report.parity.passed);
+    assert!(report.parity.reason.unwrap().contains("above the tolerance 1.0e-12"));
+    assert!(std::fs::read_to_string(run.join("report.html")).unwrap().contains("parity FAILED"));
+}
+
+#[test]
+fn export_needs_retrained_weights_and_a_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    copy_dir(searched(), &run);
+    std::fs::remove_file(run.join("retrain/weights.safetensors")).unwrap();
+    let err = fails(&["export", s(&run)]);
+    assert!(err.contains("has no retrained weights") && err.contains("pwsnas train --run"), "{err}");
+    assert!(!run.join("model.onnx").exists() && !run.join("report.json").exists());
+
+    let err = fails(&["export", s(dir.path())]);
+    assert!(err.contains("is not a pwsnas run directory"), "{err}");
+}
+
+#[test]
+fn a_missing_onnx_runtime_library_says_what_was_tried() {
+    let run = searched();
+    for args in [vec!["export", s(run)], vec!["infer", "model.onnx", "x.png"]] {
+        let mut args = args.clone();
+        args.extend(["--ort-lib", "/nonexistent/libonnxruntime.so"]);
+        let err = fails(&args);
+        assert!(err.contains("cannot load the ONNX Runtime library"), "{err}");
+        assert!(err.contains("from --ort-lib /nonexistent/libonnxruntime.so: no such file"), "{err}");
+        assert!(err.contains("cargo xtask setup"), "{err}");
+    }
+    // Without a flag, the library set-up installed is found (doctor shows it).
+    let doctor: Value = serde_json::from_str(&ok(&["--json", "doctor"])).unwrap();
+    let ort = &doctor["onnxruntime"];
+    assert!(ort["version"].as_str().unwrap().starts_with("1.31"), "{ort}");
+    assert!(ort["providers"].as_array().unwrap().iter().any(|p| p == "CPUExecutionProvider"), "{ort}");
+}
+
+#[test]
+fn cuda_without_a_cuda_build_of_onnx_runtime_is_a_clear_error() {
+    let (run, _) = exported();
+    let doctor: Value = serde_json::from_str(&ok(&["--json", "doctor"])).unwrap();
+    if doctor["onnxruntime"]["providers"].as_array().unwrap().iter().any(|p| p == "CUDAExecutionProvider") {
+        return; // this library has the CUDA provider: nothing to refuse
+    }
+    let model = run.join("model.onnx");
+    for args in [vec!["export", s(run), "--ep", "cuda"], vec!["infer", s(&model), "x.png", "--ep", "cuda"]] {
+        let err = fails(&args);
+        assert!(err.contains("--ep cuda") && err.contains("has no CUDAExecutionProvider"), "{err}");
+        assert!(err.contains("use --ep cpu"), "{err}");
+    }
+}
+
+#[test]
+fn infer_rejects_a_corrupt_model_and_an_undecodable_image() {
+    let (run, _) = exported();
+    let dir = tempfile::tempdir().unwrap();
+    let model = run.join("model.onnx");
+    let bytes = std::fs::read(&model).unwrap();
+    let image = dir.path().join("ok.png");
+    image::GrayImage::new(8, 8).save(&image).unwrap();
+
+    let garbage = dir.path().join("garbage.onnx");
+    std::fs::write(&garbage, b"this is not a model").unwrap();
+    let truncated = dir.path().join("truncated.onnx");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    for bad in [&garbage, &truncated] {
+        let err = fails(&["infer", s(bad), s(&image)]);
+        assert!(
+            err.contains(&format!("cannot use {} as a model: not an ONNX model", bad.display())),
+            "{err}"
+        );
+    }
+    let err = fails(&["infer", s(&dir.path().join("missing.onnx")), s(&image)]);
+    assert!(err.contains("cannot read the model") && err.contains("missing.onnx"), "{err}");
+
+    let not_image = dir.path().join("photo.png");
+    std::fs::write(&not_image, b"just text").unwrap();
+    let err = fails(&["infer", s(&model), s(&image), s(&not_image)]);
+    assert!(err.contains(&format!("cannot decode the image {}", not_image.display())), "{err}");
+    let err = fails(&["infer", s(&model), s(&dir.path().join("absent.png"))]);
+    assert!(err.contains("cannot read the image") && err.contains("absent.png"), "{err}");
+}
