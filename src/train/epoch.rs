@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Reduction, Tensor};
 
 use super::derive_seed;
-use super::sgd::{clip_grad_norm, cosine_lr, Sgd};
+use super::sgd::{cosine_lr, Sgd};
 use crate::data::{to_tensors, RunData};
 use crate::progress::Progress;
 use crate::settings::TrainSettings;
@@ -50,8 +50,8 @@ pub struct StepStats {
     pub seen: usize,
 }
 
-/// One SGD step on a batch: forward and backward of every child (gradients accumulate, as FairNAS
-/// does), optional clipping, one update of the tensors the children used.
+/// One SGD step on a batch: forward of every child, one backward of the summed losses (FairNAS's
+/// accumulated gradients), one update of the tensors the children used.
 pub fn train_step(
     net: &Supernet,
     sgd: &mut Sgd,
@@ -65,23 +65,27 @@ pub fn train_step(
     let mut stats = StepStats { loss_sum: zeros(), correct: zeros(), seen: 0 };
     let mut names = HashSet::new();
     let mut params: Vec<&Param> = Vec::new();
+    let mut total: Option<Tensor> = None;
     for child in children {
         let logits = net.forward(x, child, Mode::TRAIN);
         let loss = logits.cross_entropy_loss::<Tensor>(y, None, Reduction::Mean, -100, cfg.label_smoothing);
-        loss.backward();
         stats.loss_sum += loss.detach().to_kind(Kind::Double);
         stats.correct += logits.argmax(1, false).eq_tensor(y).sum(Kind::Double);
         stats.seen += x.size()[0] as usize;
+        total = Some(match total {
+            Some(t) => t + loss,
+            None => loss,
+        });
         for p in net.trainable_for(child) {
             if names.insert(p.name.as_str()) {
                 params.push(p);
             }
         }
     }
-    if let Some(max) = cfg.grad_clip {
-        clip_grad_norm(&params, max);
-    }
-    sgd.step(&params, lr);
+    let Some(total) = total else { return stats };
+    let inputs: Vec<&Tensor> = params.iter().map(|p| &p.tensor).collect();
+    let grads = Tensor::run_backward(&[total], &inputs, false, false);
+    sgd.step(&params, grads, lr, cfg.grad_clip);
     stats
 }
 

@@ -1,13 +1,22 @@
-//! SGD with momentum, Nesterov and weight decay, following PyTorch's `torch.optim.SGD` update rule.
+//! SGD with momentum, Nesterov and weight decay, following PyTorch's `torch.optim.SGD` update rule,
+//! with gradient-norm clipping folded into the update.
 //!
 //! Why not `tch::nn::Optimizer`: a supernet step must update only the tensors of the sampled child
 //! (SPOS with modern PyTorch semantics: parameters without a gradient are skipped, so momentum and
 //! weight decay do not keep moving unused operators), and the momentum buffers must be saved in
 //! checkpoints so a resumed run continues exactly where it stopped. Both need the state in our hands.
+//!
+//! Why it is written the way it is: a supernet step touches hundreds of small tensors, so the cost
+//! is the number of kernels launched per tensor, not arithmetic. Gradients come from
+//! `autograd::grad` (fresh tensors: nothing to zero, nothing accumulated into old ones), the clip
+//! coefficient stays on the device (no synchronisation), and the update takes five in-place kernels
+//! per tensor. The momentum buffer is kept scaled by `1 - m`, which turns PyTorch's
+//! `buf = m·buf + g` into one `lerp` (`b ← b + (1-m)(g - b)`); the update `p -= lr·(g + m·buf)`
+//! becomes two `addcmul`s with device scalars. The arithmetic is PyTorch's, up to rounding.
 use std::collections::HashMap;
 
 use pwsnas_models::Param;
-use tch::{Device, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use crate::settings::TrainSettings;
 
@@ -17,7 +26,13 @@ pub struct Sgd {
     momentum: f64,
     nesterov: bool,
     weight_decay: f64,
+    /// Momentum buffers, scaled by `1 - momentum`.
     buffers: HashMap<String, Tensor>,
+}
+
+/// A scalar on `device`, made without a host-to-device copy (a fill kernel, no synchronisation).
+fn scalar(value: f64, device: Device) -> Tensor {
+    Tensor::full([], value, (Kind::Float, device))
 }
 
 impl Sgd {
@@ -30,35 +45,45 @@ impl Sgd {
         }
     }
 
-    /// One update of `params` (those with a gradient) at learning rate `lr`; zeroes their gradients.
-    pub fn step(&mut self, params: &[&Param], lr: f64) {
+    /// One update of `params` with their gradients `grads` (same order; undefined = unused, skipped)
+    /// at learning rate `lr`, after scaling the gradients so their global L2 norm is at most
+    /// `max_norm` (when given).
+    pub fn step(&mut self, params: &[&Param], mut grads: Vec<Tensor>, lr: f64, max_norm: Option<f64>) {
+        assert_eq!(params.len(), grads.len(), "one gradient per parameter");
+        let Some(device) = grads.iter().find(|g| g.defined()).map(Tensor::device) else { return };
         tch::no_grad(|| {
-            for p in params {
-                let mut grad = p.tensor.grad();
-                if !grad.defined() {
+            if let Some(max) = max_norm {
+                let flat: Vec<Tensor> =
+                    grads.iter().filter(|g| g.defined()).map(|g| g.flatten(0, -1)).collect();
+                let norm = Tensor::cat(&flat, 0).norm();
+                let coef = (scalar(max, device) / (norm + 1e-6)).clamp_max(1.0);
+                for g in grads.iter_mut().filter(|g| g.defined()) {
+                    let _ = g.g_mul_(&coef);
+                }
+            }
+            let m = self.momentum;
+            let wd = scalar(self.weight_decay, device);
+            let neg_lr = scalar(-lr, device);
+            // p -= lr·buf = lr·b/(1-m) (plain momentum), or lr·m·buf = lr·m·b/(1-m) (Nesterov's extra term).
+            let buf_coef = scalar(if self.nesterov { -lr * m / (1.0 - m) } else { -lr / (1.0 - m) }, device);
+            for (p, mut g) in params.iter().zip(grads) {
+                if !g.defined() {
                     continue;
                 }
-                let mut d = if self.weight_decay != 0.0 {
-                    &grad + &p.tensor * self.weight_decay
-                } else {
-                    grad.copy()
-                };
-                if self.momentum != 0.0 {
-                    let buf = match self.buffers.get_mut(&p.name) {
-                        Some(buf) => {
-                            let _ = buf.g_mul_scalar_(self.momentum).g_add_(&d);
-                            buf.shallow_clone()
-                        }
-                        None => {
-                            let buf = d.copy();
-                            self.buffers.insert(p.name.clone(), buf.shallow_clone());
-                            buf
-                        }
-                    };
-                    d = if self.nesterov { d + buf * self.momentum } else { buf };
+                let mut w = p.tensor.shallow_clone();
+                if self.weight_decay != 0.0 {
+                    let _ = g.addcmul_(&w, &wd);
                 }
-                let _ = p.tensor.shallow_clone().g_add_(&(d * -lr));
-                let _ = grad.zero_();
+                if m == 0.0 {
+                    let _ = w.addcmul_(&g, &neg_lr);
+                    continue;
+                }
+                let buf = self.buffers.entry(p.name.clone()).or_insert_with(|| g.zeros_like());
+                let _ = buf.lerp_(&g, 1.0 - m);
+                if self.nesterov {
+                    let _ = w.addcmul_(&g, &neg_lr);
+                }
+                let _ = w.addcmul_(buf, &buf_coef);
             }
         });
     }
@@ -77,25 +102,6 @@ impl Sgd {
     }
 }
 
-/// Scales gradients so their global L2 norm is at most `max_norm`; returns the norm before.
-pub fn clip_grad_norm(params: &[&Param], max_norm: f64) -> f64 {
-    tch::no_grad(|| {
-        let grads: Vec<Tensor> = params.iter().map(|p| p.tensor.grad()).filter(Tensor::defined).collect();
-        if grads.is_empty() {
-            return 0.0;
-        }
-        let sq: Vec<Tensor> = grads.iter().map(|g| g.square().sum(tch::Kind::Float)).collect();
-        let norm = Tensor::stack(&sq, 0).sum(tch::Kind::Float).sqrt().double_value(&[]);
-        if norm > max_norm {
-            let scale = max_norm / (norm + 1e-6);
-            for mut g in grads {
-                let _ = g.g_mul_scalar_(scale);
-            }
-        }
-        norm
-    })
-}
-
 /// Cosine learning rate at `step` of `total` (from `lr` down to 0).
 pub fn cosine_lr(lr: f64, step: usize, total: usize) -> f64 {
     if total == 0 {
@@ -109,50 +115,52 @@ mod tests {
     use super::*;
     use tch::nn;
 
+    fn param(vs: &nn::VarStore, value: f64, n: i64) -> Param {
+        let w = vs.root().var("w", &[n], nn::Init::Const(value));
+        Param { name: "w".into(), tensor: w }
+    }
+
+    fn grad_of_half_square(p: &Param) -> Vec<Tensor> {
+        let loss = (&p.tensor * &p.tensor).sum(Kind::Float) * 0.5; // grad = w
+        Tensor::run_backward(&[loss], &[&p.tensor], false, false)
+    }
+
     /// The update rule of torch.optim.SGD(momentum=0.9, nesterov=True, weight_decay=0.1), by hand.
     #[test]
     fn matches_the_pytorch_update_rule() {
-        let vs = nn::VarStore::new(Device::Cpu);
-        let w = vs.root().var("w", &[2], nn::Init::Const(1.0));
-        let p = Param { name: "w".into(), tensor: w.shallow_clone() };
-        let cfg =
-            TrainSettings { momentum: 0.9, nesterov: true, weight_decay: 0.1, ..TrainSettings::default() };
-        let mut sgd = Sgd::new(&cfg);
-        let (mut expected_w, mut buf) = (1.0f64, 0.0f64);
-        for step in 0..3 {
-            let loss = (&w * &w).sum(tch::Kind::Float) * 0.5; // grad = w
-            loss.backward();
-            sgd.step(&[&p], 0.1);
-            let g = expected_w + 0.1 * expected_w;
-            buf = if step == 0 { g } else { 0.9 * buf + g };
-            expected_w -= 0.1 * (g + 0.9 * buf);
-            let got = w.double_value(&[0]);
-            assert!((got - expected_w).abs() < 1e-6, "step {step}: {got} vs {expected_w}");
+        for nesterov in [true, false] {
+            let vs = nn::VarStore::new(Device::Cpu);
+            let p = param(&vs, 1.0, 2);
+            let cfg =
+                TrainSettings { momentum: 0.9, nesterov, weight_decay: 0.1, ..TrainSettings::default() };
+            let mut sgd = Sgd::new(&cfg);
+            let (mut expected_w, mut buf) = (1.0f64, 0.0f64);
+            for step in 0..4 {
+                sgd.step(&[&p], grad_of_half_square(&p), 0.1, None);
+                let g = expected_w + 0.1 * expected_w;
+                buf = if step == 0 { g } else { 0.9 * buf + g };
+                expected_w -= 0.1 * if nesterov { g + 0.9 * buf } else { buf };
+                let got = p.tensor.double_value(&[0]);
+                assert!(
+                    (got - expected_w).abs() < 1e-6,
+                    "nesterov {nesterov} step {step}: {got} vs {expected_w}"
+                );
+            }
+            assert_eq!(sgd.state().len(), 1);
         }
-        assert_eq!(w.grad().abs().sum(tch::Kind::Float).double_value(&[]), 0.0);
-        assert_eq!(sgd.state().len(), 1);
     }
 
     #[test]
-    fn parameters_without_gradient_are_left_alone() {
+    fn unused_parameters_are_left_alone_and_clipping_bounds_the_norm() {
         let vs = nn::VarStore::new(Device::Cpu);
-        let w = vs.root().var("w", &[2], nn::Init::Const(1.0));
-        let p = Param { name: "w".into(), tensor: w.shallow_clone() };
-        let mut sgd = Sgd::new(&TrainSettings::default());
-        sgd.step(&[&p], 0.1);
-        assert_eq!(w.double_value(&[0]), 1.0);
-        assert!(sgd.state().is_empty());
-    }
-
-    #[test]
-    fn clipping_bounds_the_norm() {
-        let vs = nn::VarStore::new(Device::Cpu);
-        let w = vs.root().var("w", &[4], nn::Init::Const(3.0));
-        let p = Param { name: "w".into(), tensor: w.shallow_clone() };
-        (&w * &w).sum(tch::Kind::Float).backward(); // grad = 2w = 6 → norm 12
-        let before = clip_grad_norm(&[&p], 1.0);
-        assert!((before - 12.0).abs() < 1e-5);
-        assert!((w.grad().norm().double_value(&[]) - 1.0).abs() < 1e-4);
+        let p = param(&vs, 3.0, 4);
+        let mut sgd =
+            Sgd::new(&TrainSettings { momentum: 0.0, weight_decay: 0.0, ..TrainSettings::default() });
+        sgd.step(&[&p], vec![Tensor::new()], 0.1, Some(1.0));
+        assert_eq!(p.tensor.double_value(&[0]), 3.0);
+        // grad = w = 3 per entry, norm 6, clipped to 1: each entry of the step is 0.1 · 3/6.
+        sgd.step(&[&p], grad_of_half_square(&p), 0.1, Some(1.0));
+        assert!((p.tensor.double_value(&[0]) - (3.0 - 0.05)).abs() < 1e-5);
         assert!((cosine_lr(0.1, 0, 10) - 0.1).abs() < 1e-12 && cosine_lr(0.1, 10, 10).abs() < 1e-12);
     }
 }
