@@ -19,7 +19,14 @@ const ORT: &str = "onnxruntime==1.31.1";
 const ONNX: &str = "onnx==1.20.0";
 const ORT_LIB: &str = "onnxruntime/capi/libonnxruntime.so.1.31.1";
 
-fn main() -> Result<()> {
+fn main() {
+    if let Err(err) = real_main() {
+        eprintln!("[xtask] error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn real_main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let root = repo_root()?;
     match args.first().map(String::as_str) {
