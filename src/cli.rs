@@ -127,6 +127,58 @@ pub enum Command {
         #[arg(long)]
         device: Option<String>,
     },
+    /// Measure (or show the cached) latency table of a space: every op of every choice point and the
+    /// fixed parts timed alone in ONNX Runtime, with the machine and settings it is valid for.
+    LatencyTable {
+        /// Take the space from this run directory (instead of --space/--data/--config).
+        #[arg(long = "run", conflicts_with_all = ["config", "space", "data", "image_size", "space_file"])]
+        dir: Option<PathBuf>,
+        /// Take the space from this space.json (e.g. a run's shrunk space).
+        #[arg(long, conflicts_with_all = ["config", "space", "data", "image_size"])]
+        space_file: Option<PathBuf>,
+        /// TOML settings as for `pwsnas search` (space, space_params, data, image_size).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// nb201 or mobile (default: as `pwsnas search`).
+        #[arg(long)]
+        space: Option<String>,
+        /// The data whose image shape and classes the space takes (default: as `pwsnas search`);
+        /// not read when --input-size, --input-channels or --classes is given.
+        #[arg(long)]
+        data: Option<String>,
+        #[arg(long)]
+        image_size: Option<usize>,
+        #[command(flatten)]
+        shape: SpaceShapeArgs,
+        #[command(flatten)]
+        ort: OrtArgs,
+        /// Measure again even when a table for this space and machine exists.
+        #[arg(long)]
+        rebuild: bool,
+        /// Timed runs per measured model (after the warm-up runs).
+        #[arg(long, default_value_t = 200)]
+        runs: usize,
+        /// Untimed warm-up runs before each measurement.
+        #[arg(long, default_value_t = 20)]
+        warmup: usize,
+        /// Also print the predicted latency of this architecture, piece by piece. (The range of
+        /// predictions over the space's children — with --run, its shrunk space — is always printed.)
+        #[arg(long)]
+        arch: Option<String>,
+    },
+    /// Compare exported runs: accuracy, ONNX Runtime latency and throughput, size, predicted latency
+    /// and its error, the Pareto-optimal runs marked; writes compare.md/.csv/.json/.html.
+    Compare {
+        /// Run directories with a report.json (written by `pwsnas export`).
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Folder for compare.md, compare.csv, compare.json and compare.html.
+        #[arg(long, default_value = "compare")]
+        out: PathBuf,
+        /// Compare even when the latencies were measured on different machines or settings.
+        #[arg(long)]
+        allow_mixed: bool,
+    },
     /// Classify images with a model written by `pwsnas export` (ONNX Runtime; top classes with names).
     Infer {
         /// The exported model (model.onnx).
@@ -195,13 +247,13 @@ pub struct SpaceShapeArgs {
     /// mobile: channel multiplier.
     #[arg(long)]
     pub width: Option<f64>,
-    /// arch info only: number of classes.
+    /// arch info and latency-table only: number of classes.
     #[arg(long)]
     pub classes: Option<usize>,
-    /// arch info only: input image size.
+    /// arch info and latency-table only: input image size.
     #[arg(long)]
     pub input_size: Option<usize>,
-    /// arch info only: input channels.
+    /// arch info and latency-table only: input channels.
     #[arg(long)]
     pub input_channels: Option<usize>,
 }
@@ -312,8 +364,15 @@ pub struct SettingsArgs {
     pub max_flops: Option<f64>,
     #[arg(long)]
     pub max_params: Option<f64>,
+    /// Cap on the predicted ONNX Runtime latency at batch 1 (ms), from the latency table.
     #[arg(long)]
     pub max_latency_ms: Option<f64>,
+    /// ONNX Runtime threads the search predicts latencies for (default: as `pwsnas export`).
+    #[arg(long)]
+    pub latency_threads: Option<usize>,
+    /// ONNX Runtime execution provider the search predicts latencies for: cpu (default) or cuda.
+    #[arg(long)]
+    pub latency_ep: Option<String>,
     /// Validation images per child evaluation in the search.
     #[arg(long)]
     pub val_images: Option<usize>,
@@ -395,6 +454,12 @@ impl SettingsArgs {
         }
         if self.max_latency_ms.is_some() {
             s.search.max_latency_ms = self.max_latency_ms;
+        }
+        if self.latency_threads.is_some() {
+            s.search.latency_threads = self.latency_threads;
+        }
+        if self.latency_ep.is_some() {
+            s.search.latency_ep = self.latency_ep.clone();
         }
         set!(s.search.val_images, self.val_images);
         set!(s.retrain.epochs, self.retrain_epochs);
@@ -564,7 +629,99 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Infer { model, images, top, ort } => infer(&model, &images, top, &ort, cli.json),
+        Command::Compare { runs, out, allow_mixed } => {
+            let comparison = crate::compare::compare(&runs, allow_mixed)?;
+            let paths = crate::compare::write_all(&out, &comparison)?;
+            if cli.json {
+                println!("{}", serde_json::to_string(&comparison)?);
+            } else {
+                print!("{}", crate::compare::render::markdown(&comparison));
+            }
+            progress.info(format!(
+                "written: {}",
+                paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            ));
+            Ok(())
+        }
+        Command::LatencyTable {
+            dir,
+            space_file,
+            config,
+            space,
+            data,
+            image_size,
+            shape,
+            ort,
+            rebuild,
+            runs,
+            warmup,
+            arch,
+        } => {
+            let space = match (&dir, &space_file) {
+                (Some(dir), _) => run_space(dir)?,
+                (None, Some(file)) => Space::from_json(read_json(file)?)
+                    .with_context(|| format!("{} does not hold a valid space", file.display()))?,
+                (None, None) => {
+                    Space::full(flag_space_kind(config.as_deref(), space, data, image_size, &shape)?)
+                }
+            };
+            let opts =
+                crate::latency::measure::BuildOptions { plan: Plan { warmup, runs }, ..Default::default() };
+            let cfg = SessionConfig {
+                ep: ort.ep,
+                threads: ort.threads.unwrap_or_else(crate::latency::default_threads),
+            };
+            crate::latency::show::latency_table(
+                &space,
+                cfg,
+                ort.ort_lib.as_deref(),
+                rebuild,
+                opts,
+                arch.as_deref(),
+                &progress,
+            )
+        }
     }
+}
+
+/// The space of a run: its (shrunk) space.json, else the full space of its settings fitted to its data.
+fn run_space(dir: &Path) -> Result<Space> {
+    let run = RunDir::open(dir)?;
+    let space_json = run.path("space.json");
+    if space_json.exists() {
+        return Space::from_json(read_json(&space_json)?)
+            .with_context(|| format!("{} does not hold a valid space", space_json.display()));
+    }
+    let data = RunData::load(&run.info.settings)?;
+    Ok(Space::full(supernet::space_kind(&run.info.settings, &data)?))
+}
+
+/// The space kind `pwsnas search` would use with these flags; the input shape and classes come from
+/// the data unless a shape flag gives them.
+fn flag_space_kind(
+    config: Option<&Path>,
+    space: Option<String>,
+    data: Option<String>,
+    image_size: Option<usize>,
+    shape: &SpaceShapeArgs,
+) -> Result<SpaceKind> {
+    let args = SettingsArgs {
+        config: config.map(Path::to_path_buf),
+        space,
+        data,
+        image_size,
+        shape: shape.clone(),
+        ..SettingsArgs::default()
+    };
+    let settings = args.resolve(Settings::default())?;
+    let params = serde_json::Value::Object(settings.space_params.clone());
+    let kind = SpaceKind::from_params(&settings.space, params)
+        .with_context(|| format!("space '{}' with space_params", settings.space))?;
+    if shape.input_size.is_some() || shape.input_channels.is_some() || shape.classes.is_some() {
+        return Ok(kind);
+    }
+    let data = RunData::load(&settings)?;
+    supernet::space_kind(&settings, &data)
 }
 
 fn infer(model: &Path, images: &[PathBuf], top: usize, ort: &OrtArgs, json_out: bool) -> Result<()> {

@@ -8,8 +8,13 @@
 //! [`export`] then lowers the retrained child to ONNX, validates it with ONNX Runtime
 //! ([`ort_runtime`]) against libtorch and writes the [`report`]s; [`infer`] classifies images with
 //! the exported model alone.
+//!
+//! Latency: [`latency`] measures latency tables of a space's pieces in ONNX Runtime and predicts a
+//! child's latency from them (the search's `--max-latency-ms`, and `pwsnas export`'s prediction
+//! error); [`compare`] puts exported runs side by side with their Pareto front.
 pub mod bench;
 pub mod cli;
+pub mod compare;
 pub mod data;
 pub mod device;
 pub mod doctor;

@@ -1,32 +1,79 @@
 //! `pwsnas search`: supernet → shrink → search → retrain, each stage skipped when done.
+//!
+//! The search stage always gets a latency predictor when it can: the latency table of the run's
+//! space for the search's latency settings (`search.latency_threads`, `search.latency_ep`) is reused
+//! or measured (a few seconds) before the supernet trains, kept in the run as `latency_table.json`,
+//! and every evaluated child's predicted latency goes into `search.json`. With `--max-latency-ms`
+//! the table is required; without it, a table that cannot be had (no ONNX Runtime) only costs the
+//! predictions, and the search says so.
 use std::path::Path;
 
-use anyhow::{bail, Result};
+use anyhow::{Context, Result};
+use pwsnas_models::SpaceKind;
 use serde_json::json;
 use tch::Device;
 
 use crate::data::RunData;
 use crate::fsutil::read_json;
+use crate::latency::table::{self, keep_copy, Request, RUN_COPY};
+use crate::latency::{default_threads, Predictor};
+use crate::ort_runtime::{Ep, SessionConfig};
 use crate::progress::Progress;
 use crate::retrain::{self, RetrainResult};
 use crate::run::{RunDir, Stage};
-use crate::search::constraints::Constraints;
+use crate::search::constraints::{Constraints, TableRef};
 use crate::search::{self, ArchFile};
 use crate::settings::Settings;
 use crate::{device, shrink, supernet};
 
-/// The constraints of the search settings.
-pub fn constraints(settings: &Settings) -> Result<Constraints> {
+/// The ONNX Runtime setting the search predicts latencies for.
+pub fn latency_config(settings: &Settings) -> SessionConfig {
     let s = &settings.search;
-    if s.max_latency_ms.is_some() {
-        bail!("--max-latency-ms needs a latency table: build one with `pwsnas latency-table` first");
-    }
-    Ok(Constraints {
+    let ep = if s.latency_ep.as_deref() == Some("cuda") { Ep::Cuda } else { Ep::Cpu };
+    SessionConfig { ep, threads: s.latency_threads.unwrap_or_else(default_threads) }
+}
+
+/// The constraints of the run's search settings, with the latency predictor of `kind` (see the
+/// module docs).
+pub fn constraints(run: &RunDir, kind: &SpaceKind, progress: &Progress) -> Result<Constraints> {
+    let s = &run.info.settings.search;
+    let mut constraints = Constraints {
         max_flops: s.max_flops,
         max_params: s.max_params,
         max_latency_ms: s.max_latency_ms,
         predictor: None,
-    })
+        latency_table: None,
+    };
+    let request = Request {
+        kind,
+        cfg: latency_config(&run.info.settings),
+        ort_lib: None,
+        rebuild: false,
+        build: Default::default(),
+        first: Some(run.path(RUN_COPY)),
+    };
+    let predictor = table::obtain(&request, progress).and_then(|got| {
+        let predictor = Predictor::new(&got.table, kind)
+            .with_context(|| format!("latency table {}", got.path.display()))?;
+        keep_copy(&got.table, &run.path(RUN_COPY))?;
+        let source = TableRef {
+            path: got.path.display().to_string(),
+            machine: got.table.machine.clone(),
+            built_at: got.table.built_at,
+        };
+        Ok((predictor, source))
+    });
+    match predictor {
+        Ok((predictor, source)) => {
+            constraints.predictor = Some(predictor);
+            constraints.latency_table = Some(source);
+        }
+        Err(e) if s.max_latency_ms.is_none() => {
+            progress.info(format!("search: predicted latencies will not be recorded: {e:#}"));
+        }
+        Err(e) => return Err(e.context("--max-latency-ms needs the latency table of the run's space")),
+    }
+    Ok(constraints)
 }
 
 /// Runs (or resumes) every stage of a search into `out`.
@@ -52,10 +99,18 @@ pub fn search(
     let arch: ArchFile = if run.is_done(Stage::Search) {
         read_json(&run.path("arch.json"))?
     } else {
-        let constraints = constraints(settings)?;
+        let constraints = constraints(&run, &supernet::space_kind(settings, &data)?, progress)?;
         let mut sn = supernet::run_stage(&mut run, &data, device, progress)?;
         let space = shrink::run_stage(&mut run, &mut sn, &data, device, progress)?;
-        search::run_stage(&mut run, &sn.net, &space, &data, device, constraints, progress)?
+        let arch = search::run_stage(&mut run, &sn.net, &space, &data, device, constraints, progress)?;
+        if let Some(ms) = arch.predicted_latency_ms {
+            progress.info(format!(
+                "search: predicted ONNX Runtime latency of {}: {ms:.4} ms at batch 1{}",
+                arch.arch,
+                settings.search.max_latency_ms.map(|m| format!(" (budget {m} ms)")).unwrap_or_default()
+            ));
+        }
+        arch
     };
     let result = retrain::run_stage(&mut run, &arch, &data, device, progress)?;
     progress.event(

@@ -142,7 +142,15 @@ pub struct SearchSettings {
     pub mutation_prob: f64,
     pub max_flops: Option<f64>,
     pub max_params: Option<f64>,
+    /// Cap on the predicted ONNX Runtime latency (ms, batch 1) from the latency table.
     pub max_latency_ms: Option<f64>,
+    /// ONNX Runtime intra-op threads of the latency table the search predicts with (absent: libtorch's
+    /// default thread count, as `pwsnas export` uses). Left out of `run.json` when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_threads: Option<usize>,
+    /// Execution provider of that table: `cpu` (when absent) or `cuda`. Left out of `run.json` when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ep: Option<String>,
     pub bn_batches: usize,
     pub val_images: usize,
 }
@@ -158,6 +166,8 @@ impl Default for SearchSettings {
             max_flops: None,
             max_params: None,
             max_latency_ms: None,
+            latency_threads: None,
+            latency_ep: None,
             bn_batches: 4,
             val_images: 1000,
         }
@@ -241,6 +251,19 @@ impl Settings {
         }
         if !(0.0..=1.0).contains(&self.search.mutation_prob) {
             bail!("setting search.mutation_prob must be in [0, 1], got {}", self.search.mutation_prob);
+        }
+        if let Some(max) = self.search.max_latency_ms {
+            if !(max.is_finite() && max > 0.0) {
+                bail!("setting search.max_latency_ms must be a positive number of milliseconds, got {max}");
+            }
+        }
+        if self.search.latency_threads == Some(0) {
+            bail!("setting search.latency_threads must be at least 1");
+        }
+        if let Some(ep) = &self.search.latency_ep {
+            if !["cpu", "cuda"].contains(&ep.as_str()) {
+                bail!("setting search.latency_ep = '{ep}': expected cpu or cuda");
+            }
         }
         for (name, t) in [("supernet", &self.supernet), ("retrain", &self.retrain)] {
             if t.lr.is_nan() || t.lr <= 0.0 || !(0.0..1.0).contains(&t.momentum) || t.weight_decay < 0.0 {

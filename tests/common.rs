@@ -1,6 +1,7 @@
 //! Helpers shared by the CLI tests: run the `pwsnas` binary and read what it wrote.
 #![allow(dead_code)]
-use std::path::Path;
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// Tiny synthetic data: 4 classes of 1×8×8 images.
@@ -51,34 +52,88 @@ pub fn set(mut args: Vec<String>, flag: &str, value: &str) -> Vec<String> {
     args
 }
 
+/// The `PWSNAS_HOME` of the tests (latency tables and other caches), so they never touch the user's.
+pub fn test_home() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pwsnas-home")
+}
+
+fn collect<I, S>(args: I) -> Vec<OsString>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    args.into_iter().map(|a| a.as_ref().to_os_string()).collect()
+}
+
+/// Runs pwsnas with `PWSNAS_HOME=home`.
+pub fn pwsnas_in<I, S>(home: &Path, args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    Command::new(env!("CARGO_BIN_EXE_pwsnas"))
+        .args(collect(args))
+        .env("PWSNAS_HOME", home)
+        .output()
+        .expect("pwsnas runs")
+}
+
 pub fn pwsnas<I, S>(args: I) -> Output
 where
     I: IntoIterator<Item = S>,
-    S: AsRef<std::ffi::OsStr>,
+    S: AsRef<OsStr>,
 {
-    Command::new(env!("CARGO_BIN_EXE_pwsnas")).args(args).output().expect("pwsnas runs")
+    pwsnas_in(&test_home(), args)
 }
 
-/// Runs pwsnas and fails the test with its stderr when it fails.
-pub fn ok<I, S>(args: I) -> Output
+/// Runs pwsnas, fails the test with its stderr when it fails, returns stdout.
+pub fn ok_in<I, S>(home: &Path, args: I) -> String
 where
     I: IntoIterator<Item = S>,
-    S: AsRef<std::ffi::OsStr>,
+    S: AsRef<OsStr>,
 {
-    let out = pwsnas(args);
-    assert!(out.status.success(), "pwsnas failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    out
+    let args = collect(args);
+    let out = pwsnas_in(home, &args);
+    assert!(out.status.success(), "pwsnas {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Runs pwsnas expecting failure; returns stderr.
+pub fn ok<I, S>(args: I) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    ok_in(&test_home(), args)
+}
+
+/// Runs pwsnas expecting a clean failure (no panic); returns stderr.
+pub fn fails_in<I, S>(home: &Path, args: I) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let args = collect(args);
+    let out = pwsnas_in(home, &args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "pwsnas {args:?} should have failed:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(!stderr.contains("panicked"), "pwsnas {args:?} panicked:\n{stderr}");
+    stderr
+}
+
 pub fn fails<I, S>(args: I) -> String
 where
     I: IntoIterator<Item = S>,
-    S: AsRef<std::ffi::OsStr>,
+    S: AsRef<OsStr>,
 {
-    let out = pwsnas(args);
-    assert!(!out.status.success(), "pwsnas should have failed:\n{}", String::from_utf8_lossy(&out.stdout));
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    fails_in(&test_home(), args)
+}
+
+pub fn s(p: &Path) -> &str {
+    p.to_str().expect("temp paths are UTF-8")
 }
 
 pub fn json(path: &Path) -> serde_json::Value {

@@ -3,42 +3,15 @@
 //! retrained weights, a missing ONNX Runtime library, an execution provider the library lacks, a
 //! corrupt model, an undecodable image).
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use pwsnas::report::Report;
 use serde_json::Value;
 
+mod common;
 mod onnx_check;
 
-fn pwsnas(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pwsnas")).args(args).output().expect("the pwsnas binary runs")
-}
-
-fn text(out: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
-}
-
-/// Runs pwsnas and expects success.
-fn ok(args: &[&str]) -> String {
-    let out = pwsnas(args);
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "pwsnas {args:?} failed:\n{stderr}");
-    stdout
-}
-
-/// Runs pwsnas, expects failure, and returns stderr.
-fn fails(args: &[&str]) -> String {
-    let out = pwsnas(args);
-    let (stdout, stderr) = text(&out);
-    assert!(!out.status.success(), "pwsnas {args:?} should have failed:\n{stdout}\n{stderr}");
-    assert!(!stderr.contains("panicked"), "pwsnas {args:?} panicked:\n{stderr}");
-    stderr
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("temp paths are UTF-8")
-}
+use common::{fails, ok, s};
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -59,7 +32,7 @@ fn searched() -> &'static Path {
     &RUN.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let run = dir.path().join("run");
-        ok(&[
+        ok([
             "--quiet",
             "search",
             "--out",
@@ -104,7 +77,7 @@ fn exported() -> &'static (PathBuf, String) {
         let run = dir.path().join("run");
         copy_dir(searched(), &run);
         let stdout =
-            ok(&["--json", "export", s(&run), "--latency-runs", "5", "--warmup", "1", "--threads", "1"]);
+            ok(["--json", "export", s(&run), "--latency-runs", "5", "--warmup", "1", "--threads", "1"]);
         (dir, (run, stdout))
     })
     .1
@@ -151,7 +124,11 @@ fn export_writes_a_validated_model_and_the_reports() {
         );
     }
     assert_eq!((l.ort.batch1.batch, l.ort.batch64.batch), (1, 64));
-    assert!(l.predicted_ms.is_none() && !l.cpu.is_empty());
+    assert!(!l.cpu.is_empty());
+    // The latency table of this machine and setting predicts the batch-1 latency; the error is against it.
+    let predicted = l.predicted_ms.expect("export predicts the latency from the latency table");
+    assert!(predicted > 0.0 && l.latency_table.is_some());
+    assert!((l.prediction_error.unwrap() - (predicted / l.ort.batch1.p50_ms - 1.0)).abs() < 1e-12);
     assert!(report.provenance.onnxruntime.starts_with("1.31"), "{}", report.provenance.onnxruntime);
 
     let md = std::fs::read_to_string(run.join("report.md")).unwrap();
@@ -181,7 +158,7 @@ fn infer_classifies_images_with_the_exported_model() {
     let model = run.join("model.onnx");
 
     let out: Value =
-        serde_json::from_str(&ok(&["--json", "infer", s(&model), s(&rgb), s(&grey), "--top", "3"])).unwrap();
+        serde_json::from_str(&ok(["--json", "infer", s(&model), s(&rgb), s(&grey), "--top", "3"])).unwrap();
     let results = out["results"].as_array().unwrap();
     assert_eq!(results.len(), 2);
     assert_eq!(results[0]["image"], s(&rgb));
@@ -193,11 +170,11 @@ fn infer_classifies_images_with_the_exported_model() {
         assert!(top[0]["class"].as_str().unwrap().starts_with("class_"), "{top:?}");
     }
     // All four classes: the probabilities sum to 1. Text output names the classes.
-    let out: Value = serde_json::from_str(&ok(&["--json", "infer", s(&model), s(&grey)])).unwrap();
+    let out: Value = serde_json::from_str(&ok(["--json", "infer", s(&model), s(&grey)])).unwrap();
     let total: f64 =
         out["results"][0]["top"].as_array().unwrap().iter().map(|t| t["probability"].as_f64().unwrap()).sum();
     assert!((total - 1.0).abs() < 1e-6, "{total}");
-    let stdout = ok(&["infer", s(&model), s(&grey), "--top", "2"]);
+    let stdout = ok(["infer", s(&model), s(&grey), "--top", "2"]);
     assert!(
         stdout.contains(s(&grey)) && stdout.contains(" 1. class_") && stdout.contains(" 2. class_"),
         "{stdout}"
@@ -209,17 +186,8 @@ fn a_parity_failure_writes_the_reports_and_exits_non_zero() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     copy_dir(searched(), &run);
-    let err = fails(&[
-        "--quiet",
-        "export",
-        s(&run),
-        "--tolerance",
-        "1e-12",
-        "--latency-runs",
-        "2",
-        "--warmup",
-        "0",
-    ]);
+    let err =
+        fails(["--quiet", "export", s(&run), "--tolerance", "1e-12", "--latency-runs", "2", "--warmup", "0"]);
     assert!(err.contains("failed the parity check") && err.contains("above the tolerance"), "{err}");
     let report = Report::load(&run.join("report.json")).unwrap();
     assert!(!report.parity.passed);
@@ -233,11 +201,11 @@ fn export_needs_retrained_weights_and_a_run() {
     let run = dir.path().join("run");
     copy_dir(searched(), &run);
     std::fs::remove_file(run.join("retrain/weights.safetensors")).unwrap();
-    let err = fails(&["export", s(&run)]);
+    let err = fails(["export", s(&run)]);
     assert!(err.contains("has no retrained weights") && err.contains("pwsnas train --run"), "{err}");
     assert!(!run.join("model.onnx").exists() && !run.join("report.json").exists());
 
-    let err = fails(&["export", s(dir.path())]);
+    let err = fails(["export", s(dir.path())]);
     assert!(err.contains("is not a pwsnas run directory"), "{err}");
 }
 
@@ -253,7 +221,7 @@ fn a_missing_onnx_runtime_library_says_what_was_tried() {
         assert!(err.contains("cargo xtask setup"), "{err}");
     }
     // Without a flag, the library set-up installed is found (doctor shows it).
-    let doctor: Value = serde_json::from_str(&ok(&["--json", "doctor"])).unwrap();
+    let doctor: Value = serde_json::from_str(&ok(["--json", "doctor"])).unwrap();
     let ort = &doctor["onnxruntime"];
     assert!(ort["version"].as_str().unwrap().starts_with("1.31"), "{ort}");
     assert!(ort["providers"].as_array().unwrap().iter().any(|p| p == "CPUExecutionProvider"), "{ort}");
@@ -262,7 +230,7 @@ fn a_missing_onnx_runtime_library_says_what_was_tried() {
 #[test]
 fn cuda_without_a_cuda_build_of_onnx_runtime_is_a_clear_error() {
     let (run, _) = exported();
-    let doctor: Value = serde_json::from_str(&ok(&["--json", "doctor"])).unwrap();
+    let doctor: Value = serde_json::from_str(&ok(["--json", "doctor"])).unwrap();
     if doctor["onnxruntime"]["providers"].as_array().unwrap().iter().any(|p| p == "CUDAExecutionProvider") {
         return; // this library has the CUDA provider: nothing to refuse
     }
@@ -288,19 +256,19 @@ fn infer_rejects_a_corrupt_model_and_an_undecodable_image() {
     let truncated = dir.path().join("truncated.onnx");
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
     for bad in [&garbage, &truncated] {
-        let err = fails(&["infer", s(bad), s(&image)]);
+        let err = fails(["infer", s(bad), s(&image)]);
         assert!(
             err.contains(&format!("cannot use {} as a model: not an ONNX model", bad.display())),
             "{err}"
         );
     }
-    let err = fails(&["infer", s(&dir.path().join("missing.onnx")), s(&image)]);
+    let err = fails(["infer", s(&dir.path().join("missing.onnx")), s(&image)]);
     assert!(err.contains("cannot read the model") && err.contains("missing.onnx"), "{err}");
 
     let not_image = dir.path().join("photo.png");
     std::fs::write(&not_image, b"just text").unwrap();
-    let err = fails(&["infer", s(&model), s(&image), s(&not_image)]);
+    let err = fails(["infer", s(&model), s(&image), s(&not_image)]);
     assert!(err.contains(&format!("cannot decode the image {}", not_image.display())), "{err}");
-    let err = fails(&["infer", s(&model), s(&dir.path().join("absent.png"))]);
+    let err = fails(["infer", s(&model), s(&dir.path().join("absent.png"))]);
     assert!(err.contains("cannot read the image") && err.contains("absent.png"), "{err}");
 }

@@ -89,8 +89,11 @@ fn a_killed_supernet_command_resumes_to_the_same_result() {
     ok(args(&whole));
 
     let killed = dir.path().join("killed");
-    let mut child =
-        std::process::Command::new(env!("CARGO_BIN_EXE_pwsnas")).args(args(&killed)).spawn().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pwsnas"))
+        .args(args(&killed))
+        .env("PWSNAS_HOME", test_home())
+        .spawn()
+        .unwrap();
     let start = Instant::now();
     while epoch_of(&killed) < 1 && start.elapsed() < Duration::from_secs(120) {
         std::thread::sleep(Duration::from_millis(10));
@@ -122,8 +125,11 @@ fn a_search_killed_in_any_stage_finishes_with_the_uninterrupted_result() {
     let killed = dir.path().join("killed");
     let mut kills = 0;
     for delay_ms in [150u64, 300, 450, 600, 800, 1000, 1300, 1600, 2000, 2500, 3000, 4000] {
-        let mut child =
-            std::process::Command::new(env!("CARGO_BIN_EXE_pwsnas")).args(args(&killed)).spawn().unwrap();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pwsnas"))
+            .args(args(&killed))
+            .env("PWSNAS_HOME", test_home())
+            .spawn()
+            .unwrap();
         std::thread::sleep(Duration::from_millis(delay_ms));
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap();

@@ -16,6 +16,8 @@ pub enum ModelError {
     InvalidSpace(String),
     #[error("invalid {space} parameter '{field}': {reason}")]
     InvalidParam { space: String, field: String, reason: String },
+    #[error("unknown network piece '{0}': expected stem, head, reduction<S>, stage<S>/<op>, stage<S>/sum<K>, stage<S>/zeros or layer<L>/<op>")]
+    UnknownPiece(String),
     #[error("weights do not fit the network: {0}")]
     Weights(String),
     #[error(transparent)]

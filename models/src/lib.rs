@@ -19,6 +19,7 @@ pub use cost::{Cost, LayerCost};
 pub use error::ModelError;
 pub use mobile::{MobileParams, MobileStage};
 pub use nb201::Nb201Params;
+pub use net::pieces::{composition, Piece, PieceKey};
 pub use net::{Mode, Param, Supernet};
 pub use op::Op;
 pub use space::{Arch, ChoicePoint, Space, SpaceKind};

@@ -4,7 +4,9 @@
 //! Steps: lower the retrained child to the graph IR ([`Supernet::graph`]), fold BatchNorm, attach
 //! the [`metadata::ModelInfo`], write `model.onnx` atomically; load it in ONNX Runtime with every
 //! graph optimisation on; check logit parity on a real validation batch ([`parity`]); measure top-1
-//! of both runtimes on the whole test split; time both at batch 1 and 64 ([`latency`]); write
+//! of both runtimes on the whole test split; time both at batch 1 and 64 ([`latency`]); predict the
+//! batch-1 latency from the latency table of this machine and setting and report how far off it
+//! was ([`crate::latency`]); write
 //! `report.json`, `report.md` and `report.html` ([`crate::report`]). Rerunning overwrites every
 //! output. A parity failure still writes the reports (with the reason); the command then fails.
 pub mod latency;
@@ -15,12 +17,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use pwsnas_datasets::{batches, Augment, Batch, Dataset, Normalization, Order};
-use pwsnas_models::{Arch, Supernet};
+use pwsnas_models::{Arch, SpaceKind, Supernet};
 use serde_json::json;
 use tch::{Device, Tensor};
 
 use crate::data::RunData;
 use crate::fsutil::{read_json, write_atomic};
+use crate::latency::{table, Predictor};
 use crate::ort_runtime::{self, Ep, SessionConfig};
 use crate::progress::Progress;
 use crate::report::{self, History, LatencyPair, OnnxFacts, Provenance, Report};
@@ -117,7 +120,7 @@ pub fn run(dir: &Path, opts: &ExportOptions, progress: &Progress) -> Result<Repo
             arch_path.display()
         );
     }
-    let threads = opts.threads.unwrap_or_else(|| tch::get_num_threads().max(1) as usize).max(1);
+    let threads = opts.threads.unwrap_or_else(crate::latency::default_threads).max(1);
     tch::set_num_threads(threads as i32);
 
     let info = ModelInfo {
@@ -212,6 +215,8 @@ pub fn run(dir: &Path, opts: &ExportOptions, progress: &Progress) -> Result<Repo
         ort: LatencyPair { batch1: ort_b1, batch64: ort_b64 },
         libtorch: LatencyPair { batch1: torch_b1, batch64: torch_b64 },
         predicted_ms: None,
+        prediction_error: None,
+        latency_table: None,
         threads,
         ep: opts.ep.name().to_string(),
         libtorch_device: crate::device::name(device),
@@ -226,6 +231,22 @@ pub fn run(dir: &Path, opts: &ExportOptions, progress: &Progress) -> Result<Repo
         latency.libtorch.batch64.p50_ms,
         latency.batch64_speedup
     ));
+
+    let mut latency = latency;
+    match predicted_latency(&run, &kind, &arch, cfg, opts.ort_lib.as_deref(), progress) {
+        Ok((ms, table)) => {
+            let error = ms / latency.ort.batch1.p50_ms - 1.0;
+            progress.info(format!(
+                "predicted latency at batch 1 (latency table {table}): {ms:.4} ms, {:+.1}% off the measured {:.4} ms",
+                error * 100.0,
+                latency.ort.batch1.p50_ms
+            ));
+            latency.predicted_ms = Some(ms);
+            latency.prediction_error = Some(error);
+            latency.latency_table = Some(table);
+        }
+        Err(e) => progress.info(format!("warning: no predicted latency: {e:#}")),
+    }
 
     let cost = kind.cost(&arch);
     let report = Report {
@@ -267,6 +288,8 @@ pub fn run(dir: &Path, opts: &ExportOptions, progress: &Progress) -> Result<Repo
                 "angle_vector": settings.shrink.angle_vector, "copies": settings.shrink.copies,
                 "search_strategy": settings.search.strategy, "population": settings.search.population,
                 "generations": settings.search.generations, "retrain_epochs": settings.retrain.epochs,
+                "max_flops": settings.search.max_flops, "max_params": settings.search.max_params,
+                "max_latency_ms": settings.search.max_latency_ms,
             }),
         },
     };
@@ -289,6 +312,31 @@ pub fn run(dir: &Path, opts: &ExportOptions, progress: &Progress) -> Result<Repo
         }),
     );
     Ok(report)
+}
+
+/// The latency table's prediction for `arch` at `cfg`, and the table's path: the run's own table
+/// (`latency_table.json`, from its search) when it is for this machine and setting, else the cached
+/// one, else one measured now (see [`crate::latency::table::obtain`]).
+fn predicted_latency(
+    run: &RunDir,
+    kind: &SpaceKind,
+    arch: &Arch,
+    cfg: SessionConfig,
+    ort_lib: Option<&Path>,
+    progress: &Progress,
+) -> Result<(f64, String)> {
+    let request = table::Request {
+        kind,
+        cfg,
+        ort_lib,
+        rebuild: false,
+        build: Default::default(),
+        first: Some(run.path(table::RUN_COPY)),
+    };
+    let got = table::obtain(&request, progress)?;
+    let predictor =
+        Predictor::new(&got.table, kind).with_context(|| format!("latency table {}", got.path.display()))?;
+    Ok((predictor.predict_ms(arch), got.path.display().to_string()))
 }
 
 /// The first `n` images of `ds` (fewer if it is smaller) as one normalised batch.

@@ -1,6 +1,7 @@
 //! The report's charts as SVG strings (plotters' SVG backend), for inlining into `report.html`: the
 //! shrinking trajectory (space size per round, candidate scores per round), the search's accuracy
-//! against FLOPs with the winner highlighted, and the per-run latency of ONNX Runtime and libtorch.
+//! against FLOPs with the winner highlighted, and the per-run latency of ONNX Runtime and libtorch;
+//! and, for `compare.html`, the accuracy of runs against their latency with the Pareto front.
 //!
 //! Each function returns the `<svg>` element or an error saying why there is nothing to draw.
 use anyhow::{bail, Result};
@@ -267,9 +268,108 @@ pub fn latency_runs(ort: &LatencyStats, libtorch: &LatencyStats) -> Result<Strin
     })
 }
 
+/// One run on the accuracy-latency chart.
+pub struct RunPoint {
+    pub label: String,
+    /// Measured batch-1 p50 (ms).
+    pub latency_ms: f64,
+    /// Test accuracy (fraction).
+    pub accuracy: f64,
+    /// The latency table's prediction (ms).
+    pub predicted_ms: Option<f64>,
+    pub pareto: bool,
+}
+
+/// Accuracy (%) against batch-1 latency of each run, labelled; Pareto-optimal runs in red joined by
+/// the front, the others in blue; each prediction a hollow grey circle joined to its measurement.
+pub fn accuracy_latency(runs: &[RunPoint]) -> Result<String> {
+    if runs.is_empty() {
+        bail!("no runs to draw");
+    }
+    let xs = runs.iter().flat_map(|r| std::iter::once(r.latency_ms).chain(r.predicted_ms));
+    let (x0, x1) = bounds(xs);
+    let (y0, y1) = bounds(runs.iter().map(|r| r.accuracy * 100.0));
+    let (x0, x1) = padded(x0.min(0.0), x1, 0.12);
+    // A band above the highest run for the legend, so that it never hides a run.
+    let (y0, y1) = padded(y0, y1, 0.12);
+    let y1 = y1 + (y1 - y0) * 0.45;
+    let mut front: Vec<(f64, f64)> =
+        runs.iter().filter(|r| r.pareto).map(|r| (r.latency_ms, r.accuracy * 100.0)).collect();
+    front.sort_by(|a, b| a.0.total_cmp(&b.0));
+    svg(|root| {
+        let mut chart = ChartBuilder::on(root)
+            .margin(14)
+            .x_label_area_size(42)
+            .y_label_area_size(56)
+            .build_cartesian_2d(x0.max(0.0)..x1, y0..y1)?;
+        chart
+            .configure_mesh()
+            .x_desc("ONNX Runtime latency, batch 1, p50 (ms)")
+            .y_desc("test accuracy, ONNX Runtime (%)")
+            .label_style((FONT, 13))
+            .axis_desc_style((FONT, 14))
+            .light_line_style(LIGHT)
+            .bold_line_style(BOLD)
+            .draw()?;
+        let predicted: Vec<(f64, f64, f64)> = runs
+            .iter()
+            .filter_map(|r| r.predicted_ms.map(|p| (p, r.latency_ms, r.accuracy * 100.0)))
+            .collect();
+        for &(p, m, y) in &predicted {
+            chart.draw_series(LineSeries::new([(p, y), (m, y)], GREY.stroke_width(1)))?;
+        }
+        if !predicted.is_empty() {
+            chart
+                .draw_series(predicted.iter().map(|&(p, _, y)| Circle::new((p, y), 5, GREY.stroke_width(2))))?
+                .label("predicted latency")
+                .legend(|(x, y)| Circle::new((x, y), 5, GREY.stroke_width(2)));
+        }
+        chart.draw_series(DashedLineSeries::new(front.clone(), 6, 4, RED.stroke_width(2)))?;
+        chart
+            .draw_series(
+                runs.iter()
+                    .filter(|r| !r.pareto)
+                    .map(|r| Circle::new((r.latency_ms, r.accuracy * 100.0), 6, BLUE.filled())),
+            )?
+            .label("run")
+            .legend(|(x, y)| Circle::new((x, y), 5, BLUE.filled()));
+        chart
+            .draw_series(front.iter().map(|&p| Circle::new(p, 7, RED.filled())))?
+            .label("Pareto-optimal run")
+            .legend(|(x, y)| Circle::new((x, y), 5, RED.filled()));
+        chart.draw_series(runs.iter().map(|r| {
+            EmptyElement::at((r.latency_ms, r.accuracy * 100.0))
+                + Text::new(r.label.clone(), (8, 6), (FONT, 13).into_font().color(&BLACK))
+        }))?;
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .label_font((FONT, 13))
+            .background_style(WHITE.mix(0.85))
+            .border_style(GREY)
+            .draw()?;
+        Ok(())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn accuracy_latency_chart_labels_runs_and_predictions() {
+        let run = |label: &str, latency_ms, accuracy, pareto| RunPoint {
+            label: label.into(),
+            latency_ms,
+            accuracy,
+            predicted_ms: Some(latency_ms * 1.1),
+            pareto,
+        };
+        let s = accuracy_latency(&[run("runs/a", 0.1, 0.8, true), run("runs/b", 0.2, 0.7, false)]).unwrap();
+        assert!(s.starts_with("<svg") && s.contains("runs/a") && s.contains("runs/b"));
+        assert!(s.contains("Pareto-optimal run") && s.contains("predicted latency"));
+        assert!(accuracy_latency(&[]).is_err());
+    }
 
     #[test]
     fn latency_chart_is_an_svg_with_both_series() {

@@ -3,9 +3,10 @@
 //! opened offline and always looks the same.
 use std::fmt::Write;
 
-use super::{charts, ms, pct, utc, History, LatencyPair, Report};
+use super::{charts, ms, pct, prediction_sentence, utc, History, LatencyPair, Report};
 
-const CSS: &str = r#"
+/// The style of every pwsnas HTML page (export reports, comparisons).
+pub(crate) const CSS: &str = r#"
 :root { --fg: #1d2330; --muted: #5b6475; --line: #dde1e8; --ok: #1a7f37; --bad: #c62828; --accent: #1f77b4; }
 * { box-sizing: border-box; }
 body { margin: 0; font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
@@ -239,7 +240,7 @@ fn latency(s: &mut String, r: &Report) {
         l.batch1_speedup, l.batch64_speedup
     );
     if let Some(p) = l.predicted_ms {
-        let _ = writeln!(s, "<p>The latency predictor estimated {} ms.</p>", ms(p));
+        let _ = writeln!(s, "<p>{}</p>", escape(&prediction_sentence(p, l)));
     }
     s.push_str("<div class=\"charts\">\n");
     figure(

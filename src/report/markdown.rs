@@ -1,7 +1,7 @@
 //! `report.md`: the export report as Markdown tables, for terminals, pull requests and notebooks.
 use std::fmt::Write;
 
-use super::{ms, pct, utc, LatencyPair, Report};
+use super::{ms, pct, prediction_sentence, utc, LatencyPair, Report};
 
 /// The Markdown report.
 pub fn render(r: &Report) -> String {
@@ -66,7 +66,7 @@ pub fn render(r: &Report) -> String {
         l.batch1_speedup, l.batch64_speedup
     );
     if let Some(p) = l.predicted_ms {
-        let _ = writeln!(s, "The latency predictor estimated {} ms.", ms(p));
+        let _ = writeln!(s, "{}", prediction_sentence(p, l));
     }
 
     let _ = writeln!(s, "\n## Model file\n");
@@ -130,6 +130,7 @@ mod tests {
         assert!(md.contains("| ONNX Runtime | 1 | 3 | 0.1000 | 0.2000 |"), "{md}");
         assert!(md.contains("libtorch 90.00%, ONNX Runtime 90.00% (difference +0.00 pp)"), "{md}");
         assert!(md.contains("**2.50×**"), "{md}");
+        assert!(md.contains("predicted 0.1800 ms at batch 1, -10.0% off the measured p50 0.2000 ms"), "{md}");
         r.parity.passed = false;
         r.parity.reason = Some("too far".into());
         let md = render(&r);

@@ -107,8 +107,14 @@ pub struct LatencyPair {
 pub struct Latency {
     pub ort: LatencyPair,
     pub libtorch: LatencyPair,
-    /// The latency predictor's estimate for this arch (none yet).
+    /// The latency table's prediction for this arch at batch 1 (ms), for this machine and setting.
     pub predicted_ms: Option<f64>,
+    /// `predicted_ms / ort.batch1.p50_ms - 1`: signed relative error of the prediction (0.1: 10% high).
+    #[serde(default)]
+    pub prediction_error: Option<f64>,
+    /// The latency table the prediction comes from.
+    #[serde(default)]
+    pub latency_table: Option<String>,
     /// Intra-op threads of ONNX Runtime and libtorch.
     pub threads: usize,
     /// ONNX Runtime execution provider.
@@ -204,6 +210,19 @@ pub(crate) fn utc(secs: u64) -> String {
     format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
+/// The prediction of the latency table against the measurement, in one sentence.
+pub(crate) fn prediction_sentence(predicted_ms: f64, l: &Latency) -> String {
+    let error = l
+        .prediction_error
+        .map(|e| format!(", {:+.1}% off the measured p50 {} ms", e * 100.0, ms(l.ort.batch1.p50_ms)));
+    let table = l.latency_table.as_deref().map(|t| format!(" (latency table {t})")).unwrap_or_default();
+    format!(
+        "The latency table predicted {} ms at batch 1{}{table}.",
+        ms(predicted_ms),
+        error.unwrap_or_default()
+    )
+}
+
 /// A millisecond value with precision that suits its size.
 pub(crate) fn ms(v: f64) -> String {
     if v >= 100.0 {
@@ -268,7 +287,9 @@ pub(crate) mod tests {
                     batch1: stats(1, vec![0.4, 0.5, 0.9]),
                     batch64: stats(64, vec![4.0, 5.0, 6.0]),
                 },
-                predicted_ms: None,
+                predicted_ms: Some(0.18),
+                prediction_error: Some(-0.1),
+                latency_table: Some("/cache/latency/nb201-0.json".into()),
                 threads: 2,
                 ep: "cpu".into(),
                 libtorch_device: "cpu".into(),

@@ -3,6 +3,7 @@ use anyhow::{bail, Result};
 use pwsnas_models::{Arch, Space};
 use serde::{Deserialize, Serialize};
 
+use crate::latency::table::Machine;
 use crate::latency::Predictor;
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -13,6 +14,18 @@ pub struct Constraints {
     /// The latency table predictions come from (needed by `max_latency_ms`, recorded otherwise when available).
     #[serde(skip)]
     pub predictor: Option<Predictor>,
+    /// Which table that is (`search.json` records it).
+    #[serde(default)]
+    pub latency_table: Option<TableRef>,
+}
+
+/// Where a latency table was read from and what it was measured on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TableRef {
+    pub path: String,
+    pub machine: Machine,
+    /// Seconds since the Unix epoch.
+    pub built_at: u64,
 }
 
 /// What the constraints look at.

@@ -201,7 +201,13 @@ impl ConvBn {
 
     pub fn lower(&self, g: &mut GraphBuilder, x: &Value) -> Value {
         let x = self.pre.lower(g, x.clone());
-        let y = self.conv.lower(g, &x);
+        self.lower_body(g, &x)
+    }
+
+    /// Conv → BN → `post` on an `x` that `pre` was already applied to (so that convs of one value
+    /// can share its activation).
+    pub fn lower_body(&self, g: &mut GraphBuilder, x: &Value) -> Value {
+        let y = self.conv.lower(g, x);
         let y = self.bn.lower(g, &y);
         self.post.lower(g, y)
     }

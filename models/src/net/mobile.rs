@@ -5,6 +5,7 @@ use tch::{nn, Tensor};
 
 use super::layers::{Act, BatchNorm, ConvBn, Linear, Mode, Param};
 use super::ops::{Site, SiteShape};
+use super::pieces::{chain_graph, Piece, PieceKey};
 use super::Segment;
 use crate::mobile::MobileParams;
 use crate::op::Op;
@@ -65,10 +66,68 @@ impl MobileNet {
         for (l, site) in self.layers.iter().enumerate() {
             x = site.module(ops[l], route[l]).lower(g, &x).expect("mobile layers have no zero op");
         }
-        let x = self.head.lower(g, &x);
+        self.lower_head(g, &x)
+    }
+
+    /// Head conv, global average pooling, flatten, classifier.
+    fn lower_head(&self, g: &mut GraphBuilder, x: &Value) -> Value {
+        let x = self.head.lower(g, x);
         let x = g.global_avg_pool(&x);
         let x = g.flatten(&x);
         self.classifier.lower(g, &x)
+    }
+
+    /// Every piece of the network (see [`super::pieces`]): the stem, each op (that emits nodes) of
+    /// each layer, the head.
+    pub fn pieces(&self) -> Vec<Piece> {
+        let p = &self.params;
+        let (stem_c, stem_s) = p.stem_out();
+        let input = [p.input_channels, p.input_size, p.input_size];
+        let mut out =
+            vec![Piece { key: PieceKey::Stem, input, chainable: input == [stem_c, stem_s, stem_s] }];
+        let shapes = p.layers();
+        for (l, (site, shape)) in self.layers.iter().zip(&shapes).enumerate() {
+            let input = [shape.c_in, shape.size_in, shape.size_in];
+            let chainable = input == [shape.c_out, shape.size_out, shape.size_out];
+            for c in site.candidates.iter().filter(|c| PieceKey::op_emits_nodes(c.op)) {
+                out.push(Piece { key: PieceKey::Op { at: l, op: c.op }, input, chainable });
+            }
+        }
+        let last = shapes.last().map_or([stem_c, stem_s, stem_s], |l| [l.c_out, l.size_out, l.size_out]);
+        out.push(Piece { key: PieceKey::Head, input: last, chainable: false });
+        out
+    }
+
+    /// The graph of one piece, as a chain of `copies` copies (see [`super::pieces`]).
+    ///
+    /// # Panics
+    /// If the network has no such piece, or `copies > 1` for a piece that changes its shape.
+    pub fn piece_graph(&self, key: PieceKey, copies: usize) -> Graph {
+        let piece = self.pieces().into_iter().find(|pc| pc.key == key);
+        let piece = piece.unwrap_or_else(|| panic!("this mobile network has no piece {key}"));
+        assert!(copies == 1 || piece.chainable, "piece {key} changes its shape: it cannot be chained");
+        let name = format!("pwsnas_piece_{key}");
+        match key {
+            PieceKey::Stem => {
+                let (c, s) = self.params.stem_out();
+                chain_graph(&name, piece.input, &[c, s, s], copies, |g, x| self.stem.lower(g, x))
+            }
+            PieceKey::Head => {
+                chain_graph(&name, piece.input, &[self.params.classes], copies, |g, x| self.lower_head(g, x))
+            }
+            PieceKey::Op { at, op } => {
+                let l = self.params.layers()[at];
+                chain_graph(&name, piece.input, &[l.c_out, l.size_out, l.size_out], copies, |g, x| {
+                    self.layers[at]
+                        .module(op, 0)
+                        .lower(g, x)
+                        .expect("pieces() lists only ops that emit nodes")
+                })
+            }
+            PieceKey::Reduction(_) | PieceKey::Relu { .. } | PieceKey::Merge { .. } => {
+                unreachable!("not listed by pieces()")
+            }
+        }
     }
 
     /// The chosen blocks' conv weights in layer order (identity adds nothing); with `full`, also the

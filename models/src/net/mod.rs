@@ -13,6 +13,7 @@ pub mod layers;
 pub mod mobile;
 pub mod nb201;
 pub mod ops;
+pub mod pieces;
 
 use crate::error::{ModelError, Result};
 use crate::op::Op;
@@ -20,6 +21,7 @@ use crate::space::{Arch, Space, SpaceKind};
 use crate::vector::{Composition, Segment};
 pub use layers::{BatchNorm, Mode, Param};
 use ops::{OpModule, Site};
+use pieces::{Piece, PieceKey};
 
 enum Network {
     Nb201(nb201::Nb201Net),
@@ -228,6 +230,28 @@ impl Supernet {
         match &self.net {
             Network::Nb201(n) => n.graph(name, &arch.ops, &route),
             Network::Mobile(n) => n.graph(name, &arch.ops, &route),
+        }
+    }
+
+    /// Every piece of the network a latency table times (see [`pieces`]).
+    pub fn pieces(&self) -> Vec<Piece> {
+        match &self.net {
+            Network::Nb201(n) => n.pieces(),
+            Network::Mobile(n) => n.pieces(),
+        }
+    }
+
+    /// One piece as an inference graph (BatchNorm not yet folded) with input `[batch] + piece.input`:
+    /// a chain of `copies` copies of it, each reading the previous one's output, for pieces that keep
+    /// their shape. The ops use copy 0 of their weights.
+    ///
+    /// # Panics
+    /// If the network has no such piece (see [`Supernet::pieces`]), or `copies` is 0, or above 1 for a
+    /// piece that changes its shape.
+    pub fn piece_graph(&self, key: PieceKey, copies: usize) -> Graph {
+        match &self.net {
+            Network::Nb201(n) => n.piece_graph(key, copies),
+            Network::Mobile(n) => n.piece_graph(key, copies),
         }
     }
 

@@ -1,11 +1,14 @@
 //! The `nb201` network: stem, three stages of cells with ResNet reductions, head. The same code is
 //! the supernet (sites built with every op of the space) and a child's stand-alone network (sites
 //! built with one op each), which is what makes copying a child's weights out of the supernet exact.
+use std::collections::HashMap;
+
 use pwsnas_onnx::{Dim, Graph, GraphBuilder, Value};
 use tch::{nn, Tensor};
 
 use super::layers::{Act, BatchNorm, Conv, ConvBn, Linear, Mode, Param};
-use super::ops::{Site, SiteShape};
+use super::ops::{OpModule, Site, SiteShape};
+use super::pieces::{chain_graph, Piece, PieceKey};
 use super::Segment;
 use crate::nb201::Nb201Params;
 use crate::op::Op;
@@ -41,6 +44,11 @@ impl Reduction {
         let r = self.downsample.lower(g, &pooled);
         g.add(&r, &b)
     }
+}
+
+/// Zeros shaped like `x` (finite `x`), with a shape ONNX Runtime knows before running: `Clip(x, 0, 0)`.
+fn zeros(g: &mut GraphBuilder, x: &Value) -> Value {
+    g.clip(x, 0.0, 0.0)
 }
 
 /// One cell: a site per edge.
@@ -141,32 +149,153 @@ impl Nb201Net {
     }
 
     pub fn lower(&self, g: &mut GraphBuilder, ops: &[Op], route: &[usize]) -> Value {
-        let p = &self.params;
         let input = g.input();
         let mut x = self.stem.lower(g, &input);
         for (red, cell) in self.blocks() {
             if let Some(r) = red {
                 x = r.lower(g, &x);
             }
-            let mut nodes = vec![x.clone()];
-            for j in 1..p.nodes {
-                let mut terms = Vec::new();
-                for (i, node) in nodes.iter().enumerate() {
-                    let e = p.edge_index(j, i);
-                    if let Some(y) = cell.sites[e].module(ops[e], route[e]).lower(g, node) {
-                        terms.push(y);
-                    }
-                }
-                let node = if terms.is_empty() { g.zeros_like(&x) } else { g.sum(&terms) };
-                nodes.push(node);
-            }
-            x = nodes.pop().expect("a cell has an output node");
+            x = self.lower_cell(g, cell, &x, ops, route);
         }
-        let x = self.lastact.lower(g, &x);
+        self.lower_head(g, &x)
+    }
+
+    /// One cell. Nothing is computed twice: an op without weights applied to a value it was already
+    /// applied to in this cell (e.g. `avg_pool_3x3` on node 0 and on node 1 = `skip_connect` of node
+    /// 0), the ReLU of a `nor_conv` on a value another `nor_conv` already activated, a second zeros
+    /// node and a second sum of the same terms reuse the first one's output.
+    /// [`super::pieces::composition`] counts exactly what this emits.
+    ///
+    /// A node whose inputs are all `none` is [`zeros`]: `Clip(x, 0, 0)` of the cell input rather
+    /// than `Shape` + `ConstantOfShape`, whose data-dependent output shape stops ONNX Runtime from
+    /// planning the memory of everything downstream (measured: whole models about 20% slower).
+    fn lower_cell(&self, g: &mut GraphBuilder, cell: &Cell, x: &Value, ops: &[Op], route: &[usize]) -> Value {
+        let p = &self.params;
+        let mut done: HashMap<String, Value> = HashMap::new();
+        let mut nodes = vec![x.clone()];
+        for j in 1..p.nodes {
+            let mut terms = Vec::new();
+            for (i, node) in nodes.iter().enumerate() {
+                let e = p.edge_index(j, i);
+                let module = cell.sites[e].module(ops[e], route[e]);
+                let y = if let OpModule::ReluConvBn(cb) = module {
+                    let key = format!("relu({})", node.name());
+                    let relu = done.entry(key).or_insert_with(|| g.relu(node)).clone();
+                    Some(cb.lower_body(g, &relu))
+                } else if ops[e].has_weights() {
+                    module.lower(g, node)
+                } else {
+                    let key = format!("{}({})", ops[e], node.name());
+                    match done.get(&key) {
+                        Some(y) => Some(y.clone()),
+                        None => module.lower(g, node).inspect(|y| {
+                            done.insert(key, y.clone());
+                        }),
+                    }
+                };
+                terms.extend(y);
+            }
+            let key = format!("sum({})", terms.iter().map(Value::name).collect::<Vec<_>>().join(","));
+            let node = match done.get(&key) {
+                Some(node) => node.clone(),
+                None if terms.is_empty() => zeros(g, x),
+                None => g.sum(&terms),
+            };
+            done.insert(key, node.clone());
+            nodes.push(node);
+        }
+        nodes.pop().expect("a cell has an output node")
+    }
+
+    /// BN-ReLU, global average pooling, flatten, classifier.
+    fn lower_head(&self, g: &mut GraphBuilder, x: &Value) -> Value {
+        let x = self.lastact.lower(g, x);
         let x = g.relu(&x);
         let x = g.global_avg_pool(&x);
         let x = g.flatten(&x);
         self.classifier.lower(g, &x)
+    }
+
+    /// `[channels, height, width]` of the tensors inside stage `s`.
+    fn stage_shape(&self, s: usize) -> [usize; 3] {
+        let (c, size) = self.params.stages()[s];
+        [c, size, size]
+    }
+
+    /// Every piece of the network (see [`super::pieces`]): the stem, the reductions, the head, each
+    /// op (that emits nodes) the cells of a stage were built with, the ReLU in front of `nor_conv`
+    /// ops, and every node sum a cell can have.
+    pub fn pieces(&self) -> Vec<Piece> {
+        let p = &self.params;
+        let input = [p.input_channels, p.input_size, p.input_size];
+        let mut out = vec![Piece { key: PieceKey::Stem, input, chainable: input == self.stage_shape(0) }];
+        for s in 0..3 {
+            let shape = self.stage_shape(s);
+            if s > 0 {
+                out.push(Piece {
+                    key: PieceKey::Reduction(s),
+                    input: self.stage_shape(s - 1),
+                    chainable: false,
+                });
+            }
+            let mut ops: Vec<Op> = Vec::new();
+            for site in &self.cells[s * p.cells_per_stage].sites {
+                for c in site.candidates.iter().filter(|c| PieceKey::op_emits_nodes(c.op)) {
+                    if !ops.contains(&c.op) {
+                        ops.push(c.op);
+                    }
+                }
+            }
+            for op in ops {
+                out.push(Piece { key: PieceKey::Op { at: s, op }, input: shape, chainable: true });
+            }
+            out.push(Piece { key: PieceKey::Relu { stage: s }, input: shape, chainable: true });
+            for terms in std::iter::once(0).chain(2..p.nodes) {
+                out.push(Piece { key: PieceKey::Merge { stage: s, terms }, input: shape, chainable: true });
+            }
+        }
+        out.push(Piece { key: PieceKey::Head, input: self.stage_shape(2), chainable: false });
+        out
+    }
+
+    /// The graph of one piece, as a chain of `copies` copies (see [`super::pieces`]).
+    ///
+    /// # Panics
+    /// If the network has no such piece, or `copies > 1` for a piece that changes its shape.
+    pub fn piece_graph(&self, key: PieceKey, copies: usize) -> Graph {
+        let piece = self.pieces().into_iter().find(|pc| pc.key == key);
+        let piece = piece.unwrap_or_else(|| panic!("this nb201 network has no piece {key}"));
+        assert!(copies == 1 || piece.chainable, "piece {key} changes its shape: it cannot be chained");
+        let name = format!("pwsnas_piece_{key}");
+        match key {
+            PieceKey::Stem => {
+                chain_graph(&name, piece.input, &self.stage_shape(0), copies, |g, x| self.stem.lower(g, x))
+            }
+            PieceKey::Reduction(s) => {
+                chain_graph(&name, piece.input, &self.stage_shape(s), copies, |g, x| {
+                    self.reductions[s - 1].lower(g, x)
+                })
+            }
+            PieceKey::Head => {
+                chain_graph(&name, piece.input, &[self.params.classes], copies, |g, x| self.lower_head(g, x))
+            }
+            PieceKey::Op { at, op } => {
+                let cell = &self.cells[at * self.params.cells_per_stage];
+                let site = cell.sites.iter().find(|s| s.candidate(op).is_some()).expect("listed by pieces()");
+                chain_graph(&name, piece.input, &piece.input, copies, |g, x| match site.module(op, 0) {
+                    OpModule::ReluConvBn(cb) => cb.lower_body(g, x),
+                    m => m.lower(g, x).expect("pieces() lists only ops that emit nodes"),
+                })
+            }
+            PieceKey::Relu { .. } => chain_graph(&name, piece.input, &piece.input, copies, |g, x| g.relu(x)),
+            PieceKey::Merge { terms, .. } => chain_graph(&name, piece.input, &piece.input, copies, |g, x| {
+                if terms == 0 {
+                    zeros(g, x)
+                } else {
+                    g.sum(&vec![x.clone(); terms])
+                }
+            }),
+        }
     }
 
     /// The child's weight vector (METHOD.md strategy 1): per cell, the concatenation over every path

@@ -1,0 +1,248 @@
+//! The comparison as Markdown (`compare.md`, also printed), CSV (`compare.csv`, one row per run,
+//! plain numbers for spreadsheets) and a self-contained HTML page (`compare.html`: the table and an
+//! inline SVG chart of accuracy against latency, in the style of `report.html`).
+use std::fmt::Write;
+
+use super::{Comparison, Row};
+use crate::report::html::{escape, CSS};
+use crate::report::{charts, ms, pct};
+
+fn opt_ms(v: Option<f64>) -> String {
+    v.map(ms).unwrap_or_else(|| "–".into())
+}
+
+fn opt_error(v: Option<f64>) -> String {
+    v.map(|e| format!("{:+.1}%", e * 100.0)).unwrap_or_else(|| "–".into())
+}
+
+/// The setting the latencies were measured with, or the differences `--allow-mixed` let through.
+fn setting_note(c: &Comparison) -> String {
+    match (c.mixed.is_empty(), c.runs.first()) {
+        (true, Some(r)) => format!("Latencies measured with {}.", r.setting),
+        _ => format!(
+            "Latencies were measured with different settings (--allow-mixed): {}.",
+            c.mixed.join("; ")
+        ),
+    }
+}
+
+/// The columns of the main table, as text cells.
+fn cells(r: &Row) -> [String; 13] {
+    [
+        r.run.clone(),
+        pct(r.accuracy_libtorch),
+        pct(r.accuracy_ort),
+        ms(r.latency_p50_ms),
+        ms(r.latency_p90_ms),
+        format!("{:.0}", r.throughput_batch64),
+        format!("{:.3} M", r.params / 1e6),
+        format!("{:.2} M", r.flops / 1e6),
+        format!("{:.1} kB", r.model_bytes as f64 / 1e3),
+        opt_ms(r.budget_ms),
+        opt_ms(r.predicted_ms),
+        opt_error(r.prediction_error),
+        if r.pareto { "★".into() } else { String::new() },
+    ]
+}
+
+const HEADERS: [&str; 13] = [
+    "run",
+    "acc. libtorch",
+    "acc. ORT",
+    "p50 ms (b1)",
+    "p90 ms (b1)",
+    "img/s (b64)",
+    "params",
+    "MACs",
+    "size",
+    "budget ms",
+    "predicted ms",
+    "pred. error",
+    "Pareto",
+];
+
+/// What the short headers mean.
+const LEGEND: &str = "acc.: test top-1; ORT: ONNX Runtime; b1/b64: batch 1/64, ORT latency and throughput; MACs: \
+    multiply-adds per image; size: model.onnx; budget: the search's --max-latency-ms; predicted: the latency \
+    table's prediction at batch 1, and its error, predicted / measured p50 − 1. ★ Pareto-optimal: no other run \
+    is both at least as accurate (ORT) and at least as fast (p50 at batch 1), and better in one.";
+
+/// The Markdown table, the architectures, and the setting.
+pub fn markdown(c: &Comparison) -> String {
+    let mut s = String::from("# pwsnas comparison\n\n");
+    let _ = writeln!(s, "| {} |", HEADERS.join(" | "));
+    let _ = writeln!(s, "| --- |{}", " ---: |".repeat(HEADERS.len() - 2) + " :---: |");
+    for r in &c.runs {
+        let _ = writeln!(s, "| {} |", cells(r).map(|c| c.replace('|', "\\|")).join(" | "));
+    }
+    let _ = writeln!(s, "\n{LEGEND}\n");
+    let _ = writeln!(s, "{}\n", setting_note(c));
+    let _ = writeln!(s, "| run | space | architecture |\n| --- | --- | --- |");
+    for r in &c.runs {
+        let _ =
+            writeln!(s, "| {} | {} | `{}` |", r.run.replace('|', "\\|"), r.space, r.arch.replace('|', "\\|"));
+    }
+    s
+}
+
+/// One CSV field, quoted when it needs to be (RFC 4180).
+fn field(v: &str) -> String {
+    if v.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", v.replace('"', "\"\""))
+    } else {
+        v.to_string()
+    }
+}
+
+/// One row per run with plain numbers (fractions, milliseconds, counts).
+pub fn csv(c: &Comparison) -> String {
+    let mut s = String::from(
+        "run,arch,space,accuracy_libtorch,accuracy_ort,latency_p50_ms,latency_p90_ms,throughput_batch64_per_s,params,\
+         flops,model_bytes,budget_ms,predicted_ms,prediction_error,pareto,cpu,threads,ep,onnxruntime\n",
+    );
+    let opt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
+    for r in &c.runs {
+        let fields = [
+            field(&r.run),
+            field(&r.arch),
+            field(&r.space),
+            r.accuracy_libtorch.to_string(),
+            r.accuracy_ort.to_string(),
+            r.latency_p50_ms.to_string(),
+            r.latency_p90_ms.to_string(),
+            r.throughput_batch64.to_string(),
+            r.params.to_string(),
+            r.flops.to_string(),
+            r.model_bytes.to_string(),
+            opt(r.budget_ms),
+            opt(r.predicted_ms),
+            opt(r.prediction_error),
+            r.pareto.to_string(),
+            field(&r.setting.cpu),
+            r.setting.threads.to_string(),
+            field(&r.setting.ep),
+            field(&r.setting.onnxruntime),
+        ];
+        let _ = writeln!(s, "{}", fields.join(","));
+    }
+    s
+}
+
+/// The self-contained HTML page.
+pub fn html(c: &Comparison) -> String {
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>pwsnas comparison of {} runs</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>\n\
+         <header>\n<h1>pwsnas comparison</h1>\n<p class=\"sub\">{} runs · {}</p>\n</header>\n",
+        c.runs.len(),
+        c.runs.len(),
+        escape(&setting_note(c))
+    );
+    let points: Vec<charts::RunPoint> = c
+        .runs
+        .iter()
+        .map(|r| charts::RunPoint {
+            label: r.run.clone(),
+            latency_ms: r.latency_p50_ms,
+            accuracy: r.accuracy_ort,
+            predicted_ms: r.predicted_ms,
+            pareto: r.pareto,
+        })
+        .collect();
+    s.push_str("<section>\n<h2>Accuracy against latency</h2>\n");
+    match charts::accuracy_latency(&points) {
+        Ok(svg) => {
+            let _ = write!(
+                s,
+                "<figure>\n{svg}\n<figcaption>ONNX Runtime test accuracy against its batch-1 p50 latency (red: \
+                 Pareto-optimal runs, joined by the front; hollow grey: the latency table's prediction)</figcaption>\n</figure>\n"
+            );
+        }
+        Err(e) => {
+            let _ = writeln!(s, "<p class=\"missing\">no chart ({})</p>", escape(&format!("{e:#}")));
+        }
+    }
+    s.push_str("</section>\n<section>\n<h2>Runs</h2>\n<div style=\"overflow-x: auto\">\n<table>\n<tr>");
+    for (i, h) in HEADERS.iter().enumerate() {
+        let class = if i == 0 { "" } else { " class=\"n\"" };
+        let _ = write!(s, "<th{class}>{}</th>", escape(h));
+    }
+    s.push_str("</tr>\n");
+    for r in &c.runs {
+        s.push_str("<tr>");
+        for (i, cell) in cells(r).iter().enumerate() {
+            if i == 0 {
+                let _ = write!(s, "<td style=\"white-space: nowrap\"><code>{}</code></td>", escape(cell));
+            } else {
+                let _ = write!(s, "<td class=\"n\">{}</td>", escape(cell));
+            }
+        }
+        s.push_str("</tr>\n");
+    }
+    let _ = writeln!(s, "</table>\n</div>\n<p>{}</p>\n</section>", escape(LEGEND));
+    s.push_str("<section>\n<h2>Architectures</h2>\n<table class=\"kv\">\n");
+    for r in &c.runs {
+        let _ = writeln!(
+            s,
+            "<tr><th><code>{}</code></th><td>{} · <code>{}</code></td></tr>",
+            escape(&r.run),
+            escape(&r.space),
+            escape(&r.arch)
+        );
+    }
+    s.push_str("</table>\n</section>\n</main>\n</body>\n</html>\n");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compare::tests::row;
+    use crate::compare::{mark_pareto, Comparison, SCHEMA_VERSION};
+
+    fn comparison() -> Comparison {
+        let mut runs = vec![row("runs/a,b", 0.9, 0.2), row("runs/c", 0.8, 0.1), row("runs/d", 0.7, 0.3)];
+        mark_pareto(&mut runs);
+        Comparison { schema_version: SCHEMA_VERSION, runs, mixed: Vec::new() }
+    }
+
+    #[test]
+    fn markdown_has_one_row_per_run_with_pareto_marks() {
+        let md = markdown(&comparison());
+        assert!(
+            md.contains("| runs/c | 80.00% | 80.00% | 0.1000 | 0.1100 | 1000 | 0.010 M | 1.00 M | 40.0 kB | – | 0.0900 | -10.0% | ★ |"),
+            "{md}"
+        );
+        assert_eq!(md.matches(" ★ |").count(), 2, "{md}");
+        assert!(md.contains("ONNX Runtime 1.31.1 on cpu, 2 thread(s), Test CPU"), "{md}");
+        assert!(md.contains("`\\|nor_conv_3x3~0\\|+"), "{md}");
+    }
+
+    #[test]
+    fn csv_quotes_fields_and_keeps_plain_numbers() {
+        let text = csv(&comparison());
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4);
+        assert!(
+            lines[1].starts_with("\"runs/a,b\",|nor_conv_3x3~0|+|none~0|skip_connect~1|,nb201,0.9,0.9,0.2,"),
+            "{}",
+            lines[1]
+        );
+        assert!(lines[3].contains(",false,Test CPU,2,cpu,1.31.1"), "{}", lines[3]);
+        assert_eq!(field("a\"b"), "\"a\"\"b\"");
+    }
+
+    #[test]
+    fn html_is_self_contained_with_the_chart_and_every_run() {
+        let page = html(&comparison());
+        assert!(page.starts_with("<!DOCTYPE html>") && page.trim_end().ends_with("</html>"));
+        assert!(!page.contains("src=") && !page.contains("href=") && !page.contains("<script"));
+        assert_eq!(page.matches("<svg").count(), 1);
+        for run in ["runs/a,b", "runs/c", "runs/d"] {
+            assert!(page.contains(&format!("<code>{run}</code></td>")), "{run}");
+        }
+    }
+}
