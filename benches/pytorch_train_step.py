@@ -2,14 +2,13 @@
 PyTorch eager, on the same libtorch (the torch==2.11.0 wheel that `cargo xtask setup` installs).
 
 Same network (stem conv+BN, 3 stages of N cells with ResNet reductions, ReLU-Conv-BN ops, 3x3 average
-pooling without padding counted, zero op), same step (uniform single-path sampling, cross-entropy,
+pooling without padding counted, zero op), same step (the same fixed sequence of single-path children as `pwsnas bench train-step`, cross-entropy,
 backward, gradient clipping at 5, SGD momentum 0.9 Nesterov weight decay 5e-4 over the sampled
 child's parameters only), random data already on the device.
 
     PYTHONPATH=$HOME/.cache/pwsnas/deps/torch-2.11.0 python3 benches/pytorch_train_step.py --device cpu
 """
 import argparse
-import random
 import time
 
 import torch
@@ -116,13 +115,18 @@ def main():
     x = torch.randn(a.batch_size, a.input_channels, a.input_size, a.input_size, device=dev)
     y = torch.randint(a.classes, (a.batch_size,), device=dev)
     edges = a.nodes * (a.nodes - 1) // 2
-    rng = random.Random(0)
+    size = len(OPS) ** edges
     for step in range(a.warmup + a.steps):
         if step == a.warmup:
             if dev.type == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
-        arch = [rng.choice(OPS) for _ in range(edges)]
+        # The same children as `pwsnas bench train-step`: index (7919·step) mod size in base 5.
+        index = (7919 * step) % size
+        arch = []
+        for _ in range(edges):
+            arch.append(OPS[index % len(OPS)])
+            index //= len(OPS)
         opt.zero_grad(set_to_none=True)
         loss = F.cross_entropy(net(x, arch), y)
         loss.backward()

@@ -2,7 +2,8 @@
 //!
 //! - `train-step`: images/s of a supernet training step (uniform or fair sampler), the code path of
 //!   `pwsnas supernet`, on random data already on the device. `benches/pytorch_train_step.py` runs
-//!   the same step in PyTorch eager on the same libtorch for comparison.
+//!   the same step in PyTorch eager on the same libtorch for comparison; with the uniform sampler
+//!   both train the same fixed sequence of children (see `nth_child`).
 //! - `score`: seconds to score every operator candidate with the angle metric and `S` children each.
 //!
 //! A binary subcommand rather than a criterion bench because it must run where cargo is absent (the
@@ -103,7 +104,10 @@ pub fn run(cmd: BenchCommand, progress: &Progress) -> Result<()> {
                     start = Instant::now();
                     images = 0;
                 }
-                let children = sampler::sample(which, &space, &mut rng);
+                let children = match which {
+                    Sampler::Uniform => vec![nth_child(&space, step)],
+                    Sampler::Fair => sampler::sample(which, &space, &mut rng),
+                };
                 let stats = train_step(&supernet, &mut sgd, &cfg, &x, &y, &children, cfg.lr);
                 images += stats.seen;
             }
@@ -171,6 +175,25 @@ pub fn run(cmd: BenchCommand, progress: &Progress) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The child of step `step` in a fixed sequence that `benches/pytorch_train_step.py` reproduces, so
+/// both benchmarks train the same children: index `(7919 · step) mod size`, written in the mixed
+/// radix of the choice points' op counts (first choice point least significant).
+fn nth_child(space: &Space, step: usize) -> pwsnas_models::Arch {
+    let size = space.size();
+    let mut index = (7919u128 * step as u128) % size;
+    let ops = space
+        .choices
+        .iter()
+        .map(|cp| {
+            let n = cp.ops.len() as u128;
+            let op = cp.ops[(index % n) as usize];
+            index /= n;
+            op
+        })
+        .collect();
+    pwsnas_models::Arch { ops }
 }
 
 fn sync(device: tch::Device) {
