@@ -2,25 +2,15 @@
 //! computes exactly what the supernet restricted to it computes.
 use std::collections::HashMap;
 
-use pwsnas_models::{Arch, MobileParams, MobileStage, Mode, Nb201Params, Op, Space, SpaceKind, Supernet};
+mod common;
+
+use common::tiny_mobile;
+use pwsnas_models::{Arch, Mode, Nb201Params, Op, Space, SpaceKind, Supernet};
 use rand::SeedableRng;
 use tch::{Device, Kind, Tensor};
 
 fn nb201(channels: usize, cells: usize) -> SpaceKind {
     SpaceKind::Nb201(Nb201Params { channels, cells_per_stage: cells, ..Nb201Params::default() })
-}
-
-fn tiny_mobile() -> SpaceKind {
-    SpaceKind::Mobile(MobileParams {
-        stem_channels: 8,
-        stages: vec![
-            MobileStage { channels: 8, repeats: 2, stride: 1 },
-            MobileStage { channels: 16, repeats: 2, stride: 2 },
-        ],
-        head_channels: 32,
-        input_size: 12,
-        ..MobileParams::default()
-    })
 }
 
 #[test]

@@ -4,9 +4,9 @@
 //! nodes with no input a zeros piece, single-input nodes no sum at all.
 use std::collections::BTreeMap;
 
-use pwsnas_models::{
-    composition, Arch, MobileParams, MobileStage, Nb201Params, Op, PieceKey, Space, SpaceKind, Supernet,
-};
+mod common;
+
+use pwsnas_models::{composition, Arch, Nb201Params, Op, PieceKey, Space, SpaceKind, Supernet};
 use pwsnas_onnx::Graph;
 use rand::SeedableRng;
 use tch::Device;
@@ -85,16 +85,7 @@ fn nb201_pieces_add_up_to_every_child() {
 
 #[test]
 fn mobile_pieces_add_up_to_children() {
-    let kind = SpaceKind::Mobile(MobileParams {
-        stem_channels: 8,
-        stages: vec![
-            MobileStage { channels: 8, repeats: 2, stride: 1 },
-            MobileStage { channels: 16, repeats: 2, stride: 2 },
-        ],
-        head_channels: 32,
-        input_size: 12,
-        ..MobileParams::default()
-    });
+    let kind = common::tiny_mobile();
     let space = Space::full(kind.clone());
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
     let children: Vec<Arch> = (0..40).map(|_| space.sample(&mut rng)).collect();

@@ -98,26 +98,21 @@ impl MobileNet {
         out
     }
 
-    /// The graph of one piece, as a chain of `copies` copies (see [`super::pieces`]).
-    ///
-    /// # Panics
-    /// If the network has no such piece, or `copies > 1` for a piece that changes its shape.
-    pub fn piece_graph(&self, key: PieceKey, copies: usize) -> Graph {
-        let piece = self.pieces().into_iter().find(|pc| pc.key == key);
-        let piece = piece.unwrap_or_else(|| panic!("this mobile network has no piece {key}"));
-        assert!(copies == 1 || piece.chainable, "piece {key} changes its shape: it cannot be chained");
-        let name = format!("pwsnas_piece_{key}");
+    /// The graph of `piece` (one this network listed), as a chain of `copies` copies named `name`
+    /// (see [`super::pieces`]).
+    pub fn piece_graph(&self, piece: &Piece, name: &str, copies: usize) -> Graph {
+        let key = piece.key;
         match key {
             PieceKey::Stem => {
                 let (c, s) = self.params.stem_out();
-                chain_graph(&name, piece.input, &[c, s, s], copies, |g, x| self.stem.lower(g, x))
+                chain_graph(name, piece.input, &[c, s, s], copies, |g, x| self.stem.lower(g, x))
             }
             PieceKey::Head => {
-                chain_graph(&name, piece.input, &[self.params.classes], copies, |g, x| self.lower_head(g, x))
+                chain_graph(name, piece.input, &[self.params.classes], copies, |g, x| self.lower_head(g, x))
             }
             PieceKey::Op { at, op } => {
                 let l = self.params.layers()[at];
-                chain_graph(&name, piece.input, &[l.c_out, l.size_out, l.size_out], copies, |g, x| {
+                chain_graph(name, piece.input, &[l.c_out, l.size_out, l.size_out], copies, |g, x| {
                     self.layers[at]
                         .module(op, 0)
                         .lower(g, x)

@@ -249,9 +249,13 @@ impl Supernet {
     /// If the network has no such piece (see [`Supernet::pieces`]), or `copies` is 0, or above 1 for a
     /// piece that changes its shape.
     pub fn piece_graph(&self, key: PieceKey, copies: usize) -> Graph {
+        let piece = self.pieces().into_iter().find(|pc| pc.key == key);
+        let piece = piece.unwrap_or_else(|| panic!("this {} network has no piece {key}", self.kind().name()));
+        assert!(copies == 1 || piece.chainable, "piece {key} changes its shape: it cannot be chained");
+        let name = format!("pwsnas_piece_{key}");
         match &self.net {
-            Network::Nb201(n) => n.piece_graph(key, copies),
-            Network::Mobile(n) => n.piece_graph(key, copies),
+            Network::Nb201(n) => n.piece_graph(&piece, &name, copies),
+            Network::Mobile(n) => n.piece_graph(&piece, &name, copies),
         }
     }
 

@@ -258,37 +258,30 @@ impl Nb201Net {
         out
     }
 
-    /// The graph of one piece, as a chain of `copies` copies (see [`super::pieces`]).
-    ///
-    /// # Panics
-    /// If the network has no such piece, or `copies > 1` for a piece that changes its shape.
-    pub fn piece_graph(&self, key: PieceKey, copies: usize) -> Graph {
-        let piece = self.pieces().into_iter().find(|pc| pc.key == key);
-        let piece = piece.unwrap_or_else(|| panic!("this nb201 network has no piece {key}"));
-        assert!(copies == 1 || piece.chainable, "piece {key} changes its shape: it cannot be chained");
-        let name = format!("pwsnas_piece_{key}");
+    /// The graph of `piece` (one this network listed), as a chain of `copies` copies named `name`
+    /// (see [`super::pieces`]).
+    pub fn piece_graph(&self, piece: &Piece, name: &str, copies: usize) -> Graph {
+        let key = piece.key;
         match key {
             PieceKey::Stem => {
-                chain_graph(&name, piece.input, &self.stage_shape(0), copies, |g, x| self.stem.lower(g, x))
+                chain_graph(name, piece.input, &self.stage_shape(0), copies, |g, x| self.stem.lower(g, x))
             }
-            PieceKey::Reduction(s) => {
-                chain_graph(&name, piece.input, &self.stage_shape(s), copies, |g, x| {
-                    self.reductions[s - 1].lower(g, x)
-                })
-            }
+            PieceKey::Reduction(s) => chain_graph(name, piece.input, &self.stage_shape(s), copies, |g, x| {
+                self.reductions[s - 1].lower(g, x)
+            }),
             PieceKey::Head => {
-                chain_graph(&name, piece.input, &[self.params.classes], copies, |g, x| self.lower_head(g, x))
+                chain_graph(name, piece.input, &[self.params.classes], copies, |g, x| self.lower_head(g, x))
             }
             PieceKey::Op { at, op } => {
                 let cell = &self.cells[at * self.params.cells_per_stage];
                 let site = cell.sites.iter().find(|s| s.candidate(op).is_some()).expect("listed by pieces()");
-                chain_graph(&name, piece.input, &piece.input, copies, |g, x| match site.module(op, 0) {
+                chain_graph(name, piece.input, &piece.input, copies, |g, x| match site.module(op, 0) {
                     OpModule::ReluConvBn(cb) => cb.lower_body(g, x),
                     m => m.lower(g, x).expect("pieces() lists only ops that emit nodes"),
                 })
             }
-            PieceKey::Relu { .. } => chain_graph(&name, piece.input, &piece.input, copies, |g, x| g.relu(x)),
-            PieceKey::Merge { terms, .. } => chain_graph(&name, piece.input, &piece.input, copies, |g, x| {
+            PieceKey::Relu { .. } => chain_graph(name, piece.input, &piece.input, copies, |g, x| g.relu(x)),
+            PieceKey::Merge { terms, .. } => chain_graph(name, piece.input, &piece.input, copies, |g, x| {
                 if terms == 0 {
                     zeros(g, x)
                 } else {
