@@ -1,0 +1,185 @@
+//! The command line: clap definitions and the dispatch to each command ([`commands`]).
+//!
+//! Settings are layered: defaults, then `--config FILE.toml`, then flags; run commands on an existing
+//! run (`shrink`, `train`, ...) start from the settings stored in its `run.json` instead ([`args`]).
+mod args;
+mod commands;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+pub use args::{ExportArgs, LatencyTableArgs, OrtArgs, RunArgs, SettingsArgs, SpaceShapeArgs};
+
+use crate::progress::Progress;
+
+#[derive(Parser)]
+#[command(
+    name = "pwsnas",
+    version,
+    about = "Angle-based search-space shrinking NAS on libtorch, to a validated ONNX model"
+)]
+pub struct Cli {
+    /// Print nothing but errors.
+    #[arg(long, global = true)]
+    pub quiet: bool,
+    /// Print one JSON object per event on stdout (and no progress bars).
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Supernet training → shrinking → search → retraining, into a run directory (resumable).
+    Search {
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        settings: SettingsArgs,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Only the supernet stage: train the supernet of a new or existing run.
+    Supernet {
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        settings: SettingsArgs,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Shrink the space of a run whose supernet is trained (or score its candidates with --score-only).
+    Shrink {
+        #[arg(long = "run")]
+        dir: PathBuf,
+        #[command(flatten)]
+        settings: SettingsArgs,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Accuracy of a child with the supernet's shared weights (BN recalibration + validation top-1).
+    Eval {
+        #[arg(long = "run")]
+        dir: PathBuf,
+        /// Arch string, e.g. '|nor_conv_3x3~0|+|none~0|skip_connect~1|+|...|'.
+        #[arg(long)]
+        arch: String,
+        #[arg(long, default_value_t = 4)]
+        bn_batches: usize,
+        #[arg(long, default_value_t = 1000)]
+        val_images: usize,
+        #[arg(long, default_value = "auto")]
+        device: String,
+    },
+    /// Retrain a run's chosen architecture (arch.json), or the one in --arch FILE, from scratch.
+    Train {
+        #[arg(long = "run")]
+        dir: PathBuf,
+        /// An arch.json to retrain instead of the run's (it replaces the run's arch.json).
+        #[arg(long)]
+        arch: Option<PathBuf>,
+        #[command(flatten)]
+        settings: SettingsArgs,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Benchmarks of the hot paths (training step, candidate scoring), printed as numbers.
+    #[command(subcommand)]
+    Bench(crate::bench::BenchCommand),
+    /// Facts about spaces and architectures.
+    #[command(subcommand)]
+    Arch(ArchCommand),
+    /// Facts about datasets.
+    #[command(subcommand)]
+    Data(DataCommand),
+    /// What this binary finds: libtorch, CUDA devices, ONNX Runtime, the cache, the datasets.
+    Doctor,
+    /// Export a run's retrained architecture to model.onnx, validate it with ONNX Runtime against
+    /// libtorch (parity, test accuracy, latency) and write report.json, report.md and report.html.
+    Export(ExportArgs),
+    /// Measure (or show the cached) latency table of a space: every op of every choice point and the
+    /// fixed parts timed alone in ONNX Runtime, with the machine and settings it is valid for.
+    LatencyTable(LatencyTableArgs),
+    /// Compare exported runs: accuracy, ONNX Runtime latency and throughput, size, predicted latency
+    /// and its error, the Pareto-optimal runs marked; writes compare.md/.csv/.json/.html.
+    Compare {
+        /// Run directories with a report.json (written by `pwsnas export`).
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Folder for compare.md, compare.csv, compare.json and compare.html.
+        #[arg(long, default_value = "compare")]
+        out: PathBuf,
+        /// Compare even when the latencies were measured on different machines or settings.
+        #[arg(long)]
+        allow_mixed: bool,
+    },
+    /// Classify images with a model written by `pwsnas export` (ONNX Runtime; top classes with names).
+    Infer {
+        /// The exported model (model.onnx).
+        model: PathBuf,
+        /// PNG or JPEG images; each is resized and converted to the model's input.
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        /// How many classes to show per image.
+        #[arg(long, default_value_t = 5)]
+        top: usize,
+        #[command(flatten)]
+        ort: OrtArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ArchCommand {
+    /// Parameters, FLOPs and the layer-by-layer summary of an architecture.
+    Info {
+        #[arg(long, default_value = "nb201")]
+        space: String,
+        #[arg(long)]
+        arch: String,
+        #[command(flatten)]
+        shape: SpaceShapeArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum DataCommand {
+    /// Counts per split and class, image shape, channels, mean/std.
+    Inspect {
+        #[arg(long)]
+        data: String,
+        #[arg(long)]
+        image_size: Option<usize>,
+    },
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    let progress = Progress::new(cli.quiet, cli.json);
+    match cli.command {
+        Command::Search { out, settings, run } => commands::search(&out, &settings, &run, &progress),
+        Command::Supernet { out, settings, run } => commands::supernet(&out, &settings, &run, &progress),
+        Command::Shrink { dir, settings, run } => commands::shrink(&dir, &settings, &run, &progress),
+        Command::Eval { dir, arch, bn_batches, val_images, device } => {
+            commands::eval(&dir, &arch, bn_batches, val_images, &device, &progress)
+        }
+        Command::Train { dir, arch, settings, run } => {
+            commands::train(&dir, arch.as_deref(), &settings, &run, &progress)
+        }
+        Command::Arch(ArchCommand::Info { space, arch, shape }) => {
+            commands::arch_info(&space, &arch, &shape, &progress)
+        }
+        Command::Data(DataCommand::Inspect { data, image_size }) => {
+            commands::data_inspect(&data, image_size, cli.json)
+        }
+        Command::Bench(cmd) => crate::bench::run(cmd, &progress),
+        Command::Doctor => commands::doctor(cli.json),
+        Command::Export(args) => commands::export(&args, &progress),
+        Command::Infer { model, images, top, ort } => commands::infer(&model, &images, top, &ort, cli.json),
+        Command::Compare { runs, out, allow_mixed } => {
+            commands::compare(&runs, &out, allow_mixed, cli.json, &progress)
+        }
+        Command::LatencyTable(args) => commands::latency_table(&args, &progress),
+    }
+}
