@@ -1,3 +1,4 @@
+//! The `pwsnas` binary: parses the command line and reports errors as one readable line.
 use std::process::ExitCode;
 
 use clap::Parser;
