@@ -11,20 +11,7 @@ use serde_json::Value;
 mod common;
 mod onnx_check;
 
-use common::{fails, ok, s};
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
+use common::{copy_dir, fails, ok, s};
 
 /// A finished tiny search (made once per test binary; tests that change it work on a copy).
 fn searched() -> &'static Path {

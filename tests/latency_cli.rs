@@ -9,7 +9,7 @@ use serde_json::Value;
 
 mod common;
 
-use common::{fails_in as fails, json, ok_in as ok, s};
+use common::{copy_dir, fails_in as fails, json, ok_in as ok, s};
 
 /// The tiny space of these tests: 3-node nb201 (125 children), C=4, N=1, 1×8×8 inputs, 4 classes.
 const SPACE: [&str; 14] = [
@@ -169,19 +169,6 @@ fn runs() -> &'static Runs {
         }
         Runs { home, unlimited, budget, max_ms }
     })
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 fn evaluated(run: &Path) -> Vec<(String, f64, f64)> {

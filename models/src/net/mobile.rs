@@ -1,6 +1,6 @@
 //! The `mobile` network: stem, one site per searchable layer, 1×1 head conv, classifier. As for
 //! `nb201`, the supernet and a stand-alone child are the same code built with different op sets.
-use pwsnas_onnx::{Dim, Graph, GraphBuilder, Value};
+use pwsnas_onnx::{Graph, GraphBuilder, Value};
 use tch::{nn, Tensor};
 
 use super::layers::{Act, BatchNorm, ConvBn, Linear, Mode, Param};
@@ -60,7 +60,7 @@ impl MobileNet {
         self.classifier.forward(&x.adaptive_avg_pool2d([1, 1]).flatten(1, -1))
     }
 
-    fn lower(&self, g: &mut GraphBuilder, ops: &[Op], route: &[usize]) -> Value {
+    pub fn lower(&self, g: &mut GraphBuilder, ops: &[Op], route: &[usize]) -> Value {
         let input = g.input();
         let mut x = self.stem.lower(g, &input);
         for (l, site) in self.layers.iter().enumerate() {
@@ -148,18 +148,5 @@ impl MobileNet {
 
     pub fn shared_batch_norms(&self) -> Vec<&BatchNorm> {
         vec![&self.stem.bn, &self.head.bn]
-    }
-
-    pub fn graph(&self, name: &str, ops: &[Op], route: &[usize]) -> Graph {
-        let p = &self.params;
-        let shape = vec![
-            Dim::Batch,
-            Dim::Fixed(p.input_channels),
-            Dim::Fixed(p.input_size),
-            Dim::Fixed(p.input_size),
-        ];
-        let mut g = GraphBuilder::new(name, "input", shape);
-        let out = self.lower(&mut g, ops, route);
-        g.finish(&out, vec![Dim::Batch, Dim::Fixed(p.classes)])
     }
 }

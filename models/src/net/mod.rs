@@ -6,7 +6,7 @@
 //! Building both from the same code makes that true by construction.
 use std::collections::HashMap;
 
-use pwsnas_onnx::Graph;
+use pwsnas_onnx::{Dim, Graph, GraphBuilder};
 use tch::{nn, Device, Tensor};
 
 pub mod layers;
@@ -227,10 +227,14 @@ impl Supernet {
     /// The child as an inference graph (BatchNorm not yet folded), with the weights it uses.
     pub fn graph(&self, arch: &Arch, name: &str) -> Graph {
         let route = self.route(arch);
-        match &self.net {
-            Network::Nb201(n) => n.graph(name, &arch.ops, &route),
-            Network::Mobile(n) => n.graph(name, &arch.ops, &route),
-        }
+        let [c, h, w] = self.kind().input_shape();
+        let shape = vec![Dim::Batch, Dim::Fixed(c), Dim::Fixed(h), Dim::Fixed(w)];
+        let mut g = GraphBuilder::new(name, "input", shape);
+        let out = match &self.net {
+            Network::Nb201(n) => n.lower(&mut g, &arch.ops, &route),
+            Network::Mobile(n) => n.lower(&mut g, &arch.ops, &route),
+        };
+        g.finish(&out, vec![Dim::Batch, Dim::Fixed(self.kind().classes())])
     }
 
     /// Every piece of the network a latency table times (see [`pieces`]).

@@ -3,7 +3,7 @@
 //! built with one op each), which is what makes copying a child's weights out of the supernet exact.
 use std::collections::HashMap;
 
-use pwsnas_onnx::{Dim, Graph, GraphBuilder, Value};
+use pwsnas_onnx::{Graph, GraphBuilder, Value};
 use tch::{nn, Tensor};
 
 use super::layers::{Act, BatchNorm, Conv, ConvBn, Linear, Mode, Param};
@@ -353,18 +353,5 @@ impl Nb201Net {
         }
         v.push(&self.lastact);
         v
-    }
-
-    pub fn graph(&self, name: &str, ops: &[Op], route: &[usize]) -> Graph {
-        let p = &self.params;
-        let shape = vec![
-            Dim::Batch,
-            Dim::Fixed(p.input_channels),
-            Dim::Fixed(p.input_size),
-            Dim::Fixed(p.input_size),
-        ];
-        let mut g = GraphBuilder::new(name, "input", shape);
-        let out = self.lower(&mut g, ops, route);
-        g.finish(&out, vec![Dim::Batch, Dim::Fixed(p.classes)])
     }
 }
