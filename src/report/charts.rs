@@ -76,6 +76,25 @@ fn svg(draw: impl FnOnce(&DrawingArea<SVGBackend, plotters::coord::Shift>) -> Re
     Ok(out)
 }
 
+/// The legend of a chart, in the one style every chart uses.
+fn legend<'a, X, Y>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
+    position: SeriesLabelPosition,
+) -> Result<()>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    chart
+        .configure_series_labels()
+        .position(position)
+        .label_font((FONT, 13))
+        .background_style(WHITE.mix(0.85))
+        .border_style(GREY)
+        .draw()?;
+    Ok(())
+}
+
 /// log10 of the space size before the first round and after every round.
 pub fn space_size(shrink: &ShrinkReport) -> Result<String> {
     let Some(first) = shrink.rounds.first() else {
@@ -154,13 +173,7 @@ pub fn candidate_scores(shrink: &ShrinkReport) -> Result<String> {
             .draw_series(dropped.iter().map(|&p| Cross::new(p, 4, RED.stroke_width(2))))?
             .label("dropped")
             .legend(|(x, y)| Cross::new((x, y), 4, RED.stroke_width(2)));
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .label_font((FONT, 13))
-            .background_style(WHITE.mix(0.85))
-            .border_style(GREY)
-            .draw()?;
+        legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         Ok(())
     })
 }
@@ -204,13 +217,7 @@ pub fn search_scatter(search: &SearchReport, winner: &str) -> Result<String> {
             }))?
             .label("exported architecture")
             .legend(|(x, y)| Circle::new((x, y), 5, RED.filled()));
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .label_font((FONT, 13))
-            .background_style(WHITE.mix(0.85))
-            .border_style(GREY)
-            .draw()?;
+        legend(&mut chart, SeriesLabelPosition::LowerRight)?;
         Ok(())
     })
 }
@@ -257,13 +264,7 @@ pub fn latency_runs(ort: &LatencyStats, libtorch: &LatencyStats) -> Result<Strin
                 color.stroke_width(1),
             ))?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .label_font((FONT, 13))
-            .background_style(WHITE.mix(0.85))
-            .border_style(GREY)
-            .draw()?;
+        legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         Ok(())
     })
 }
@@ -341,13 +342,7 @@ pub fn accuracy_latency(runs: &[RunPoint]) -> Result<String> {
             EmptyElement::at((r.latency_ms, r.accuracy * 100.0))
                 + Text::new(r.label.clone(), (8, 6), (FONT, 13).into_font().color(&BLACK))
         }))?;
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .label_font((FONT, 13))
-            .background_style(WHITE.mix(0.85))
-            .border_style(GREY)
-            .draw()?;
+        legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
         Ok(())
     })
 }
