@@ -17,7 +17,7 @@ use std::collections::{HashMap, HashSet};
 
 use indexmap::IndexMap;
 
-use crate::ir::{BatchNormParams, ConvAttrs, Dim, Graph, Node, Op, Port, Tensor, Value};
+use crate::ir::{BatchNormParams, ConvAttrs, Dim, Graph, Node, Op, Port, SliceAxis, Tensor, Value};
 
 /// Hands out unique node names. A name is free when no name taken so far has it as its stem (the part
 /// before the first `.`), so a node also owns every `<node>.<suffix>` name.
@@ -244,6 +244,24 @@ impl GraphBuilder {
         self.push(name, Op::Concat { axis }, xs.iter().map(|x| x.name.clone()).collect(), rank)
     }
 
+    /// The strided ranges `axes` of `x`, every other axis whole: `x[:, :, 1:, 1:]` is
+    /// `slice(x, &[SliceAxis::from(2, 1), SliceAxis::from(3, 1)])` (DARTS's FactorizedReduce shifts its
+    /// input by one pixel this way).
+    ///
+    /// # Panics
+    /// If `axes` is empty, names an axis twice or one that `x` does not have, or a step is not positive.
+    pub fn slice(&mut self, x: &Value, axes: &[SliceAxis]) -> Value {
+        let name = self.names.fresh("slice");
+        self.check_value(x, &name, x.rank);
+        assert!(!axes.is_empty(), "{name}: slice of no axes");
+        for (k, a) in axes.iter().enumerate() {
+            assert!(a.axis < x.rank, "{name}: axis {} out of range for rank {}", a.axis, x.rank);
+            assert!(a.step > 0, "{name}: step must be positive, got {}", a.step);
+            assert!(axes[..k].iter().all(|b| b.axis != a.axis), "{name}: axis {} sliced twice", a.axis);
+        }
+        self.push(name, Op::Slice { axes: axes.to_vec() }, vec![x.name.clone()], x.rank)
+    }
+
     /// A tensor of zeros with `x`'s runtime shape (so it follows the dynamic batch size):
     /// `Shape` followed by `ConstantOfShape` with value `0.0f32`.
     pub fn zeros_like(&mut self, x: &Value) -> Value {
@@ -410,6 +428,7 @@ mod tests {
             "Add",
             "Sum",
             "Concat",
+            "Slice",
             "Shape",
             "ConstantOfShape",
             "GlobalAveragePool",
@@ -450,6 +469,14 @@ mod tests {
         let f = b.flatten(&g);
         assert_eq!((x.rank(), g.rank(), f.rank()), (4, 4, 2));
         assert_eq!(b.gemm(&f, vec![0.0; 6], 2, 3, None).rank(), 2);
+    }
+
+    #[test]
+    #[should_panic(expected = "slice_0: axis 2 sliced twice")]
+    fn rejects_a_slice_of_one_axis_twice() {
+        let mut b = GraphBuilder::new("g", "x", nchw(1));
+        let x = b.input();
+        b.slice(&x, &[SliceAxis::from(2, 1), SliceAxis::every(2, 2)]);
     }
 
     #[test]

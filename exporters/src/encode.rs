@@ -5,11 +5,13 @@
 //! written. The model targets IR version [`IR_VERSION`] (8, accepted by ONNX Runtime ≥ 1.10) and the
 //! default operator set at [`OPSET_VERSION`] (17). Parameters are `FLOAT` initializers whose elements are
 //! stored little-endian in `raw_data`, the compact form every ONNX reader supports; the input and output
-//! are `FLOAT` tensors whose [`Dim::Batch`] dimension is the symbolic `"batch"`.
+//! are `FLOAT` tensors whose [`Dim::Batch`] dimension is the symbolic `"batch"`. A `Slice` takes its
+//! ranges as inputs in opset 17: they become `INT64` initializers `<node>.starts`, `<node>.ends`,
+//! `<node>.axes` and `<node>.steps` (an open end is `i64::MAX`, which ONNX clamps to the axis length).
 
 use prost::Message;
 
-use crate::ir::{Dim, Graph, Node, Op, Port, Tensor};
+use crate::ir::{Dim, Graph, Node, Op, Port, SliceAxis, Tensor};
 use crate::metadata::Metadata;
 use crate::proto::{
     attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto, type_proto, AttributeProto,
@@ -32,7 +34,12 @@ impl Graph {
         let graph = GraphProto {
             node: self.nodes.iter().map(node_proto).collect(),
             name: Some(self.name.clone()),
-            initializer: self.initializers.iter().map(|(name, t)| tensor_proto(name, t)).collect(),
+            initializer: self
+                .initializers
+                .iter()
+                .map(|(name, t)| tensor_proto(name, t))
+                .chain(self.nodes.iter().flat_map(slice_inputs))
+                .collect(),
             input: vec![value_info(&self.input)],
             output: vec![value_info(&self.output)],
             ..Default::default()
@@ -69,8 +76,10 @@ fn distinct_entries(meta: &Metadata) -> Vec<StringStringEntryProto> {
 }
 
 fn node_proto(node: &Node) -> NodeProto {
+    let mut input = node.inputs.clone();
+    input.extend(slice_inputs(node).into_iter().map(|t| t.name.expect("slice inputs are named")));
     NodeProto {
-        input: node.inputs.clone(),
+        input,
         output: vec![node.output.clone()],
         name: Some(node.name.clone()),
         op_type: Some(node.op.op_type().to_string()),
@@ -114,8 +123,37 @@ fn attributes(op: &Op) -> Vec<AttributeProto> {
                 ..Default::default()
             }]
         }
-        Op::Relu | Op::Clip | Op::Add | Op::Mul | Op::Sum | Op::Shape | Op::GlobalAveragePool => vec![],
+        Op::Relu
+        | Op::Clip
+        | Op::Add
+        | Op::Mul
+        | Op::Sum
+        | Op::Shape
+        | Op::GlobalAveragePool
+        | Op::Slice { .. } => vec![],
     }
+}
+
+/// The `starts`, `ends`, `axes` and `steps` inputs of a `Slice` node (none for other nodes), in ONNX's
+/// input order.
+fn slice_inputs(node: &Node) -> Vec<TensorProto> {
+    let Op::Slice { axes } = &node.op else { return Vec::new() };
+    let column = |f: fn(&SliceAxis) -> i64| axes.iter().map(f).collect::<Vec<i64>>();
+    [
+        ("starts", column(|a| a.start)),
+        ("ends", column(|a| a.end.unwrap_or(i64::MAX))),
+        ("axes", column(|a| a.axis as i64)),
+        ("steps", column(|a| a.step)),
+    ]
+    .into_iter()
+    .map(|(role, values)| TensorProto {
+        dims: vec![values.len() as i64],
+        data_type: Some(DataType::Int64 as i32),
+        name: Some(format!("{}.{role}", node.name)),
+        raw_data: Some(values.iter().flat_map(|v| v.to_le_bytes()).collect()),
+        ..Default::default()
+    })
+    .collect()
 }
 
 fn int(name: &str, i: i64) -> AttributeProto {
@@ -229,10 +267,29 @@ mod tests {
         assert_eq!(g.output[0].name(), "gemm_0");
         assert_eq!(dims(&g.output[0]), [batch, DimValue::DimValue(10)]);
 
-        // Every initializer is FLOAT, little-endian raw data of the size its dims say, and holds the
-        // IR's values.
-        assert_eq!(g.initializer.len(), graph.initializers.len());
-        for t in &g.initializer {
+        // Every parameter is a FLOAT initializer, little-endian raw data of the size its dims say, and
+        // holds the IR's values; the only other initializers are the INT64 ranges of the Slice.
+        let (floats, ints): (Vec<&TensorProto>, Vec<&TensorProto>) =
+            g.initializer.iter().partition(|t| t.data_type() == DataType::Float as i32);
+        assert_eq!(floats.len(), graph.initializers.len());
+        let int64 = |name: &str| {
+            let t = ints.iter().find(|t| t.name() == name).unwrap_or_else(|| panic!("no initializer {name}"));
+            assert_eq!(t.data_type(), DataType::Int64 as i32);
+            let values: Vec<i64> =
+                t.raw_data().chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap())).collect();
+            assert_eq!(t.dims, [values.len() as i64], "{name}");
+            values
+        };
+        assert_eq!(
+            node(g, "slice_0").input,
+            ["relu_0", "slice_0.starts", "slice_0.ends", "slice_0.axes", "slice_0.steps"]
+        );
+        assert_eq!(int64("slice_0.starts"), [1, 0]);
+        assert_eq!(int64("slice_0.ends"), [i64::MAX, i64::MAX]);
+        assert_eq!(int64("slice_0.axes"), [2, 3]);
+        assert_eq!(int64("slice_0.steps"), [1, 2]);
+        assert_eq!(ints.len(), 4);
+        for t in floats {
             let ir = &graph.initializers[t.name()];
             assert_eq!(t.data_type(), DataType::Float as i32);
             assert_eq!(t.dims, ir.dims.iter().map(|&d| d as i64).collect::<Vec<_>>(), "{}", t.name());
@@ -255,6 +312,34 @@ mod tests {
         assert_eq!((zeros.dims.as_slice(), zeros.raw_data()), (&[1][..], &[0u8; 4][..]));
         assert_eq!(node(g, "zeros_0").input, ["zeros_0.shape"]);
         assert_eq!(node(g, "clip_0").input, ["bn_1", "clip_0.min", "clip_0.max"]);
+    }
+
+    #[test]
+    fn slice_and_concat_compute_what_numpy_would() {
+        use crate::testkit::{run_graph, Array};
+        use crate::{GraphBuilder, SliceAxis};
+        let mut b =
+            GraphBuilder::new("g", "x", vec![Dim::Batch, Dim::Fixed(1), Dim::Fixed(3), Dim::Fixed(4)]);
+        let x = b.input();
+        // x[:, :, 1:, ::3] and x[:, :, :2, 1:3] (a bounded end), concatenated along the last axis.
+        let a = b.slice(&x, &[SliceAxis::from(2, 1), SliceAxis::every(3, 3)]);
+        let c = b.slice(
+            &x,
+            &[
+                SliceAxis { axis: 2, start: 0, end: Some(2), step: 1 },
+                SliceAxis { axis: 3, start: 1, end: Some(3), step: 1 },
+            ],
+        );
+        let a2 = b.slice(&a, &[SliceAxis::from(2, 0)]);
+        let y = b.concat(&[a2, c], 3);
+        let graph = b.finish(&y, vec![Dim::Batch, Dim::Fixed(1), Dim::Fixed(2), Dim::Fixed(4)]);
+        let input = Array { dims: vec![1, 1, 3, 4], data: (0..12).map(f64::from).collect() };
+        let out = run_graph(&graph, &input);
+        // Rows 1..3 of [[0,1,2,3],[4,5,6,7],[8,9,10,11]] at columns 0, 3, then rows 0..2 at columns 1, 2.
+        assert_eq!(
+            out,
+            Array { dims: vec![1, 1, 2, 4], data: vec![4.0, 7.0, 1.0, 2.0, 8.0, 11.0, 5.0, 6.0] }
+        );
     }
 
     #[test]

@@ -255,7 +255,7 @@ mod tests {
         graph.fold_batch_norm();
         assert_eq!(graph.node_count("BatchNormalization"), 0);
         assert_eq!(graph.node_count("Conv"), convs);
-        assert_eq!((graph.node_count("Mul"), graph.node_count("Add")), (1, 2));
+        assert_eq!((graph.node_count("Mul"), graph.node_count("Add")), (1, 3));
         assert_eq!(graph.node_count("Identity"), 0);
     }
 }

@@ -67,6 +67,30 @@ impl Default for ConvAttrs {
     }
 }
 
+/// The part of one axis that [`GraphBuilder::slice`](crate::GraphBuilder::slice) keeps: indices
+/// `start, start + step, …` below `end` (numpy's `start:end:step`), with `end` clamped to the axis
+/// length as ONNX and numpy do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SliceAxis {
+    pub axis: usize,
+    pub start: i64,
+    /// `None`: to the end of the axis.
+    pub end: Option<i64>,
+    pub step: i64,
+}
+
+impl SliceAxis {
+    /// `start:` on `axis` (everything from `start` on).
+    pub fn from(axis: usize, start: i64) -> SliceAxis {
+        SliceAxis { axis, start, end: None, step: 1 }
+    }
+
+    /// `::step` on `axis` (every `step`-th element from the first).
+    pub fn every(axis: usize, step: i64) -> SliceAxis {
+        SliceAxis { axis, start: 0, end: None, step }
+    }
+}
+
 /// Inference parameters of a batch normalisation over the channel axis (axis 1):
 /// `y = (x - mean) / sqrt(var + eps) * gamma + beta`.
 #[derive(Clone, Debug, PartialEq)]
@@ -111,6 +135,9 @@ pub(crate) enum Op {
     Sum,
     /// Two or more operands.
     Concat { axis: i64 },
+    /// x; keeps a strided range of some axes. The ranges are typed here; the ONNX lowering turns them
+    /// into the `int64` inputs `starts`, `ends`, `axes`, `steps`.
+    Slice { axes: Vec<SliceAxis> },
     /// x; gives x's shape as an `int64` vector.
     Shape,
     /// A shape vector; gives an `f32` tensor of zeros of that shape.
@@ -137,6 +164,7 @@ impl Op {
             Op::Mul => "Mul",
             Op::Sum => "Sum",
             Op::Concat { .. } => "Concat",
+            Op::Slice { .. } => "Slice",
             Op::Shape => "Shape",
             Op::ConstantOfShape => "ConstantOfShape",
             Op::GlobalAveragePool => "GlobalAveragePool",

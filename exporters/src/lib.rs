@@ -44,6 +44,6 @@ pub use builder::GraphBuilder;
 pub use decode::decode_model;
 pub use encode::{IR_VERSION, OPSET_VERSION, PRODUCER};
 pub use error::OnnxError;
-pub use ir::{BatchNormParams, ConvAttrs, Dim, Graph, Value};
+pub use ir::{BatchNormParams, ConvAttrs, Dim, Graph, SliceAxis, Value};
 pub use metadata::{read_metadata, Metadata};
 pub use summary::{summary, ModelSummary, ShapeDim, TensorSummary};

@@ -6,7 +6,7 @@ use std::fmt;
 
 use crate::decode::decode_model;
 use crate::error::OnnxError;
-use crate::proto::{tensor_shape_proto::dimension, type_proto, ValueInfoProto};
+use crate::proto::{tensor_proto::DataType, tensor_shape_proto::dimension, type_proto, ValueInfoProto};
 
 /// What [`summary`] reports about a model.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,7 +22,8 @@ pub struct ModelSummary {
     /// Number of nodes per `op_type`.
     pub op_counts: BTreeMap<String, usize>,
     pub node_count: usize,
-    /// Total number of elements of all initializers.
+    /// Total number of elements of the floating-point initializers (integer ones hold shapes and
+    /// ranges, such as a `Slice`'s, not weights).
     pub parameter_count: u64,
 }
 
@@ -74,8 +75,14 @@ pub fn summary(bytes: &[u8]) -> Result<ModelSummary, OnnxError> {
     for node in &graph.node {
         *op_counts.entry(node.op_type().to_string()).or_insert(0) += 1;
     }
-    let parameter_count =
-        graph.initializer.iter().map(|t| t.dims.iter().map(|&d| d.max(0) as u64).product::<u64>()).sum();
+    let floating =
+        [DataType::Float, DataType::Float16, DataType::Bfloat16, DataType::Double].map(|t| t as i32);
+    let parameter_count = graph
+        .initializer
+        .iter()
+        .filter(|t| floating.contains(&t.data_type()))
+        .map(|t| t.dims.iter().map(|&d| d.max(0) as u64).product::<u64>())
+        .sum();
     Ok(ModelSummary {
         ir_version: model.ir_version(),
         opset: model.opset_import.iter().find(|o| matches!(o.domain(), "" | "ai.onnx")).map(|o| o.version()),
@@ -122,7 +129,9 @@ mod tests {
         assert_eq!(s.inputs.iter().map(ToString::to_string).collect::<Vec<_>>(), ["input [batch, 3, 8, 8]"]);
         assert_eq!(s.outputs.iter().map(ToString::to_string).collect::<Vec<_>>(), ["gemm_0 [batch, 10]"]);
         assert_eq!(s.node_count, graph.op_types().len());
-        assert_eq!((s.op_counts["Conv"], s.op_counts["Add"], s.op_counts["Mul"]), (3, 2, 1));
+        assert_eq!((s.op_counts["Conv"], s.op_counts["Add"], s.op_counts["Mul"]), (3, 3, 1));
+        // The Slice's INT64 ranges are initializers but not parameters.
+        assert_eq!(s.op_counts["Slice"], 1);
         assert!(!s.op_counts.contains_key("BatchNormalization"));
         assert_eq!(s.parameter_count, graph.parameter_count() as u64);
     }

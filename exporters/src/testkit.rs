@@ -7,8 +7,9 @@
 
 use std::collections::HashMap;
 
+use crate::proto::tensor_proto::DataType;
 use crate::proto::{AttributeProto, ModelProto, NodeProto};
-use crate::{decode_model, BatchNormParams, ConvAttrs, Dim, Graph, GraphBuilder, Metadata};
+use crate::{decode_model, BatchNormParams, ConvAttrs, Dim, Graph, GraphBuilder, Metadata, SliceAxis};
 
 /// A dense row-major tensor.
 #[derive(Clone, Debug, PartialEq)]
@@ -59,16 +60,20 @@ pub(crate) fn run_graph(graph: &Graph, input: &Array) -> Array {
 }
 
 /// Evaluates a model with one input and one output. Supports Conv, BatchNormalization, Relu, Add and
-/// Mul (with broadcasting); panics on anything else.
+/// Mul (with broadcasting), Concat and Slice; panics on anything else.
 pub(crate) fn run(model: &ModelProto, input: &Array) -> Array {
     let graph = model.graph.as_ref().expect("model has a graph");
     let mut env: HashMap<&str, Array> = HashMap::new();
     for t in &graph.initializer {
-        let data = t.raw_data().chunks_exact(4).map(|b| f64::from(f32::from_le_bytes(b.try_into().unwrap())));
-        env.insert(
-            t.name(),
-            Array { dims: t.dims.iter().map(|&d| d as usize).collect(), data: data.collect() },
-        );
+        let data: Vec<f64> = if t.data_type() == DataType::Int64 as i32 {
+            t.raw_data().chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f64).collect()
+        } else {
+            t.raw_data()
+                .chunks_exact(4)
+                .map(|b| f64::from(f32::from_le_bytes(b.try_into().unwrap())))
+                .collect()
+        };
+        env.insert(t.name(), Array { dims: t.dims.iter().map(|&d| d as usize).collect(), data });
     }
     env.insert(graph.input[0].name(), input.clone());
     for node in &graph.node {
@@ -81,6 +86,8 @@ pub(crate) fn run(model: &ModelProto, input: &Array) -> Array {
             }
             "Add" => broadcast(args[0], args[1], |a, b| a + b),
             "Mul" => broadcast(args[0], args[1], |a, b| a * b),
+            "Concat" => concat(&args, attr(node, "axis").i() as usize),
+            "Slice" => slice(&args),
             other => panic!("reference evaluator has no {other}"),
         };
         env.insert(node.output[0].as_str(), out);
@@ -141,6 +148,48 @@ fn batch_norm(args: &[&Array], eps: f64) -> Array {
     Array { dims: x.dims.clone(), data: data.collect() }
 }
 
+/// Concatenation along a non-negative `axis`.
+fn concat(args: &[&Array], axis: usize) -> Array {
+    let outer: usize = args[0].dims[..axis].iter().product();
+    let mut dims = args[0].dims.clone();
+    dims[axis] = args.iter().map(|a| a.dims[axis]).sum();
+    let mut data = Vec::new();
+    for o in 0..outer {
+        for a in args {
+            let chunk: usize = a.dims[axis..].iter().product();
+            data.extend_from_slice(&a.data[o * chunk..(o + 1) * chunk]);
+        }
+    }
+    Array { dims, data }
+}
+
+/// ONNX Slice with `starts`, `ends`, `axes`, `steps` inputs, non-negative starts and positive steps.
+fn slice(args: &[&Array]) -> Array {
+    let x = args[0];
+    let [starts, ends, axes, steps] = [1, 2, 3, 4].map(|k| &args[k].data);
+    let mut keep: Vec<Vec<usize>> = x.dims.iter().map(|&d| (0..d).collect()).collect();
+    for k in 0..axes.len() {
+        let axis = axes[k] as usize;
+        let end = ends[k].min(x.dims[axis] as f64) as usize;
+        keep[axis] = (starts[k] as usize..end).step_by(steps[k] as usize).collect();
+    }
+    let dims: Vec<usize> = keep.iter().map(Vec::len).collect();
+    let mut data = Vec::with_capacity(dims.iter().product());
+    let mut idx = vec![0; dims.len()];
+    for _ in 0..dims.iter().product::<usize>() {
+        let src: Vec<usize> = idx.iter().zip(&keep).map(|(&i, k)| k[i]).collect();
+        data.push(x.at(&src));
+        for k in (0..dims.len()).rev() {
+            idx[k] += 1;
+            if idx[k] < dims[k] {
+                break;
+            }
+            idx[k] = 0;
+        }
+    }
+    Array { dims, data }
+}
+
 /// Element-wise `f` with numpy broadcasting.
 fn broadcast(a: &Array, b: &Array, f: impl Fn(f64, f64) -> f64) -> Array {
     let rank = a.dims.len().max(b.dims.len());
@@ -191,7 +240,10 @@ pub(crate) fn every_op_graph() -> Graph {
     let s = b.sum(&[ap, mp, z]);
     let a = b.add(&s, &r);
     let a = b.batch_norm(&a, bn_params(8, 6));
-    let cat = b.concat(&[a, r], 1);
+    let cat = b.concat(&[a, r.clone()], 1);
+    // DARTS's FactorizedReduce shift on one axis, a stride-2 subsampling on the other.
+    let sl = b.slice(&r, &[SliceAxis::from(2, 1), SliceAxis::every(3, 2)]);
+    let sl = b.global_avg_pool(&sl);
     let pw = b.conv(
         &cat,
         uniform(8 * 16, 7, -0.3, 0.3),
@@ -200,6 +252,7 @@ pub(crate) fn every_op_graph() -> Graph {
         ConvAttrs { stride: 2, ..ConvAttrs::default() },
     );
     let g = b.global_avg_pool(&pw);
+    let g = b.add(&g, &sl);
     let f = b.flatten(&g);
     let out = b.gemm(&f, uniform(10 * 8, 8, -0.3, 0.3), 10, 8, Some(uniform(10, 9, -0.1, 0.1)));
     b.finish(&out, vec![Dim::Batch, Dim::Fixed(10)])
