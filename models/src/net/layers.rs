@@ -50,11 +50,27 @@ pub struct Conv {
     pub weight: Param,
     pub stride: usize,
     pub padding: usize,
+    pub dilation: usize,
     pub groups: usize,
 }
 
 impl Conv {
+    /// A conv with "same" padding `kernel / 2` and no dilation.
     pub fn new(p: &nn::Path, c_in: usize, c_out: usize, kernel: usize, stride: usize, groups: usize) -> Conv {
+        Conv::dilated(p, c_in, c_out, kernel, stride, groups, 1)
+    }
+
+    /// A conv whose kernel taps are `dilation` pixels apart, with "same" padding
+    /// `dilation · (kernel − 1) / 2` (DARTS's `dil_conv_3x3` pads 2, `dil_conv_5x5` pads 4).
+    pub fn dilated(
+        p: &nn::Path,
+        c_in: usize,
+        c_out: usize,
+        kernel: usize,
+        stride: usize,
+        groups: usize,
+        dilation: usize,
+    ) -> Conv {
         let init = nn::Init::Kaiming {
             dist: nn::init::NormalOrUniform::Normal,
             fan: nn::init::FanInOut::FanOut,
@@ -62,29 +78,36 @@ impl Conv {
         };
         let dims = [c_out as i64, (c_in / groups) as i64, kernel as i64, kernel as i64];
         let weight = Param::new(p, "weight", p.var("weight", &dims, init));
-        Conv { weight, stride, padding: kernel / 2, groups }
+        Conv { weight, stride, padding: dilation * (kernel - 1) / 2, dilation, groups }
     }
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        let (s, pad) = (self.stride as i64, self.padding as i64);
-        x.conv2d(&self.weight.tensor, None::<Tensor>, [s, s], [pad, pad], [1, 1], self.groups as i64)
+        let (s, pad, d) = (self.stride as i64, self.padding as i64, self.dilation as i64);
+        x.conv2d(&self.weight.tensor, None::<Tensor>, [s, s], [pad, pad], [d, d], self.groups as i64)
     }
 
     pub fn lower(&self, g: &mut GraphBuilder, x: &Value) -> Value {
         let dims: Vec<usize> = self.weight.tensor.size().iter().map(|&d| d as usize).collect();
-        let attrs =
-            ConvAttrs { stride: self.stride, padding: self.padding, dilation: 1, groups: self.groups };
+        let attrs = ConvAttrs {
+            stride: self.stride,
+            padding: self.padding,
+            dilation: self.dilation,
+            groups: self.groups,
+        };
         g.conv(x, to_vec(&self.weight.tensor), [dims[0], dims[1], dims[2], dims[3]], None, attrs)
     }
 }
 
-/// BatchNorm over channels with affine parameters and running statistics.
+/// BatchNorm over channels with running statistics and (unless built by
+/// [`BatchNorm::without_affine`]) trainable affine parameters.
 pub struct BatchNorm {
     pub weight: Param,
     pub bias: Param,
     pub running_mean: Param,
     pub running_var: Param,
     pub eps: f64,
+    /// Whether γ (`weight`) and β (`bias`) are trainable; without, they stay 1 and 0.
+    pub affine: bool,
 }
 
 impl BatchNorm {
@@ -96,6 +119,23 @@ impl BatchNorm {
             running_mean: Param::new(p, "running_mean", p.zeros_no_train("running_mean", &c)),
             running_var: Param::new(p, "running_var", p.ones_no_train("running_var", &c)),
             eps: 1e-5,
+            affine: true,
+        }
+    }
+
+    /// A BatchNorm without affine parameters (`affine=False` in PyTorch): γ = 1 and β = 0 are kept as
+    /// constants, not trainable, so the forward, the lowering and BN recalibration treat it like any
+    /// other, and [`BatchNorm::trainable`] lists nothing. DARTS's search network puts one after every
+    /// pooling op.
+    pub fn without_affine(p: &nn::Path, channels: usize) -> BatchNorm {
+        let c = [channels as i64];
+        BatchNorm {
+            weight: Param::new(p, "weight", p.ones_no_train("weight", &c)),
+            bias: Param::new(p, "bias", p.zeros_no_train("bias", &c)),
+            running_mean: Param::new(p, "running_mean", p.zeros_no_train("running_mean", &c)),
+            running_var: Param::new(p, "running_var", p.ones_no_train("running_var", &c)),
+            eps: 1e-5,
+            affine: false,
         }
     }
 
@@ -133,9 +173,12 @@ impl BatchNorm {
         )
     }
 
+    /// γ and β, if trainable.
     pub fn trainable<'a>(&'a self, out: &mut Vec<&'a Param>) {
-        out.push(&self.weight);
-        out.push(&self.bias);
+        if self.affine {
+            out.push(&self.weight);
+            out.push(&self.bias);
+        }
     }
 }
 

@@ -65,6 +65,9 @@ impl OpModule {
                 1,
                 Act::None,
             ))),
+            Op::MaxPool3x3 | Op::SepConv { .. } | Op::DilConv { .. } => {
+                panic!("{op} is a DARTS op: its modules are crate::darts::ops::DartsOp, not an OpModule")
+            }
             Op::MbConv { kernel, expand } => {
                 let hidden = s.c_in * expand as usize;
                 let k = kernel as usize;
