@@ -2,11 +2,13 @@
 //!
 //! - [`op`], [`space`]: the vocabulary — operator candidates, choice points, `Space`, `Arch` — as plain
 //!   serde data;
-//! - [`nb201`], [`mobile`]: each space's parameters, choice points, arch strings and analytic cost;
+//! - [`nb201`], [`mobile`], [`darts`]: each space's parameters, choice points, arch strings and analytic
+//!   cost (and for `darts`, its genotypes and its networks on libtorch);
 //! - [`net`]: supernets and stand-alone networks on libtorch (tch), including the lowering of a child
 //!   to the ONNX graph IR of `pwsnas-onnx`;
 //! - [`vector`]: weight vectors and angles for the angle metric.
 pub mod cost;
+pub mod darts;
 pub mod error;
 pub mod mobile;
 pub mod nb201;
@@ -16,6 +18,7 @@ pub mod space;
 pub mod vector;
 
 pub use cost::{Cost, LayerCost};
+pub use darts::{DartsParams, Genotype};
 pub use error::ModelError;
 pub use mobile::{MobileParams, MobileStage};
 pub use nb201::Nb201Params;
