@@ -22,6 +22,8 @@ pub mod arch;
 pub mod cell;
 pub mod cost;
 pub mod genotype;
+pub mod net;
+pub mod ops;
 mod pyparse;
 
 pub use genotype::Genotype;

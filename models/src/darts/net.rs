@@ -1,0 +1,421 @@
+//! The darts network on libtorch: DARTS's `NetworkCIFAR` (stand-alone child) and its search network
+//! (supernet), from one code path. Each edge of each cell is an [`Edge`] holding a module for every op
+//! its choice point allows; a stand-alone network is the same network built from one op per choice
+//! point (and without the BN after pools, see [`Role`]).
+//!
+//! Inputs are plain data (the darts parameters, the op lists per choice point, the ops of a child) so
+//! that the network trait can wrap [`DartsNet`] without this module knowing it.
+use std::collections::HashMap;
+
+use pwsnas_onnx::{GraphBuilder, SliceAxis, Value};
+use tch::{nn, Tensor};
+
+use super::cell::{self, INPUTS, LAST};
+use super::ops::{DartsOp, Preprocess};
+use super::{CellLayout, DartsParams, STEM_MULTIPLIER};
+use crate::net::layers::{Act, BatchNorm, ConvBn, Linear, Mode, Param};
+use crate::op::Op;
+use crate::vector::Segment;
+
+/// Which network to build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The search network: a BN without affine parameters after every pool (DARTS's
+    /// `model_search.py`), so that pools' outputs are on the scale of the other ops'.
+    Supernet,
+    /// The evaluation network of a child (DARTS's `model.py`): pools are bare.
+    Standalone,
+}
+
+/// One edge `j<-i` of one cell: a module per op its choice point allows.
+pub struct Edge {
+    /// The choice point (0..28).
+    pub cp: usize,
+    pub stride: usize,
+    pub candidates: Vec<(Op, DartsOp)>,
+}
+
+impl Edge {
+    /// The module of `op`.
+    ///
+    /// # Panics
+    /// If the edge was not built with `op`.
+    pub fn module(&self, op: Op) -> &DartsOp {
+        let found = self.candidates.iter().find(|(o, _)| *o == op);
+        &found.unwrap_or_else(|| panic!("edge of choice point {} was not built with op {op}", self.cp)).1
+    }
+}
+
+/// One cell: preprocessing of its two inputs and its 14 edges.
+pub struct DartsCell {
+    pub layout: CellLayout,
+    pub preprocess0: Preprocess,
+    pub preprocess1: Preprocess,
+    /// In [`cell::edges`] order.
+    pub edges: Vec<Edge>,
+}
+
+pub struct DartsNet {
+    pub params: DartsParams,
+    pub stem: ConvBn,
+    pub cells: Vec<DartsCell>,
+    pub classifier: Linear,
+}
+
+impl DartsNet {
+    /// Builds the network with a module for every op of `lists` (one list per choice point, 28).
+    pub fn new(root: &nn::Path, params: &DartsParams, lists: &[Vec<Op>], role: Role) -> DartsNet {
+        assert_eq!(lists.len(), params.choice_points(), "one op list per choice point");
+        let stem_c = STEM_MULTIPLIER * params.channels;
+        let stem =
+            ConvBn::new(&(root / "stem"), Act::None, params.input_channels, stem_c, 3, 1, 1, Act::None);
+        let cells = params
+            .cells()
+            .into_iter()
+            .enumerate()
+            .map(|(k, layout)| {
+                let p = root / "cells" / k;
+                let c = layout.channels;
+                let edges = cell::edges()
+                    .into_iter()
+                    .map(|(j, i)| {
+                        let cp = layout.kind().offset() + cell::edge_index(j, i);
+                        let stride = layout.stride(i);
+                        let ep = &p / format!("{j}<-{i}");
+                        let candidates = lists[cp]
+                            .iter()
+                            .map(|&op| {
+                                (op, DartsOp::new(&(&ep / op.name()), op, c, stride, role == Role::Supernet))
+                            })
+                            .collect();
+                        Edge { cp, stride, candidates }
+                    })
+                    .collect();
+                DartsCell {
+                    layout,
+                    preprocess0: Preprocess::new(
+                        &(&p / "preprocess0"),
+                        layout.c_prev_prev,
+                        c,
+                        layout.reduction_prev,
+                    ),
+                    preprocess1: Preprocess::new(&(&p / "preprocess1"), layout.c_prev, c, false),
+                    edges,
+                }
+            })
+            .collect();
+        DartsNet {
+            params: params.clone(),
+            stem,
+            cells,
+            classifier: Linear::new(&(root / "classifier"), params.last_channels(), params.classes),
+        }
+    }
+
+    /// Logits of the child `ops` (one per choice point) for a batch `x` (NCHW).
+    pub fn forward(&self, x: &Tensor, ops: &[Op], mode: Mode) -> Tensor {
+        let s = self.stem.forward(x, mode);
+        let (mut s0, mut s1) = (s.shallow_clone(), s);
+        for cell in &self.cells {
+            let out = cell.forward(&s0, &s1, ops, mode);
+            (s0, s1) = (s1, out);
+        }
+        let pooled = s1.adaptive_avg_pool2d([1, 1]).flatten(1, -1);
+        self.classifier.forward(&pooled)
+    }
+
+    /// The child `ops` as graph IR from the graph input to the logits.
+    pub fn lower(&self, g: &mut GraphBuilder, ops: &[Op]) -> Value {
+        let input = g.input();
+        let s = self.stem.lower(g, &input);
+        let (mut s0, mut s1) = (s.clone(), s);
+        for cell in &self.cells {
+            let out = cell.lower(g, &s0, &s1, ops);
+            (s0, s1) = (s1, out);
+        }
+        let pooled = g.global_avg_pool(&s1);
+        let flat = g.flatten(&pooled);
+        self.classifier.lower(g, &flat)
+    }
+
+    /// The child's weight vector (docs/method.md, strategy 1): per cell, over its 16 input→output
+    /// paths ([`cell::paths`]) in order, the weights along each path; a path through `none` is left
+    /// out, a pool adds a constant `[C, 3, 3]` kernel of 1/9, `skip_connect` adds nothing at stride 1
+    /// and its FactorizedReduce's 2 convs at stride 2, a sep_conv its 4 convs, a dil_conv its 2. With
+    /// `full`, the parts every child shares are added in network order: the stem, each cell's
+    /// preprocessing (before its paths), the classifier.
+    pub fn segments(&self, ops: &[Op], full: bool, out: &mut Vec<Segment>) {
+        let paths = cell::paths();
+        if full {
+            out.push(Segment::of(&self.stem.conv.weight));
+        }
+        for cell in &self.cells {
+            if full {
+                for w in cell.preprocess0.conv_weights().into_iter().chain(cell.preprocess1.conv_weights()) {
+                    out.push(Segment::of(w));
+                }
+            }
+            for path in &paths {
+                let edges: Vec<&Edge> = path.edges.iter().map(|&e| &cell.edges[e]).collect();
+                if edges.iter().any(|e| ops[e.cp] == Op::None) {
+                    continue;
+                }
+                for e in edges {
+                    match e.module(ops[e.cp]) {
+                        DartsOp::Pool(_) => {
+                            out.push(Segment::Constant { len: cell.layout.channels * 9, value: 1.0 / 9.0 })
+                        }
+                        m => out.extend(m.conv_weights().into_iter().map(Segment::of)),
+                    }
+                }
+            }
+        }
+        if full {
+            out.push(Segment::of(&self.classifier.weight));
+        }
+    }
+
+    /// Every edge of every cell.
+    pub fn edges(&self) -> impl Iterator<Item = &Edge> {
+        self.cells.iter().flat_map(|c| c.edges.iter())
+    }
+
+    /// Trainable tensors every child uses: stem, preprocessing, classifier.
+    pub fn shared_trainable<'a>(&'a self, out: &mut Vec<&'a Param>) {
+        self.stem.trainable(out);
+        for cell in &self.cells {
+            cell.preprocess0.trainable(out);
+            cell.preprocess1.trainable(out);
+        }
+        self.classifier.trainable(out);
+    }
+
+    pub fn shared_batch_norms(&self) -> Vec<&BatchNorm> {
+        let mut v = vec![&self.stem.bn];
+        for cell in &self.cells {
+            v.extend(cell.preprocess0.batch_norms());
+            v.extend(cell.preprocess1.batch_norms());
+        }
+        v
+    }
+
+    /// The modules the child `ops` uses, one per edge.
+    pub fn chosen<'a>(&'a self, ops: &'a [Op]) -> impl Iterator<Item = &'a DartsOp> + 'a {
+        self.edges().map(move |e| e.module(ops[e.cp]))
+    }
+
+    /// Trainable tensors the child uses (shared parts and its modules).
+    pub fn trainable_for<'a>(&'a self, ops: &'a [Op]) -> Vec<&'a Param> {
+        let mut out = Vec::new();
+        self.shared_trainable(&mut out);
+        for m in self.chosen(ops) {
+            m.trainable(&mut out);
+        }
+        out
+    }
+
+    /// BatchNorms the child uses.
+    pub fn batch_norms_for<'a>(&'a self, ops: &'a [Op]) -> Vec<&'a BatchNorm> {
+        let mut out = self.shared_batch_norms();
+        out.extend(self.chosen(ops).flat_map(DartsOp::batch_norms));
+        out
+    }
+}
+
+impl DartsCell {
+    /// Preprocesses `s0` (from two cells back) and `s1` (the previous cell), sums every node's edges
+    /// and concatenates the four intermediate nodes. A node whose edges are all `none` is zeros.
+    pub fn forward(&self, s0: &Tensor, s1: &Tensor, ops: &[Op], mode: Mode) -> Tensor {
+        let mut states = vec![self.preprocess0.forward(s0, mode), self.preprocess1.forward(s1, mode)];
+        for j in INPUTS..=LAST {
+            let mut sum: Option<Tensor> = None;
+            for (i, state) in states.iter().enumerate() {
+                let edge = &self.edges[cell::edge_index(j, i)];
+                if let Some(y) = edge.module(ops[edge.cp]).forward(state, mode) {
+                    sum = Some(match sum {
+                        Some(s) => s + y,
+                        None => y,
+                    });
+                }
+            }
+            let node = sum.unwrap_or_else(|| {
+                let (n, c, s) =
+                    (states[1].size()[0], self.layout.channels as i64, self.layout.output_size as i64);
+                Tensor::zeros([n, c, s, s], (states[1].kind(), states[1].device()))
+            });
+            states.push(node);
+        }
+        Tensor::cat(&states[INPUTS..], 1)
+    }
+
+    /// The cell as graph IR. A weight-free op applied twice to the same value (a bare pool) is emitted
+    /// once; zeros are `Clip(x, 0, 0)` of the preprocessed input 1 (subsampled by a stride-2 Slice in a
+    /// reduction cell), a shape ONNX Runtime knows before running.
+    pub fn lower(&self, g: &mut GraphBuilder, s0: &Value, s1: &Value, ops: &[Op]) -> Value {
+        let mut states = vec![self.preprocess0.lower(g, s0), self.preprocess1.lower(g, s1)];
+        let mut done: HashMap<String, Value> = HashMap::new();
+        for j in INPUTS..=LAST {
+            let mut terms = Vec::new();
+            for (i, state) in states.iter().enumerate() {
+                let edge = &self.edges[cell::edge_index(j, i)];
+                let op = ops[edge.cp];
+                let module = edge.module(op);
+                let shareable = matches!(module, DartsOp::Pool(p) if p.bn.is_none());
+                let key = format!("{op}/{}({})", edge.stride, state.name());
+                let y = match done.get(&key) {
+                    Some(y) if shareable => Some(y.clone()),
+                    _ => module.lower(g, state).inspect(|y| {
+                        if shareable {
+                            done.insert(key, y.clone());
+                        }
+                    }),
+                };
+                terms.extend(y);
+            }
+            let node = if terms.is_empty() {
+                match done.get("zeros") {
+                    Some(z) => z.clone(),
+                    None => {
+                        let like = if self.layout.reduction {
+                            g.slice(&states[1], &[SliceAxis::every(2, 2), SliceAxis::every(3, 2)])
+                        } else {
+                            states[1].clone()
+                        };
+                        let z = g.clip(&like, 0.0, 0.0);
+                        done.insert("zeros".into(), z.clone());
+                        z
+                    }
+                }
+            } else {
+                g.sum(&terms)
+            };
+            states.push(node);
+        }
+        g.concat(&states[INPUTS..], 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tch::{Device, Kind};
+
+    use super::*;
+    use crate::darts::Genotype;
+    use crate::vector::vector_len;
+
+    fn tiny() -> DartsParams {
+        DartsParams {
+            channels: 2,
+            layers: 4,
+            classes: 3,
+            input_channels: 1,
+            input_size: 8,
+            ..DartsParams::default()
+        }
+    }
+
+    fn trainable_count(vs: &nn::VarStore) -> u64 {
+        vs.trainable_variables().iter().map(|t| t.numel() as u64).sum()
+    }
+
+    fn standalone(p: &DartsParams, ops: &[Op]) -> (nn::VarStore, DartsNet) {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let lists: Vec<Vec<Op>> = ops.iter().map(|&op| vec![op]).collect();
+        let net = DartsNet::new(&vs.root(), p, &lists, Role::Standalone);
+        (vs, net)
+    }
+
+    #[test]
+    fn built_networks_have_the_analytic_parameter_counts() {
+        let p = tiny();
+        let mut archs: Vec<Vec<Op>> =
+            Genotype::NAMES.iter().map(|n| Genotype::named(n).unwrap().to_ops()).collect();
+        // Not genotypes: every edge sep_conv_5x5, every edge skip (FactorizedReduce at stride 2).
+        archs.push(vec![Op::SepConv { kernel: 5 }; 28]);
+        archs.push(vec![Op::SkipConnect; 28]);
+        for ops in &archs {
+            let (vs, net) = standalone(&p, ops);
+            assert_eq!(trainable_count(&vs), p.cost(ops).params(), "{}", p.format_arch(ops));
+            assert_eq!(
+                net.trainable_for(ops).iter().map(|t| t.tensor.numel() as u64).sum::<u64>(),
+                p.cost(ops).params()
+            );
+        }
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = DartsNet::new(&vs.root(), &p, &p.full_ops(), Role::Supernet);
+        assert_eq!(trainable_count(&vs), p.supernet_cost(&p.full_ops()).params());
+        // The BN after each pool has statistics but nothing trainable: 2 pools × 14 edges × 4 cells.
+        let pools: Vec<&DartsOp> = net
+            .edges()
+            .flat_map(|e| &e.candidates)
+            .filter(|(op, _)| matches!(op, Op::MaxPool3x3 | Op::AvgPool3x3))
+            .map(|(_, m)| m)
+            .collect();
+        assert!(pools.iter().all(|m| m.batch_norms().len() == 1 && !m.batch_norms()[0].affine));
+        assert_eq!(pools.len(), 2 * 14 * 4);
+    }
+
+    #[test]
+    fn forward_gives_logits_and_zero_nodes_are_zeros() {
+        let p = tiny();
+        let x = Tensor::randn([2, 1, 8, 8], (Kind::Float, Device::Cpu));
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = DartsNet::new(&vs.root(), &p, &p.full_ops(), Role::Supernet);
+        let v2 = Genotype::named("DARTS_V2").unwrap().to_ops();
+        assert_eq!(net.forward(&x, &v2, Mode::TRAIN).size(), [2, 3]);
+        // Every edge none: each cell outputs zeros, and so does its concatenation.
+        let none = vec![Op::None; 28];
+        let s = net.stem.forward(&x, Mode::EVAL);
+        let s1 = net.cells[0].forward(&s, &s, &none, Mode::EVAL);
+        assert_eq!(s1.size(), [2, 8, 8, 8]);
+        let out = net.cells[1].forward(&s, &s1, &none, Mode::EVAL);
+        assert_eq!(out.size(), [2, 16, 4, 4]);
+        assert_eq!(out.abs().sum(Kind::Float).double_value(&[]), 0.0);
+        assert_eq!(net.forward(&x, &none, Mode::EVAL).size(), [2, 3]);
+    }
+
+    #[test]
+    fn weight_vectors_follow_the_sixteen_paths() {
+        let p = tiny();
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = DartsNet::new(&vs.root(), &p, &p.full_ops(), Role::Supernet);
+        let len = |ops: &[Op], full: bool| {
+            let mut v = Vec::new();
+            net.segments(ops, full, &mut v);
+            vector_len(&v)
+        };
+        // The 16 paths hold 40 edges (each input: 8 paths of 1 to 4 edges).
+        let edges_on_paths: usize = cell::paths().iter().map(|pt| pt.edges.len()).sum();
+        assert_eq!(edges_on_paths, 40);
+        let channels: Vec<usize> = p.cells().iter().map(|l| l.channels).collect();
+        let sep3 = |c: usize| 2 * (9 * c + c * c);
+        assert_eq!(
+            len(&[Op::SepConv { kernel: 3 }; 28], false),
+            channels.iter().map(|&c| 40 * sep3(c)).sum::<usize>()
+        );
+        assert_eq!(len(&[Op::MaxPool3x3; 28], false), channels.iter().map(|&c| 40 * 9 * c).sum::<usize>());
+        // Skip: nothing in normal cells; in reduction cells the 16 first edges (out of an input,
+        // stride 2) are FactorizedReduces with two c→c/2 convs.
+        let reductions: usize =
+            p.cells().iter().filter(|l| l.reduction).map(|l| 16 * l.channels * l.channels).sum();
+        assert_eq!(len(&[Op::SkipConnect; 28], false), reductions);
+        assert_eq!(len(&[Op::None; 28], false), 0);
+        // Cutting 5<-4 removes the 8 paths through node 4 (24 of the 40 edges on paths).
+        let mut ops = vec![Op::DilConv { kernel: 3 }; 28];
+        let dil3 = |c: usize| 9 * c + c * c;
+        ops[cell::edge_index(5, 4)] = Op::None;
+        ops[14 + cell::edge_index(5, 4)] = Op::None;
+        let kept: usize = cell::paths()
+            .iter()
+            .filter(|pt| !pt.edges.contains(&cell::edge_index(5, 4)))
+            .map(|pt| pt.edges.len())
+            .sum();
+        assert_eq!(kept, 40 - 24);
+        assert_eq!(len(&ops, false), channels.iter().map(|&c| kept * dil3(c)).sum::<usize>());
+        // `full` adds the stem, the preprocessing and the classifier.
+        // (A FactorizedReduce's two c_in→c/2 convs hold as many weights as one c_in→c conv.)
+        let preprocessing: usize = p.cells().iter().map(|l| (l.c_prev_prev + l.c_prev) * l.channels).sum();
+        let shared = 9 * 6 + preprocessing + 3 * p.last_channels();
+        assert_eq!(len(&ops, true) - len(&ops, false), shared);
+    }
+}
