@@ -375,6 +375,30 @@ mod tests {
     }
 
     #[test]
+    fn a_single_path_step_reaches_exactly_the_childs_weights() {
+        let p = tiny();
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = DartsNet::new(&vs.root(), &p, &p.full_ops(), Role::Supernet);
+        let ops: Vec<Op> = (0..28).map(|cp| Op::DARTS[(cp * 5 + 2) % 8]).collect();
+        let x = Tensor::randn([4, 1, 8, 8], (Kind::Float, Device::Cpu));
+        let loss = net
+            .forward(&x, &ops, Mode::TRAIN)
+            .cross_entropy_for_logits(&Tensor::from_slice(&[0i64, 1, 2, 0]));
+        loss.backward();
+        let used: std::collections::HashSet<String> =
+            net.trainable_for(&ops).iter().map(|t| t.name.clone()).collect();
+        for (name, t) in vs.variables() {
+            if !t.requires_grad() {
+                continue;
+            }
+            let g = t.grad();
+            let moved = g.defined() && g.abs().sum(Kind::Float).double_value(&[]) > 0.0;
+            assert_eq!(moved, used.contains(&name), "{name}");
+        }
+        assert!(used.len() > 20);
+    }
+
+    #[test]
     fn weight_vectors_follow_the_sixteen_paths() {
         let p = tiny();
         let vs = nn::VarStore::new(Device::Cpu);
