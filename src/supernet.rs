@@ -2,7 +2,7 @@
 //! with the SPOS or FairNAS sampler, checkpoint every epoch, resume from the last checkpoint.
 //!
 //! The supernet is always built from the run's *initial* space (every op keeps its weights even after
-//! it is dropped, METHOD.md); the current, possibly shrunk, space and the weight copies of strategy 2
+//! it is dropped, see docs/method.md); the current, possibly shrunk, space and the weight copies of strategy 2
 //! are part of the checkpointed state.
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -93,7 +93,7 @@ impl Nb201Params {
         to * (to - 1) / 2 + from
     }
 
-    /// The choice point whose op routes the weight copies of edge `cp` (METHOD.md strategy 2): the
+    /// The choice point whose op routes the weight copies of edge `cp` (docs/method.md, strategy 2): the
     /// edge `i<-(i-1)` into the source node `i`; for edges out of the cell input (node 0), the edge
     /// that produces the cell output `(n-1)<-(n-2)`, since the previous cell shares the arch.
     pub fn previous_choice(&self, cp: usize) -> Option<usize> {

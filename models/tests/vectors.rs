@@ -1,4 +1,4 @@
-//! The weight-vector definitions of METHOD.md (strategy 1), pinned.
+//! The weight-vector definitions of docs/method.md (strategy 1), pinned.
 use std::collections::HashMap;
 use std::f64::consts::FRAC_PI_2;
 

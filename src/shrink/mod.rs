@@ -1,4 +1,4 @@
-//! Progressive search-space shrinking (METHOD.md): score every operator candidate, drop the lowest,
+//! Progressive search-space shrinking (docs/method.md): score every operator candidate, drop the lowest,
 //! give the survivors weight copies (strategy 2), train the supernet further, repeat until the space
 //! is small enough. Writes `shrink.json` after every round and `space.json` at the end.
 //!

@@ -1,4 +1,4 @@
-//! Scoring operator candidates (METHOD.md): the score of a candidate `(choice point, op)` is the mean
+//! Scoring operator candidates (docs/method.md): the score of a candidate `(choice point, op)` is the mean
 //! of a child metric over `S` distinct children that contain it (or all of them with
 //! `--exhaustive`). Child metrics:
 //!

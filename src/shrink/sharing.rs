@@ -1,4 +1,4 @@
-//! Strategy 2 of METHOD.md: lower the degree of weight sharing by spending the capacity that dropped
+//! Strategy 2 of docs/method.md: lower the degree of weight sharing by spending the capacity that dropped
 //! operators free on weight copies of the surviving ones.
 //!
 //! The *degree of sharing* of a weight tensor is the number of children of the space that use it.

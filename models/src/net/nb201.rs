@@ -291,7 +291,7 @@ impl Nb201Net {
         }
     }
 
-    /// The child's weight vector (METHOD.md strategy 1): per cell, the concatenation over every path
+    /// The child's weight vector (docs/method.md, strategy 1): per cell, the concatenation over every path
     /// from the cell input to its output of the weights along the path; `none` removes the path,
     /// `skip_connect` adds nothing, `avg_pool_3x3` adds a constant `[C, 3, 3]` kernel of `1/9`.
     /// With `full`, the stem, reductions and classifier weights are added in network order.

@@ -2,7 +2,7 @@
 //!
 //! A *site* is one place of the network that instantiates a choice point: an edge of one cell in
 //! `nb201` (every cell has its own weights for the shared choice point), or a layer in `mobile`. A site
-//! holds, for each op it was built with, one module per weight copy (strategy 2 of METHOD.md; one
+//! holds, for each op it was built with, one module per weight copy (strategy 2 of docs/method.md; one
 //! copy unless copies were added).
 use pwsnas_onnx::{GraphBuilder, Value};
 use tch::{nn, Tensor};
