@@ -29,8 +29,10 @@ use crate::{device, shrink, supernet};
 /// The ONNX Runtime setting the search predicts latencies for.
 pub fn latency_config(settings: &Settings) -> SessionConfig {
     let s = &settings.search;
-    let ep = if s.latency_ep.as_deref() == Some("cuda") { Ep::Cuda } else { Ep::Cpu };
-    SessionConfig { ep, threads: s.latency_threads.unwrap_or_else(default_threads) }
+    SessionConfig {
+        ep: s.latency_ep.unwrap_or(Ep::Cpu),
+        threads: s.latency_threads.unwrap_or_else(default_threads),
+    }
 }
 
 /// The constraints of the run's search settings, with the latency predictor of `kind` (see the

@@ -1,7 +1,10 @@
 //! Every setting of a run, with its default, in one serde type.
 //!
-//! Settings come from defaults, then `--config FILE.toml` (same field names, sections `[supernet]`,
-//! `[shrink]`, `[search]`, `[retrain]`, `[space_params]`), then command-line flags. The resolved
+//! Settings are layered: a base (the settings stored in an existing run's `run.json`, or the
+//! defaults for a new run), then `--config FILE.toml` ([`Settings::with_toml`]: only the fields the
+//! file names change, so a file that names only `[shrink]` never touches the supernet's settings),
+//! then command-line flags (`crate::cli`). Closed sets of values are enums, in TOML, JSON and on the
+//! command line alike, so an unknown value is refused with the list of valid ones. The resolved
 //! settings are stored in `run.json`; each stage records the part that shaped it, so a rerun with a
 //! change that would make a finished stage stale is refused (see [`crate::run`]).
 use std::path::Path;
@@ -9,6 +12,9 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use pwsnas_models::{Composition, SpaceKind};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::ort_runtime::Ep;
 
 /// How the supernet picks children during training.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -148,9 +154,9 @@ pub struct SearchSettings {
     /// default thread count, as `pwsnas export` uses). Left out of `run.json` when absent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency_threads: Option<usize>,
-    /// Execution provider of that table: `cpu` (when absent) or `cuda`. Left out of `run.json` when absent.
+    /// Execution provider of that table (`cpu` when absent). Left out of `run.json` when absent.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub latency_ep: Option<String>,
+    pub latency_ep: Option<Ep>,
     pub bn_batches: usize,
     pub val_images: usize,
 }
@@ -217,15 +223,45 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// Reads a TOML config file over the defaults.
-    pub fn from_toml_file(path: &Path) -> Result<Settings> {
+    /// Lays the settings file `path` over `self` (see [`Settings::with_toml`]).
+    pub fn with_toml_file(self, path: &Path) -> Result<Settings> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("config {} is not valid", path.display()))
+        self.with_toml(&text).with_context(|| format!("config {}", path.display()))
+    }
+
+    /// Lays a TOML settings text over `self`: every field the text names replaces this one's, every
+    /// other field keeps its value; `[space_params]` is merged key by key, and dropped first when the
+    /// text switches to another space. The text is checked on its own first (over the defaults), so a
+    /// wrong field or value is reported with its line.
+    pub fn with_toml(self, text: &str) -> Result<Settings> {
+        if let Err(e) = toml::from_str::<Settings>(text) {
+            bail!("{}", one_line_toml_error(text, &e));
+        }
+        let table: toml::Table =
+            toml::from_str(text).map_err(|e| anyhow::anyhow!(one_line_toml_error(text, &e)))?;
+        let layer = json_of_toml(&toml::Value::Table(table), "")?;
+        let mut merged = serde_json::to_value(&self).context("settings cannot be written as JSON")?;
+        if let (Some(new), Some(old)) = (layer.get("space"), merged.get("space")) {
+            if new != old {
+                merged["space_params"] = Value::Object(serde_json::Map::new());
+            }
+        }
+        overlay(&mut merged, layer);
+        serde_json::from_value(merged).context("the merged settings are not valid")
+    }
+
+    /// Switches to the space `name`; another space's parameters are dropped.
+    pub fn set_space(&mut self, name: &str) {
+        if self.space != name {
+            self.space = name.to_string();
+            self.space_params.clear();
+        }
     }
 
     /// Checks values that serde cannot.
     pub fn validate(&self) -> Result<()> {
+        SpaceKind::by_name(&self.space).context("setting space")?;
         let positive = [
             ("supernet.batch_size", self.supernet.batch_size),
             ("retrain.batch_size", self.retrain.batch_size),
@@ -260,11 +296,6 @@ impl Settings {
         if self.search.latency_threads == Some(0) {
             bail!("setting search.latency_threads must be at least 1");
         }
-        if let Some(ep) = &self.search.latency_ep {
-            if !["cpu", "cuda"].contains(&ep.as_str()) {
-                bail!("setting search.latency_ep = '{ep}': expected cpu or cuda");
-            }
-        }
         for (name, t) in [("supernet", &self.supernet), ("retrain", &self.retrain)] {
             if t.lr.is_nan() || t.lr <= 0.0 || !(0.0..1.0).contains(&t.momentum) || t.weight_decay < 0.0 {
                 bail!("setting {name}: lr must be > 0, momentum in [0, 1), weight_decay ≥ 0");
@@ -274,5 +305,176 @@ impl Settings {
             }
         }
         Ok(())
+    }
+}
+
+/// Replaces the fields of `base` that `layer` names, recursing into objects.
+fn overlay(base: &mut Value, layer: Value) {
+    match (base, layer) {
+        (Value::Object(b), Value::Object(l)) => {
+            for (k, v) in l {
+                match b.get_mut(&k) {
+                    Some(slot) => overlay(slot, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+/// A TOML value as JSON (the form of `run.json`); a number JSON cannot hold is refused by name.
+fn json_of_toml(v: &toml::Value, at: &str) -> Result<Value> {
+    Ok(match v {
+        toml::Value::String(s) => Value::String(s.clone()),
+        toml::Value::Integer(i) => Value::from(*i),
+        toml::Value::Float(f) => match serde_json::Number::from_f64(*f) {
+            Some(n) => Value::Number(n),
+            None => bail!("{at} = {f}: expected a finite number"),
+        },
+        toml::Value::Boolean(b) => Value::Bool(*b),
+        toml::Value::Datetime(d) => bail!("{at} = {d}: expected a number, a string or a boolean, not a date"),
+        toml::Value::Array(a) => Value::Array(
+            a.iter()
+                .enumerate()
+                .map(|(i, x)| json_of_toml(x, &format!("{at}[{i}]")))
+                .collect::<Result<_>>()?,
+        ),
+        toml::Value::Table(t) => Value::Object(
+            t.iter()
+                .map(|(k, x)| {
+                    let path = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
+                    Ok((k.clone(), json_of_toml(x, &path)?))
+                })
+                .collect::<Result<_>>()?,
+        ),
+    })
+}
+
+/// `line L, column C (`the line`): message` from a TOML error, on one line.
+fn one_line_toml_error(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim().replace('\n', "; ");
+    match e.span() {
+        Some(span) => {
+            let start =
+                (0..=span.start.min(text.len())).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+            let before = &text[..start];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            let source: String = text.lines().nth(line - 1).unwrap_or("").trim().chars().take(60).collect();
+            format!("line {line}, column {column} (`{source}`): {message}")
+        }
+        None => message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Settings as a finished run stores them: nothing at its default where the layering matters.
+    fn stored() -> Settings {
+        let mut s = Settings {
+            space: "nb201".into(),
+            data: "folder:/data/cifar10-images".into(),
+            seed: 7,
+            ..Settings::default()
+        };
+        for (k, v) in [("nodes", 3), ("channels", 8), ("cells_per_stage", 1)] {
+            s.space_params.insert(k.into(), v.into());
+        }
+        s.supernet.epochs = 1;
+        s.shrink.samples_per_op = 8;
+        s.search.latency_ep = Some(Ep::Cuda);
+        s
+    }
+
+    #[test]
+    fn a_toml_naming_only_a_later_stage_leaves_every_other_stored_setting_alone() {
+        let layered = stored().with_toml("[shrink]\nsamples_per_op = 20\n").unwrap();
+        let mut expected = stored();
+        expected.shrink.samples_per_op = 20;
+        assert_eq!(layered, expected);
+        // The same for an empty file and for a file naming only the search.
+        assert_eq!(stored().with_toml("").unwrap(), stored());
+        let search = stored().with_toml("[search]\npopulation = 12\ntop_k = 4\n").unwrap();
+        assert_eq!((search.search.population, search.search.top_k), (12, 4));
+        assert_eq!(
+            (search.supernet, search.shrink, search.data),
+            (stored().supernet, stored().shrink, stored().data)
+        );
+    }
+
+    #[test]
+    fn toml_fields_replace_stored_ones_and_space_params_merge_by_key() {
+        let text = "seed = 3\ndata = \"synthetic\"\n[space_params]\nchannels = 16\n[supernet]\nlr = 0.1\n";
+        let s = stored().with_toml(text).unwrap();
+        assert_eq!((s.seed, s.data.as_str(), s.supernet.lr), (3, "synthetic", 0.1));
+        assert_eq!(s.supernet.epochs, 1, "a field the file does not name keeps the stored value");
+        assert_eq!(s.space_params["channels"], 16);
+        assert_eq!(s.space_params["nodes"], 3);
+        assert_eq!(s.search.latency_ep, Some(Ep::Cuda));
+    }
+
+    #[test]
+    fn switching_space_drops_the_other_spaces_parameters() {
+        let s = stored().with_toml("space = \"mobile\"\n[space_params]\nwidth = 0.5\n").unwrap();
+        assert_eq!(s.space, "mobile");
+        assert_eq!(s.space_params.len(), 1, "{:?}", s.space_params);
+        let mut t = stored();
+        t.set_space("nb201");
+        assert_eq!(t.space_params.len(), 3, "the same space keeps its parameters");
+        t.set_space("mobile");
+        assert!(t.space_params.is_empty());
+    }
+
+    #[test]
+    fn bad_toml_is_one_line_naming_the_line_and_what_is_valid() {
+        let err = |text: &str| stored().with_toml(text).unwrap_err().to_string();
+        let e = err("seed = 1\n[shrink]\nangle_vectr = \"ops\"\n");
+        assert!(
+            e.starts_with(
+                "line 3, column 1 (`angle_vectr = \"ops\"`): unknown field `angle_vectr`, expected one of"
+            ),
+            "{e}"
+        );
+        assert!(e.contains("`angle_vector`") && !e.contains('\n'), "{e}");
+        let e = err("[search]\nlatency_ep = \"gpu\"\n");
+        assert!(e.contains("line 2") && e.contains("unknown variant `gpu`, expected `cpu` or `cuda`"), "{e}");
+        let e = err("[shrink]\nangle_vector = \"all\"\n");
+        assert!(e.contains("expected `ops` or `full`"), "{e}");
+        let e = err("sampler = \"fairnas\"\n");
+        assert!(e.contains("expected `uniform` or `fair`"), "{e}");
+        let e = err("[supernet]\nlr = nan\n");
+        assert_eq!(e, "supernet.lr = NaN: expected a finite number");
+        let e = err("seed = 1979-05-27\n");
+        assert!(e.starts_with("line 1, column 8 (`seed = 1979-05-27`): invalid type"), "{e}");
+        let e = err("[space_params]\nwhen = 1979-05-27\n");
+        assert!(e.contains("space_params.when = 1979-05-27: expected a number"), "{e}");
+        let e = err("[shrink\n");
+        assert!(e.starts_with("line 1, column"), "{e}");
+        let e = err("é = 1\nseed = -1\n");
+        assert!(e.contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn an_unknown_space_is_refused_with_the_known_ones() {
+        let s = Settings { space: "darts2".into(), ..Settings::default() };
+        let e = format!("{:#}", s.validate().unwrap_err());
+        assert!(
+            e.contains("setting space") && e.contains("unknown space 'darts2'") && e.contains("nb201"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_execution_provider_is_stored_as_its_name() {
+        let mut s = Settings::default();
+        s.search.latency_ep = Some(Ep::Cuda);
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["search"]["latency_ep"], "cuda");
+        assert_eq!(serde_json::from_value::<Settings>(json).unwrap(), s);
     }
 }

@@ -20,6 +20,7 @@ use crate::op::Op;
 
 /// Which parts of the network enter the vector (`--angle-vector`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Composition {
     /// Operator weights only (default, ours).

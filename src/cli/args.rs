@@ -1,9 +1,15 @@
-//! The flags shared by several commands, and how they layer over stored or default settings.
+//! The flags shared by several commands, and how they layer over stored or default settings:
+//! the base (an existing run's `run.json`, else the defaults), then `--config FILE.toml` (only the
+//! fields it names), then flags.
+//!
+//! Flags that stand for a closed set are typed (`value_enum`, or a parser that asks the type), so
+//! clap refuses an unknown value with the list of valid ones before anything runs.
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use clap::Args;
-use pwsnas_models::Composition;
+use pwsnas_datasets::DataSpec;
+use pwsnas_models::{Composition, SpaceKind};
 use serde_json::json;
 
 use crate::export;
@@ -86,10 +92,10 @@ pub struct SettingsArgs {
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// nb201 or mobile.
-    #[arg(long)]
+    #[arg(long, value_parser = space_name)]
     pub space: Option<String>,
     /// fashion-mnist, mnist:PATH, cifar10:PATH, cifar100:PATH, folder:PATH, synthetic[:k=v,...].
-    #[arg(long)]
+    #[arg(long, value_parser = data_spec)]
     pub data: Option<String>,
     /// Start from this space.json (e.g. another run's shrunk space).
     #[arg(long)]
@@ -123,9 +129,9 @@ pub struct SettingsArgs {
     /// Shrinking metric: angle, accuracy, magnitude, random, or none (plain SPOS).
     #[arg(long = "shrink", value_enum)]
     pub metric: Option<Metric>,
-    /// Weight-vector composition of the angle: ops (default) or full.
-    #[arg(long)]
-    pub angle_vector: Option<String>,
+    /// Weight-vector composition of the angle (see docs/method.md).
+    #[arg(long, value_enum)]
+    pub angle_vector: Option<Composition>,
     #[arg(long)]
     pub samples_per_op: Option<usize>,
     #[arg(long)]
@@ -163,9 +169,9 @@ pub struct SettingsArgs {
     /// ONNX Runtime threads the search predicts latencies for (default: as `pwsnas export`).
     #[arg(long)]
     pub latency_threads: Option<usize>,
-    /// ONNX Runtime execution provider the search predicts latencies for: cpu (default) or cuda.
-    #[arg(long)]
-    pub latency_ep: Option<String>,
+    /// ONNX Runtime execution provider the search predicts latencies for (default: cpu).
+    #[arg(long, value_enum)]
+    pub latency_ep: Option<Ep>,
     /// Validation images per child evaluation in the search.
     #[arg(long)]
     pub val_images: Option<usize>,
@@ -176,10 +182,10 @@ pub struct SettingsArgs {
 }
 
 impl SettingsArgs {
-    /// Applies the config file and flags over `base`.
+    /// Lays the config file, then the flags, over `base`; only what they name changes.
     pub fn resolve(&self, base: Settings) -> Result<Settings> {
         let mut s = match &self.config {
-            Some(path) => Settings::from_toml_file(path)?,
+            Some(path) => base.with_toml_file(path)?,
             None => base,
         };
         macro_rules! set {
@@ -189,7 +195,9 @@ impl SettingsArgs {
                 }
             };
         }
-        set!(s.space, self.space);
+        if let Some(space) = &self.space {
+            s.set_space(space);
+        }
         set!(s.data, self.data);
         if self.space_file.is_some() {
             s.space_file = self.space_file.clone();
@@ -215,13 +223,7 @@ impl SettingsArgs {
             s.retrain.steps_per_epoch = self.steps_per_epoch;
         }
         set!(s.shrink.metric, self.metric);
-        if let Some(v) = &self.angle_vector {
-            s.shrink.angle_vector = match v.as_str() {
-                "ops" => Composition::Ops,
-                "full" => Composition::Full,
-                other => anyhow::bail!("--angle-vector {other}: expected ops or full"),
-            };
-        }
+        set!(s.shrink.angle_vector, self.angle_vector);
         set!(s.shrink.samples_per_op, self.samples_per_op);
         s.shrink.exhaustive |= self.exhaustive;
         s.shrink.score_only |= self.score_only;
@@ -252,7 +254,7 @@ impl SettingsArgs {
             s.search.latency_threads = self.latency_threads;
         }
         if self.latency_ep.is_some() {
-            s.search.latency_ep = self.latency_ep.clone();
+            s.search.latency_ep = self.latency_ep;
         }
         set!(s.search.val_images, self.val_images);
         set!(s.retrain.epochs, self.retrain_epochs);
@@ -260,6 +262,16 @@ impl SettingsArgs {
         s.validate()?;
         Ok(s)
     }
+}
+
+/// A space name the registry knows (for `--space`); the error lists the known ones.
+pub fn space_name(name: &str) -> Result<String, String> {
+    SpaceKind::by_name(name).map(|_| name.to_string()).map_err(|e| e.to_string())
+}
+
+/// A `--data` spec that parses (its files are read later).
+fn data_spec(spec: &str) -> Result<String, String> {
+    spec.parse::<DataSpec>().map(|_| spec.to_string()).map_err(|e| e.to_string())
 }
 
 /// Settings for a new run (`--out`): stored ones when the run exists, else defaults; then config and flags.
@@ -312,11 +324,11 @@ pub struct LatencyTableArgs {
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// nb201 or mobile (default: as `pwsnas search`).
-    #[arg(long)]
+    #[arg(long, value_parser = space_name)]
     pub space: Option<String>,
     /// The data whose image shape and classes the space takes (default: as `pwsnas search`);
     /// not read when --input-size, --input-channels or --classes is given.
-    #[arg(long)]
+    #[arg(long, value_parser = data_spec)]
     pub data: Option<String>,
     #[arg(long)]
     pub image_size: Option<usize>,
@@ -337,4 +349,74 @@ pub struct LatencyTableArgs {
     /// predictions over the space's children — with --run, its shrunk space — is always printed.)
     #[arg(long)]
     pub arch: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        settings: SettingsArgs,
+    }
+
+    fn flags(args: &[&str]) -> Result<SettingsArgs, String> {
+        Flags::try_parse_from(std::iter::once("pwsnas").chain(args.iter().copied()))
+            .map(|f| f.settings)
+            .map_err(|e| e.to_string())
+    }
+
+    fn stored() -> Settings {
+        let mut s = Settings { data: "synthetic:classes=3".into(), seed: 7, ..Settings::default() };
+        s.space_params.insert("nodes".into(), 3.into());
+        s.supernet.epochs = 1;
+        s.shrink.samples_per_op = 8;
+        s.shrink.bn_batches = 2;
+        s
+    }
+
+    #[test]
+    fn flags_beat_the_toml_which_beats_the_stored_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("s.toml");
+        std::fs::write(&config, "[shrink]\nsamples_per_op = 20\nbn_batches = 3\n").unwrap();
+        let args = flags(&["--config", config.to_str().unwrap(), "--samples-per-op", "12"]).unwrap();
+        let s = args.resolve(stored()).unwrap();
+        assert_eq!(s.shrink.samples_per_op, 12, "the flag wins over the file");
+        assert_eq!(s.shrink.bn_batches, 3, "the file wins over the stored value");
+        let mut untouched = s.clone();
+        untouched.shrink = stored().shrink;
+        assert_eq!(untouched, stored(), "nothing else changes");
+        // No file, no flags: exactly the stored settings.
+        assert_eq!(flags(&[]).unwrap().resolve(stored()).unwrap(), stored());
+    }
+
+    #[test]
+    fn a_space_flag_for_another_space_drops_its_parameters() {
+        let s = flags(&["--space", "mobile", "--width", "0.5"]).unwrap().resolve(stored()).unwrap();
+        assert_eq!(s.space, "mobile");
+        assert_eq!(s.space_params.keys().collect::<Vec<_>>(), ["width"]);
+    }
+
+    #[test]
+    fn closed_sets_are_refused_with_the_valid_values_of_their_type() {
+        for (args, expected) in [
+            (&["--angle-vector", "all"][..], "[possible values: ops, full]"),
+            (&["--latency-ep", "gpu"], "[possible values: cpu, cuda]"),
+            (&["--sampler", "fairnas"], "[possible values: uniform, fair]"),
+            (&["--shrink", "angles"], "[possible values: angle, accuracy, magnitude, random, none]"),
+            (&["--strategy", "grid"], "[possible values: evolution, random]"),
+            (&["--space", "darts2"], "unknown space 'darts2': expected nb201 or mobile"),
+            (&["--data", "imagenet:/x"], "unknown dataset kind \"imagenet\""),
+        ] {
+            let e = flags(args).err().unwrap_or_else(|| panic!("{args:?} parsed"));
+            assert!(e.contains(expected), "{args:?}: {e}");
+        }
+        let s =
+            flags(&["--angle-vector", "full", "--latency-ep", "cuda"]).unwrap().resolve(stored()).unwrap();
+        assert_eq!((s.shrink.angle_vector, s.search.latency_ep), (Composition::Full, Some(Ep::Cuda)));
+    }
 }

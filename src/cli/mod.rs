@@ -1,7 +1,7 @@
 //! The command line: clap definitions and the dispatch to each command ([`commands`]).
 //!
-//! Settings are layered: defaults, then `--config FILE.toml`, then flags; run commands on an existing
-//! run (`shrink`, `train`, ...) start from the settings stored in its `run.json` instead ([`args`]).
+//! Settings are layered, each layer changing only what it names: the settings stored in an existing
+//! run's `run.json` (the defaults for a new run), then `--config FILE.toml`, then flags ([`args`]).
 mod args;
 mod commands;
 
@@ -135,7 +135,7 @@ pub enum Command {
 pub enum ArchCommand {
     /// Parameters, FLOPs and the layer-by-layer summary of an architecture.
     Info {
-        #[arg(long, default_value = "nb201")]
+        #[arg(long, default_value = "nb201", value_parser = args::space_name)]
         space: String,
         #[arg(long)]
         arch: String,

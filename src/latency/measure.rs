@@ -32,7 +32,9 @@ use pwsnas_onnx::{Dim, Graph, GraphBuilder, Metadata};
 use rand::SeedableRng;
 use tch::Device;
 
-use super::table::{CalibrationChild, CpuClock, Entry, LatencyTable, Machine, Method, SpaceId, TABLE_FORMAT};
+use super::table::{
+    CalibrationChild, CpuClock, Entry, LatencyTable, Machine, Method, SpaceId, Timing, TABLE_FORMAT,
+};
 use crate::export::latency::{self, percentile, Plan};
 use crate::ort_runtime::{Runtime, SessionConfig};
 use crate::progress::Progress;
@@ -196,14 +198,14 @@ pub fn build(
             Some(long) => Entry {
                 piece: piece.key.to_string(),
                 input: piece.input,
-                method: "chain".into(),
+                method: Timing::Chain,
                 ms: per_copy(one, long),
                 timed_ms: vec![t[one], t[long]],
             },
             None => Entry {
                 piece: piece.key.to_string(),
                 input: piece.input,
-                method: "alone".into(),
+                method: Timing::Alone,
                 ms: (t[one] - overhead(piece.input)).max(0.0),
                 timed_ms: vec![t[one]],
             },

@@ -111,7 +111,7 @@ fn probe_children(kind: &SpaceKind) -> Vec<Arch> {
 mod tests {
     use pwsnas_models::{Nb201Params, Space, Supernet};
 
-    use super::table::{Entry, Machine, Method, SpaceId, TABLE_FORMAT};
+    use super::table::{Entry, Machine, Method, SpaceId, Timing, TABLE_FORMAT};
     use super::*;
 
     fn kind() -> SpaceKind {
@@ -135,7 +135,7 @@ mod tests {
             .map(|p| Entry {
                 piece: p.key.to_string(),
                 input: p.input,
-                method: "test".into(),
+                method: Timing::Chain,
                 ms: match p.key {
                     PieceKey::Op { .. } => 1.0,
                     PieceKey::Merge { .. } => 0.1,
@@ -152,7 +152,7 @@ mod tests {
                 cpu: "test".into(),
                 gpu: None,
                 threads: 1,
-                ep: "cpu".into(),
+                ep: crate::ort_runtime::Ep::Cpu,
                 onnxruntime: "1.31.1".into(),
             },
             built_at: 0,

@@ -57,7 +57,7 @@ pub struct Machine {
     /// ONNX Runtime intra-op threads.
     pub threads: usize,
     /// ONNX Runtime execution provider.
-    pub ep: String,
+    pub ep: Ep,
     /// ONNX Runtime version.
     pub onnxruntime: String,
 }
@@ -69,7 +69,7 @@ impl Machine {
             cpu: cpu_model(),
             gpu: (cfg.ep == Ep::Cuda).then(gpu_model),
             threads: cfg.threads,
-            ep: cfg.ep.name().to_string(),
+            ep: cfg.ep,
             onnxruntime: rt.version.clone(),
         }
     }
@@ -85,7 +85,7 @@ impl Machine {
         cmp("cpu", self.cpu.clone(), other.cpu.clone());
         cmp("gpu", format!("{:?}", self.gpu), format!("{:?}", other.gpu));
         cmp("threads", self.threads.to_string(), other.threads.to_string());
-        cmp("execution provider", self.ep.clone(), other.ep.clone());
+        cmp("execution provider", self.ep.name().into(), other.ep.name().into());
         cmp("ONNX Runtime", self.onnxruntime.clone(), other.onnxruntime.clone());
         out
     }
@@ -97,7 +97,7 @@ impl std::fmt::Display for Machine {
         if let Some(gpu) = &self.gpu {
             write!(f, ", {gpu}")?;
         }
-        write!(f, ", ONNX Runtime {} on {}, {} thread(s)", self.onnxruntime, self.ep, self.threads)
+        write!(f, ", ONNX Runtime {} on {}, {} thread(s)", self.onnxruntime, self.ep.name(), self.threads)
     }
 }
 
@@ -129,6 +129,26 @@ pub struct Method {
     pub description: String,
 }
 
+/// How a piece's latency was obtained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Timing {
+    /// The difference of chains of 1 and `chain` copies, divided by `chain - 1` (pieces that keep
+    /// their shape).
+    Chain,
+    /// Timed alone, minus the run overhead.
+    Alone,
+}
+
+impl std::fmt::Display for Timing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(match self {
+            Timing::Chain => "chain",
+            Timing::Alone => "alone",
+        })
+    }
+}
+
 /// The measured latency of one piece.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
@@ -136,9 +156,7 @@ pub struct Entry {
     pub piece: String,
     /// `[channels, height, width]` of its input.
     pub input: [usize; 3],
-    /// `chain` (difference of chains of 1 and `chain` copies) or `alone` (timed alone, minus the
-    /// run overhead).
-    pub method: String,
+    pub method: Timing,
     /// The piece's latency (milliseconds, batch 1): what a prediction adds per occurrence.
     pub ms: f64,
     /// Median latency of each model that was timed for it (one copy, then the chain).
@@ -398,7 +416,7 @@ mod tests {
             cpu: "Test CPU (2 logical CPUs)".into(),
             gpu: None,
             threads: 2,
-            ep: "cpu".into(),
+            ep: Ep::Cpu,
             onnxruntime: "1.31.1".into(),
         }
     }
@@ -453,5 +471,27 @@ mod tests {
         old["format"] = json!(0);
         write_json(&path, &old).unwrap();
         assert!(check_file(&path, &space, &machine()).unwrap_err().contains("table format 0"));
+    }
+
+    #[test]
+    fn an_unknown_execution_provider_or_timing_is_refused_with_the_valid_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.json");
+        let space = SpaceId::of(&SpaceKind::by_name("nb201").unwrap());
+        let mut t = serde_json::to_value(table(space.clone())).unwrap();
+        assert_eq!(t["machine"]["ep"], "cpu");
+        t["machine"]["ep"] = json!("gpu");
+        write_json(&path, &t).unwrap();
+        let why = check_file(&path, &space, &machine()).unwrap_err();
+        assert!(
+            why.contains("not a valid latency table: unknown variant `gpu`, expected `cpu` or `cuda`"),
+            "{why}"
+        );
+        t["machine"]["ep"] = json!("cpu");
+        t["entries"] =
+            json!([{ "piece": "stem", "input": [1, 8, 8], "method": "guess", "ms": 0.1, "timed_ms": [] }]);
+        write_json(&path, &t).unwrap();
+        let why = check_file(&path, &space, &machine()).unwrap_err();
+        assert!(why.contains("unknown variant `guess`, expected `chain` or `alone`"), "{why}");
     }
 }
