@@ -112,11 +112,16 @@ fn class_names(dir: &Path, format: &Format) -> Result<Vec<String>, DataError> {
         });
     }
     let text = std::fs::read_to_string(&path).map_err(|e| DataError::io(&path, e))?;
+    parse_names(&path, &text, format)
+}
+
+/// The class names of a names file (one per line, blank lines ignored).
+fn parse_names(path: &Path, text: &str, format: &Format) -> Result<Vec<String>, DataError> {
     let names: Vec<String> =
         text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect();
     if names.len() != format.classes {
         return Err(DataError::malformed(
-            &path,
+            path,
             format!(
                 "it lists {} class names but {} has {} classes (one name per line)",
                 names.len(),
@@ -129,14 +134,37 @@ fn class_names(dir: &Path, format: &Format) -> Result<Vec<String>, DataError> {
 }
 
 fn read_files(paths: &[PathBuf], format: &Format, classes: &[String]) -> Result<Dataset, DataError> {
+    let mut files = Vec::with_capacity(paths.len());
+    for path in paths {
+        files.push((path.as_path(), std::fs::read(path).map_err(|e| DataError::io(path, e))?));
+    }
+    let files: Vec<(&Path, &[u8])> = files.iter().map(|(p, b)| (*p, b.as_slice())).collect();
+    records(&files, format, classes)
+}
+
+/// One split of CIFAR-10 (or, with `cifar100`, CIFAR-100's fine labels) from the bytes of its files
+/// and, when given, of its class names file; the paths name the files in errors.
+pub fn split_from_bytes(
+    cifar100: bool,
+    files: &[(&Path, &[u8])],
+    names: Option<(&Path, &str)>,
+) -> Result<Dataset, DataError> {
+    let format = if cifar100 { &CIFAR100 } else { &CIFAR10 };
+    let classes = match names {
+        Some((path, text)) => parse_names(path, text, format)?,
+        None => (0..format.classes).map(|i| format!("class_{i}")).collect(),
+    };
+    records(files, format, &classes)
+}
+
+fn records(files: &[(&Path, &[u8])], format: &Format, classes: &[String]) -> Result<Dataset, DataError> {
     let record_len = format.label_bytes + PIXELS;
     let mut images = Vec::new();
     let mut labels = Vec::new();
-    for path in paths {
-        let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    for &(path, bytes) in files {
         if bytes.is_empty() || bytes.len() % record_len != 0 {
             return Err(DataError::BadRecordSize {
-                path: path.clone(),
+                path: path.to_path_buf(),
                 len: bytes.len() as u64,
                 record_len,
                 format: format.name,
@@ -149,7 +177,7 @@ fn read_files(paths: &[PathBuf], format: &Format, classes: &[String]) -> Result<
             let label = record[format.label_offset];
             if label as usize >= format.classes {
                 return Err(DataError::LabelOutOfRange {
-                    path: path.clone(),
+                    path: path.to_path_buf(),
                     index,
                     label: label.into(),
                     classes: format.classes,

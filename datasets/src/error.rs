@@ -114,10 +114,10 @@ pub enum DataError {
     /// Images of different sizes in one folder dataset, with no size to resize them to.
     #[error(
         "images differ in size: {} is {}x{} (HxW) but {} is {}x{}; resize them all to one size \
-         (LoadOptions::image_size, e.g. --image-size {}x{})",
+         (--image-size N makes every image NxN, e.g. --image-size {})",
         .first.display(), .first_size.0, .first_size.1,
         .path.display(), .size.0, .size.1,
-        .first_size.0, .first_size.1
+        .first_size.0
     )]
     MixedSizes { first: PathBuf, first_size: (usize, usize), path: PathBuf, size: (usize, usize) },
 

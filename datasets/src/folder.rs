@@ -186,8 +186,19 @@ fn image_files(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
 }
 
 fn decode(path: &Path, image_size: Option<(usize, usize)>) -> Result<Pixels, DataError> {
-    let img = image::ImageReader::open(path)
-        .map_err(|e| DataError::io(path, e))?
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    decode_bytes(path, &bytes, image_size)
+}
+
+/// Decodes the bytes of the image file `path` (its content decides the format; its extension is
+/// the fallback), resized to `image_size` when given.
+fn decode_bytes(path: &Path, bytes: &[u8], image_size: Option<(usize, usize)>) -> Result<Pixels, DataError> {
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes));
+    if let Ok(format) = image::ImageFormat::from_path(path) {
+        reader.set_format(format);
+    }
+    reader.limits(image_limits());
+    let img = reader
         .with_guessed_format()
         .map_err(|e| DataError::io(path, e))?
         .decode()
@@ -199,6 +210,32 @@ fn decode(path: &Path, image_size: Option<(usize, usize)>) -> Result<Pixels, Dat
         _ => img,
     };
     Ok(if img.color().has_color() { Pixels::Rgb(img.into_rgb8()) } else { Pixels::Gray(img.into_luma8()) })
+}
+
+/// The largest image pwsnas decodes: 10,000 pixels a side and 256 MiB of pixels. A damaged header
+/// can claim any size (a 600-byte JPEG claiming 32772×1028 took seconds to decode), and no dataset
+/// image or photo to classify comes near this.
+pub fn image_limits() -> image::Limits {
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(10_000);
+    limits.max_image_height = Some(10_000);
+    limits.max_alloc = Some(256 << 20);
+    limits
+}
+
+/// One image file as the folder reader takes it, from its bytes: `(channels, height, width)` and
+/// its pixels in `C×H×W` order (1 channel for a greyscale image, else 3).
+pub fn image_from_bytes(
+    path: &Path,
+    bytes: &[u8],
+    image_size: Option<(usize, usize)>,
+) -> Result<([usize; 3], Vec<u8>), DataError> {
+    let pixels = decode_bytes(path, bytes, image_size)?;
+    let channels = if matches!(pixels, Pixels::Gray(_)) { 1 } else { 3 };
+    let (height, width) = pixels.size();
+    let mut out = Vec::with_capacity(channels * height * width);
+    pixels.append_chw(channels, &mut out);
+    Ok(([channels, height, width], out))
 }
 
 /// Decodes every job's file on all cores; the first failure in job order is the error.
@@ -341,6 +378,23 @@ mod tests {
         std::fs::write(r.join("empty/bad.png"), "this is text, not a PNG").unwrap();
         let err = read(r, None, 0.2, 0).unwrap_err();
         assert!(matches!(&err, DataError::NotAnImage { path, .. } if path.ends_with("bad.png")), "{err:?}");
+    }
+
+    #[test]
+    fn an_image_claiming_a_huge_size_is_refused_at_once() {
+        // A valid 3×2 JPEG whose header then claims 32772×1028 pixels (found by fuzzing: decoding
+        // and resizing it took seconds).
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("a.jpg");
+        RgbImage::from_pixel(3, 2, Rgb([9, 9, 9])).save(&path).unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        let sof = bytes.windows(2).position(|w| w == [0xff, 0xc0]).unwrap();
+        bytes[sof + 5..sof + 9].copy_from_slice(&[0x80, 0x04, 0x04, 0x04]);
+        let start = std::time::Instant::now();
+        let err = image_from_bytes(&path, &bytes, Some((8, 8))).unwrap_err();
+        assert!(matches!(&err, DataError::NotAnImage { .. }), "{err:?}");
+        assert!(err.to_string().contains("limit"), "{err}");
+        assert!(start.elapsed().as_secs_f64() < 1.0, "{:?}", start.elapsed());
     }
 
     #[test]

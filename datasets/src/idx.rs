@@ -7,7 +7,6 @@
 //! big-endian. The reader checks the magic, that the file holds exactly what its header
 //! describes, that images and labels agree in number and that every label names a class.
 
-use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -97,8 +96,22 @@ pub(crate) fn read_dir(dir: &Path, classes: &[&str], name: &str) -> Result<Split
 }
 
 fn read_split(images_path: &Path, labels_path: &Path, classes: &[String]) -> Result<Dataset, DataError> {
-    let (dims, images) = read_idx(images_path, "images", IMAGES_MAGIC)?;
-    let (_, labels) = read_idx(labels_path, "labels", LABELS_MAGIC)?;
+    let images = read_maybe_gz(images_path)?;
+    let labels = read_maybe_gz(labels_path)?;
+    split_from_bytes(images_path, images, labels_path, labels, classes)
+}
+
+/// One split from the (decompressed) bytes of its images and labels files; the paths name the
+/// files in errors.
+pub fn split_from_bytes(
+    images_path: &Path,
+    images: Vec<u8>,
+    labels_path: &Path,
+    labels: Vec<u8>,
+    classes: &[String],
+) -> Result<Dataset, DataError> {
+    let (dims, images) = parse_idx(images_path, images, "images", IMAGES_MAGIC)?;
+    let (_, labels) = parse_idx(labels_path, labels, "labels", LABELS_MAGIC)?;
     let (n, height, width) = (dims[0], dims[1], dims[2]);
     if n != labels.len() {
         return Err(DataError::CountMismatch {
@@ -129,9 +142,13 @@ fn read_split(images_path: &Path, labels_path: &Path, classes: &[String]) -> Res
     })
 }
 
-/// Reads one IDX file of unsigned bytes and returns its dimensions and its data.
-fn read_idx(path: &Path, kind: &'static str, magic: u32) -> Result<(Vec<usize>, Vec<u8>), DataError> {
-    let mut bytes = read_maybe_gz(path)?;
+/// Checks the bytes of one IDX file of unsigned bytes and returns its dimensions and its data.
+fn parse_idx(
+    path: &Path,
+    mut bytes: Vec<u8>,
+    kind: &'static str,
+    magic: u32,
+) -> Result<(Vec<usize>, Vec<u8>), DataError> {
     let found_len = bytes.len() as u64;
     if bytes.len() < 4 {
         return Err(DataError::Truncated { path: path.to_path_buf(), expected: 4, found: found_len });
@@ -177,14 +194,18 @@ fn be_u32(b: &[u8]) -> u32 {
 
 /// The whole content of `path`, gunzipped when its name ends in `.gz`.
 fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
-    let gz = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gz"));
-    if !gz {
-        return std::fs::read(path).map_err(|e| DataError::io(path, e));
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gz")) {
+        gunzip(path, &bytes)
+    } else {
+        Ok(bytes)
     }
-    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
-    let compressed = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut out = Vec::with_capacity(usize::try_from(compressed.saturating_mul(4)).unwrap_or(0));
-    MultiGzDecoder::new(file).read_to_end(&mut out).map_err(|e| match e.kind() {
+}
+
+/// The decompressed content of the gzip file `path` whose bytes are `compressed`.
+pub fn gunzip(path: &Path, compressed: &[u8]) -> Result<Vec<u8>, DataError> {
+    let mut out = Vec::with_capacity(compressed.len().saturating_mul(4));
+    MultiGzDecoder::new(compressed).read_to_end(&mut out).map_err(|e| match e.kind() {
         std::io::ErrorKind::InvalidData
         | std::io::ErrorKind::InvalidInput
         | std::io::ErrorKind::UnexpectedEof => DataError::Gzip { path: path.to_path_buf(), cause: e },

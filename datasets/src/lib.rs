@@ -39,6 +39,16 @@ mod split;
 mod summary;
 mod synthetic;
 
+/// What each reader does with a file's bytes once they are read, for callers that hold the bytes
+/// (the fuzz targets use these): the same checks and errors as [`load`], the paths only naming the
+/// files in errors.
+pub mod from_bytes {
+    pub use crate::cifar::split_from_bytes as cifar_split;
+    pub use crate::folder::image_from_bytes as folder_image;
+    pub use crate::folder::image_limits;
+    pub use crate::idx::{gunzip, split_from_bytes as idx_split};
+}
+
 pub use augment::Augment;
 pub use batch::{batches, Batch, BatchIter, Order};
 pub use cifar::CIFAR10_CLASSES;
