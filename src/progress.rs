@@ -67,7 +67,14 @@ impl Progress {
         }
         let line = obj.to_string();
         if let Some(f) = self.events.lock().expect("events lock").as_mut() {
-            let _ = writeln!(f, "{line}");
+            // One write per line; a line that cannot be written whole (a full disk) is cut off again,
+            // so the log never ends in half an event.
+            let before = f.metadata().map(|m| m.len());
+            if f.write_all(format!("{line}\n").as_bytes()).is_err() {
+                if let Ok(len) = before {
+                    let _ = f.set_len(len);
+                }
+            }
         }
         if self.json {
             println!("{line}");
