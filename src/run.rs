@@ -13,14 +13,15 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::fsutil::{read_json, write_json};
+use crate::fsutil::write_json;
 use crate::settings::Settings;
 
 /// Version of the run-directory layout; a run of another format is refused.
 pub const FORMAT: u32 = 1;
 
 /// The stages of `pwsnas search`, in order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Stage {
     Supernet,
     Shrink,
@@ -88,7 +89,27 @@ pub struct RunInfo {
     pub created_at: u64,
     pub device: String,
     pub settings: Settings,
-    pub stages: IndexMap<String, StageRecord>,
+    pub stages: IndexMap<Stage, StageRecord>,
+}
+
+impl RunInfo {
+    /// Reads the bytes of `run.json` (`file` names it in errors): the run format first, so that a
+    /// run of another pwsnas version gets that message, then every field, then the settings' values.
+    pub fn parse(file: &Path, bytes: &[u8]) -> Result<RunInfo> {
+        let raw: Value = serde_json::from_slice(bytes)
+            .with_context(|| format!("{} is not valid: expected the JSON pwsnas writes", file.display()))?;
+        let format = raw.get("format").and_then(Value::as_u64).unwrap_or(0);
+        if format != FORMAT as u64 {
+            bail!(
+                "{} was written by another pwsnas version (run format {format}, this pwsnas reads format {FORMAT}); use a new run directory",
+                file.display()
+            );
+        }
+        let info: RunInfo = serde_json::from_value(raw)
+            .with_context(|| format!("{} is not a valid run.json", file.display()))?;
+        info.settings.validate().with_context(|| format!("{} holds invalid settings", file.display()))?;
+        Ok(info)
+    }
 }
 
 pub fn now() -> u64 {
@@ -130,16 +151,8 @@ impl RunDir {
                 root.display()
             );
         }
-        let raw: Value = read_json(&file)?;
-        let format = raw.get("format").and_then(Value::as_u64).unwrap_or(0);
-        if format != FORMAT as u64 {
-            bail!(
-                "{} was written by another pwsnas version (run format {format}, this pwsnas reads format {FORMAT}); use a new run directory",
-                file.display()
-            );
-        }
-        let info: RunInfo = serde_json::from_value(raw)
-            .with_context(|| format!("{} is not a valid run.json", file.display()))?;
+        let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+        let info = RunInfo::parse(&file, &bytes)?;
         Ok(RunDir { root: root.to_path_buf(), info, lock: None })
     }
 
@@ -196,7 +209,7 @@ impl RunDir {
         };
         run.lock()?;
         for stage in Stage::ALL {
-            let Some(rec) = run.info.stages.get(stage.name()) else { continue };
+            let Some(rec) = run.info.stages.get(&stage) else { continue };
             let new = stage.fingerprint(settings);
             if rec.fingerprint == new {
                 continue;
@@ -226,12 +239,12 @@ impl RunDir {
     }
 
     pub fn is_done(&self, stage: Stage) -> bool {
-        self.info.stages.get(stage.name()).is_some_and(|r| r.status == Status::Done)
+        self.info.stages.get(&stage).is_some_and(|r| r.status == Status::Done)
     }
 
     pub fn begin(&mut self, stage: Stage) -> Result<()> {
         let fingerprint = stage.fingerprint(&self.info.settings);
-        let rec = self.info.stages.entry(stage.name().to_string()).or_insert(StageRecord {
+        let rec = self.info.stages.entry(stage).or_insert(StageRecord {
             status: Status::Running,
             fingerprint: fingerprint.clone(),
             finished_at: None,
@@ -242,7 +255,7 @@ impl RunDir {
     }
 
     pub fn finish(&mut self, stage: Stage, summary: Value) -> Result<()> {
-        let rec = self.info.stages.get_mut(stage.name()).context("stage finished before it began")?;
+        let rec = self.info.stages.get_mut(&stage).context("stage finished before it began")?;
         rec.status = Status::Done;
         rec.finished_at = Some(now());
         rec.summary = summary;
@@ -265,7 +278,7 @@ impl RunDir {
                 std::fs::remove_file(&p).with_context(|| format!("cannot remove {}", p.display()))?;
             }
         }
-        self.info.stages.shift_remove(stage.name());
+        self.info.stages.shift_remove(&stage);
         Ok(())
     }
 }
@@ -308,7 +321,7 @@ mod tests {
 
         // Changing a search setting does not touch the started stages.
         let mut later = s.clone();
-        later.search.population = 8;
+        later.search.population = 12;
         RunDir::open_or_create(&root, &later, "cpu", false).unwrap();
 
         let mut changed = s.clone();
@@ -318,7 +331,7 @@ mod tests {
 
         let run = RunDir::open_or_create(&root, &changed, "cpu", true).unwrap();
         assert!(run.is_done(Stage::Supernet));
-        assert!(!run.info.stages.contains_key("shrink"));
+        assert!(!run.info.stages.contains_key(&Stage::Shrink));
         assert!(!run.path("shrink.json").exists());
     }
 
@@ -337,5 +350,35 @@ mod tests {
         std::fs::write(dir.path().join("run.json"), r#"{"format": 99}"#).unwrap();
         let err = RunDir::open(dir.path()).err().unwrap().to_string();
         assert!(err.contains("another pwsnas version"), "{err}");
+    }
+
+    #[test]
+    fn a_run_json_with_an_unknown_stage_or_invalid_settings_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::open_or_create(dir.path(), &Settings::default(), "cpu", false).unwrap();
+        let mut good = serde_json::to_value(&run.info).unwrap();
+        drop(run);
+        let file = dir.path().join("run.json");
+        let parse = |v: &Value| format!("{:#}", RunInfo::parse(&file, v.to_string().as_bytes()).unwrap_err());
+        good["stages"] = json!({ "pretrain": { "status": "done", "fingerprint": {} } });
+        let err = parse(&good);
+        assert!(
+            err.contains(
+                "unknown variant `pretrain`, expected one of `supernet`, `shrink`, `search`, `retrain`"
+            ),
+            "{err}"
+        );
+        good["stages"] = json!({ "supernet": { "status": "half", "fingerprint": {} } });
+        assert!(parse(&good).contains("unknown variant `half`, expected `running` or `done`"));
+        good["stages"] = json!({});
+        good["settings"]["shrink"]["copies"] = json!(0);
+        let err = parse(&good);
+        assert!(err.contains("holds invalid settings: setting shrink.copies must be at least 1"), "{err}");
+        assert!(
+            parse(&json!([1])).contains("is not valid")
+                || parse(&json!([1])).contains("another pwsnas version")
+        );
+        let err = format!("{:#}", RunInfo::parse(&file, b"{\"format\": 1,").unwrap_err());
+        assert!(err.contains("run.json is not valid: expected the JSON pwsnas writes"), "{err}");
     }
 }

@@ -470,6 +470,33 @@ mod tests {
     }
 
     #[test]
+    fn values_serde_cannot_check_are_refused_naming_the_setting() {
+        let refused = |change: fn(&mut Settings), expected: &str| {
+            let mut s = Settings::default();
+            change(&mut s);
+            let e = format!("{:#}", s.validate().unwrap_err());
+            assert_eq!(e, expected);
+        };
+        refused(|s| s.shrink.samples_per_op = 0, "setting shrink.samples_per_op must be at least 1");
+        refused(|s| s.shrink.copies = 0, "setting shrink.copies must be at least 1");
+        refused(|s| s.supernet.batch_size = 0, "setting supernet.batch_size must be at least 1");
+        refused(|s| s.search.population = 5, "setting search.top_k (10) cannot exceed search.population (5)");
+        refused(|s| s.val_fraction = 1.5, "setting val_fraction must be in (0, 1), got 1.5");
+        refused(|s| s.search.mutation_prob = 2.0, "setting search.mutation_prob must be in [0, 1], got 2");
+        refused(
+            |s| s.search.max_latency_ms = Some(0.0),
+            "setting search.max_latency_ms must be a positive number of milliseconds, got 0",
+        );
+        refused(|s| s.search.latency_threads = Some(0), "setting search.latency_threads must be at least 1");
+        refused(
+            |s| s.supernet.lr = 0.0,
+            "setting supernet: lr must be > 0, momentum in [0, 1), weight_decay ≥ 0",
+        );
+        refused(|s| s.retrain.label_smoothing = 1.0, "setting retrain.label_smoothing must be in [0, 1)");
+        assert!(Settings::default().validate().is_ok());
+    }
+
+    #[test]
     fn the_execution_provider_is_stored_as_its_name() {
         let mut s = Settings::default();
         s.search.latency_ep = Some(Ep::Cuda);

@@ -127,9 +127,14 @@ impl SupernetRun {
         checkpoint::save(&self.dir, &self.net, &self.sgd, &state)
     }
 
-    /// The weights at initialisation.
+    /// The weights at initialisation, checked against the network as first built (every variable
+    /// there, with its shape), so that a damaged `W0` is refused before any angle is computed.
     pub fn w0(&self) -> Result<HashMap<String, Tensor>> {
-        load_tensors(&self.dir.join("W0.safetensors"))
+        let path = self.dir.join("W0.safetensors");
+        let w0 = load_tensors(&path)?;
+        let built = Space::from_json(self.state.built_space.clone())?;
+        check_w0(&built, &w0).with_context(|| format!("{} does not fit the supernet", path.display()))?;
+        Ok(w0)
     }
 
     /// Trains on the current space until `end` epochs are complete, checkpointing every epoch.
@@ -201,4 +206,10 @@ pub fn run_stage(
     let last = sn.state.history.last().cloned();
     run.finish(Stage::Supernet, json!({ "epochs": epochs, "last_epoch": last }))?;
     Ok(sn)
+}
+
+/// Whether `w0` holds every variable of the supernet of `built` with its shape.
+pub fn check_w0(built: &Space, w0: &HashMap<String, Tensor>) -> Result<()> {
+    Supernet::new(built, Device::Cpu).load(w0)?;
+    Ok(())
 }

@@ -86,8 +86,29 @@ impl MobileParams {
         let bad = |field: &str, reason: String| {
             Err(ModelError::InvalidParam { space: "mobile".into(), field: field.into(), reason })
         };
-        if !(self.width > 0.0 && self.width.is_finite()) {
-            return bad("width", format!("must be a positive number, got {}", self.width));
+        if !(self.width > 0.0 && self.width <= 16.0) {
+            return bad("width", format!("must be a positive number up to 16, got {}", self.width));
+        }
+        // Upper bounds far above any real network, so that a damaged or mistyped file is an error
+        // instead of a network that never finishes building or exhausts the memory.
+        let layers: usize = self.stages.iter().map(|s| s.repeats).fold(0, usize::saturating_add);
+        let widest =
+            self.stages.iter().map(|s| s.channels).chain([self.stem_channels, self.head_channels]).max();
+        for (field, value, max) in [
+            ("stages", layers, 128),
+            ("stages", widest.unwrap_or(0), 8192),
+            ("kernels", self.kernels.iter().copied().max().unwrap_or(0) as usize, 15),
+            ("expansions", self.expansions.iter().copied().max().unwrap_or(0) as usize, 16),
+            ("classes", self.classes, 100_000),
+            ("input_channels", self.input_channels, 64),
+            ("input_size", self.input_size, 4096),
+        ] {
+            if value > max {
+                return bad(
+                    field,
+                    format!("{value} is more than the largest supported, {max} (layers, channels or size)"),
+                );
+            }
         }
         if self.stages.is_empty() || self.stages.iter().any(|s| s.repeats == 0 || s.channels == 0) {
             return bad("stages", "need at least one stage, each with channels ≥ 1 and repeats ≥ 1".into());

@@ -50,6 +50,20 @@ impl Nb201Params {
         if self.nodes < 2 {
             return bad("nodes", format!("need at least 2 nodes (input and output), got {}", self.nodes));
         }
+        // Upper bounds far above any real cell or network, so that a damaged or mistyped file is an
+        // error instead of a network that never finishes building or exhausts the memory.
+        for (field, value, max) in [
+            ("nodes", self.nodes, 8),
+            ("channels", self.channels, 4096),
+            ("cells_per_stage", self.cells_per_stage, 64),
+            ("classes", self.classes, 100_000),
+            ("input_channels", self.input_channels, 64),
+            ("input_size", self.input_size, 4096),
+        ] {
+            if value > max {
+                return bad(field, format!("{value} is more than the largest supported, {max}"));
+            }
+        }
         if self.ops.is_empty() {
             return bad("ops", "the op set is empty".into());
         }

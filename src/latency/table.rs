@@ -244,13 +244,11 @@ pub fn file_name(space: &SpaceId, machine: &Machine) -> String {
     format!("{}-{hash:016x}.json", space.space)
 }
 
-/// Whether the table at `path` fits `space` and `machine`: `Ok(table)` if so, else why not.
-pub fn check_file(
-    path: &Path,
-    space: &SpaceId,
-    machine: &Machine,
-) -> std::result::Result<LatencyTable, String> {
-    let raw: Value = read_json(path).map_err(|e| format!("{e:#}"))?;
+/// The latency table in the bytes of the file `path`: its format first (a table of another format
+/// is rebuilt, not misread), then every field; the error says why not.
+pub fn parse(path: &Path, bytes: &[u8]) -> std::result::Result<LatencyTable, String> {
+    let raw: Value = serde_json::from_slice(bytes)
+        .map_err(|e| format!("{} is not valid: expected the JSON pwsnas writes: {e}", path.display()))?;
     let format = raw.get("format").and_then(Value::as_u64);
     if format != Some(u64::from(TABLE_FORMAT)) {
         return Err(format!(
@@ -259,8 +257,17 @@ pub fn check_file(
             format.map_or("(none)".into(), |f| f.to_string())
         ));
     }
-    let table: LatencyTable = serde_json::from_value(raw)
-        .map_err(|e| format!("{} is not a valid latency table: {e}", path.display()))?;
+    serde_json::from_value(raw).map_err(|e| format!("{} is not a valid latency table: {e}", path.display()))
+}
+
+/// Whether the table at `path` fits `space` and `machine`: `Ok(table)` if so, else why not.
+pub fn check_file(
+    path: &Path,
+    space: &SpaceId,
+    machine: &Machine,
+) -> std::result::Result<LatencyTable, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let table = parse(path, &bytes)?;
     if &table.space != space {
         return Err(format!(
             "{} is for {} with params {}, not {} with params {}",

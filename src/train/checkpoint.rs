@@ -11,7 +11,7 @@ use serde::Serialize;
 use tch::{Device, Tensor};
 
 use super::sgd::Sgd;
-use crate::fsutil::{load_tensors, save_tensors, write_json};
+use crate::fsutil::{save_tensors, tensors_from_bytes, write_json};
 
 const STATE_KEY: &str = "meta.state_json";
 
@@ -31,14 +31,21 @@ pub fn read_state<S: DeserializeOwned>(dir: &Path) -> Result<Option<(S, HashMap<
     if !file.exists() {
         return Ok(None);
     }
-    let tensors = load_tensors(&file)?;
+    let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+    from_bytes(&file, &bytes).map(Some)
+}
+
+/// The state and tensors of the checkpoint `file` whose bytes are `bytes`.
+pub fn from_bytes<S: DeserializeOwned>(file: &Path, bytes: &[u8]) -> Result<(S, HashMap<String, Tensor>)> {
+    let tensors = tensors_from_bytes(file, bytes)?;
     let raw = tensors
         .get(STATE_KEY)
         .with_context(|| format!("{} has no state: not a pwsnas checkpoint", file.display()))?;
-    let bytes = Vec::<u8>::try_from(raw).context("checkpoint state is not bytes")?;
+    let bytes = Vec::<u8>::try_from(raw)
+        .map_err(|e| anyhow::anyhow!("{}: its state is not a byte string ({e})", file.display()))?;
     let state = serde_json::from_slice(&bytes)
         .with_context(|| format!("{} holds a state this pwsnas cannot read", file.display()))?;
-    Ok(Some((state, tensors)))
+    Ok((state, tensors))
 }
 
 /// Loads a checkpoint's weights into `net` and its momentum buffers into `sgd`.
@@ -49,6 +56,92 @@ pub fn restore(
     device: Device,
 ) -> Result<()> {
     net.load(tensors).context("the checkpoint does not fit the network")?;
-    sgd.load_state(tensors, device);
-    Ok(())
+    let params: HashMap<String, Tensor> = net.named_tensors().into_iter().collect();
+    sgd.load_state(tensors, &params, device)
+        .map_err(|why| anyhow::anyhow!("the checkpoint does not fit the network: {why}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pwsnas_models::{Nb201Params, Space, SpaceKind};
+
+    fn net() -> Supernet {
+        let kind = SpaceKind::Nb201(Nb201Params {
+            nodes: 3,
+            channels: 2,
+            cells_per_stage: 1,
+            classes: 2,
+            input_size: 4,
+            input_channels: 1,
+            ..Default::default()
+        });
+        Supernet::new(&Space::full(kind), Device::Cpu)
+    }
+
+    fn copy(t: &HashMap<String, Tensor>) -> HashMap<String, Tensor> {
+        t.iter().map(|(k, v)| (k.clone(), v.shallow_clone())).collect()
+    }
+
+    /// A checkpoint of `net` with one momentum buffer, as named tensors.
+    fn checkpoint(net: &Supernet) -> HashMap<String, Tensor> {
+        let mut t: HashMap<String, Tensor> = net.named_tensors().into_iter().collect();
+        let (name, w) = net.named_tensors().into_iter().find(|(n, _)| n.ends_with("conv.weight")).unwrap();
+        t.insert(format!("optim.momentum.{name}"), w.zeros_like());
+        t
+    }
+
+    #[test]
+    fn a_checkpoint_that_fits_restores_and_a_damaged_one_is_refused_naming_what() {
+        let net = net();
+        let mut sgd = Sgd::new(&crate::settings::TrainSettings::default());
+        let good = checkpoint(&net);
+        restore(&good, &net, &mut sgd, Device::Cpu).unwrap();
+
+        // A momentum buffer of the wrong shape used to load silently and fail the next step.
+        let mut bad = copy(&good);
+        let key = bad.keys().find(|k| k.starts_with("optim.")).unwrap().clone();
+        bad.insert(key.clone(), Tensor::zeros([3], (tch::Kind::Float, Device::Cpu)));
+        let err = format!("{:#}", restore(&bad, &net, &mut sgd, Device::Cpu).unwrap_err());
+        assert!(
+            err.contains("does not fit the network") && err.contains(&key) && err.contains("[3]"),
+            "{err}"
+        );
+
+        // A buffer for a parameter the network does not have.
+        let mut bad = copy(&good);
+        bad.insert(
+            "optim.momentum.nowhere.weight".into(),
+            Tensor::zeros([1], (tch::Kind::Float, Device::Cpu)),
+        );
+        let err = format!("{:#}", restore(&bad, &net, &mut sgd, Device::Cpu).unwrap_err());
+        assert!(err.contains("has no parameter 'nowhere.weight'"), "{err}");
+
+        // A missing variable.
+        let mut bad = copy(&good);
+        let var = bad.keys().find(|k| !k.starts_with("optim.")).unwrap().clone();
+        bad.remove(&var);
+        let err = format!("{:#}", restore(&bad, &net, &mut sgd, Device::Cpu).unwrap_err());
+        assert!(err.contains(&format!("variable '{var}' is missing")), "{err}");
+    }
+
+    #[test]
+    fn checkpoint_bytes_without_a_state_or_cut_short_are_refused_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("last.safetensors");
+        let net = net();
+        crate::fsutil::save_tensors(&file, &net.named_tensors()).unwrap();
+        let bytes = std::fs::read(&file).unwrap();
+        let err = format!("{:#}", from_bytes::<serde_json::Value>(&file, &bytes).unwrap_err());
+        assert!(err.contains("has no state: not a pwsnas checkpoint"), "{err}");
+        let err =
+            format!("{:#}", from_bytes::<serde_json::Value>(&file, &bytes[..bytes.len() / 2]).unwrap_err());
+        assert!(err.contains("is not a safetensors file pwsnas can read"), "{err}");
+        let mut with_state = net.named_tensors();
+        with_state.push((STATE_KEY.into(), Tensor::from_slice(&[1.5f32, 2.0]).reshape([1, 2])));
+        crate::fsutil::save_tensors(&file, &with_state).unwrap();
+        let bytes = std::fs::read(&file).unwrap();
+        let err = format!("{:#}", from_bytes::<serde_json::Value>(&file, &bytes).unwrap_err());
+        assert!(err.contains("its state is not a byte string"), "{err}");
+    }
 }

@@ -93,12 +93,30 @@ impl Sgd {
         self.buffers.iter().map(|(n, t)| (format!("{PREFIX}{n}"), t.shallow_clone())).collect()
     }
 
-    /// Restores momentum buffers from a checkpoint's tensors.
-    pub fn load_state(&mut self, tensors: &HashMap<String, Tensor>, device: Device) {
-        self.buffers = tensors
-            .iter()
-            .filter_map(|(n, t)| n.strip_prefix(PREFIX).map(|name| (name.to_string(), t.to_device(device))))
-            .collect();
+    /// Restores momentum buffers from a checkpoint's tensors; each must belong to one of `params`
+    /// (name and shape), so that a damaged checkpoint is refused here and never fails a later step.
+    pub fn load_state(
+        &mut self,
+        tensors: &HashMap<String, Tensor>,
+        params: &HashMap<String, Tensor>,
+        device: Device,
+    ) -> Result<(), String> {
+        let mut buffers = HashMap::new();
+        for (n, t) in tensors {
+            let Some(name) = n.strip_prefix(PREFIX) else { continue };
+            let param =
+                params.get(name).ok_or_else(|| format!("momentum buffer '{n}' has no parameter '{name}'"))?;
+            if t.size() != param.size() {
+                return Err(format!(
+                    "momentum buffer '{n}' has shape {:?}, its parameter {:?}",
+                    t.size(),
+                    param.size()
+                ));
+            }
+            buffers.insert(name.to_string(), t.to_kind(param.kind()).to_device(device));
+        }
+        self.buffers = buffers;
+        Ok(())
     }
 }
 
