@@ -38,14 +38,18 @@ pub fn read_state<S: DeserializeOwned>(dir: &Path) -> Result<Option<(S, HashMap<
 /// The state and tensors of the checkpoint `file` whose bytes are `bytes`.
 pub fn from_bytes<S: DeserializeOwned>(file: &Path, bytes: &[u8]) -> Result<(S, HashMap<String, Tensor>)> {
     let tensors = tensors_from_bytes(file, bytes)?;
+    Ok((state_of(file, &tensors)?, tensors))
+}
+
+/// The state stored among the tensors of the checkpoint `file`.
+pub fn state_of<S: DeserializeOwned>(file: &Path, tensors: &HashMap<String, Tensor>) -> Result<S> {
     let raw = tensors
         .get(STATE_KEY)
         .with_context(|| format!("{} has no state: not a pwsnas checkpoint", file.display()))?;
     let bytes = Vec::<u8>::try_from(raw)
         .map_err(|e| anyhow::anyhow!("{}: its state is not a byte string ({e})", file.display()))?;
-    let state = serde_json::from_slice(&bytes)
-        .with_context(|| format!("{} holds a state this pwsnas cannot read", file.display()))?;
-    Ok((state, tensors))
+    serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} holds a state this pwsnas cannot read", file.display()))
 }
 
 /// Loads a checkpoint's weights into `net` and its momentum buffers into `sgd`.

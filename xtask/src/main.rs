@@ -1,4 +1,4 @@
-//! `cargo xtask setup | test | demo`: the project's only set-up.
+//! `cargo xtask setup | test | demo | fuzz`: the project's only set-up.
 //!
 //! Everything large (libtorch from the PyPI wheel `torch==2.11.0`, ONNX Runtime from the wheel
 //! `onnxruntime==1.31.1`, the official ONNX checker from `onnx`, Fashion-MNIST from Debian's
@@ -13,6 +13,8 @@
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+mod fuzz;
 
 const TORCH: &str = "torch==2.11.0";
 const ORT: &str = "onnxruntime==1.31.1";
@@ -39,9 +41,13 @@ fn real_main() -> Result<()> {
             setup(&root)?;
             demo(&root, &args[1..])
         }
+        Some("fuzz") => {
+            setup(&root)?;
+            fuzz::run(&root, &args[1..])
+        }
         _ => {
             eprintln!(
-                "usage: cargo xtask <setup|test|demo>\n  setup  install libtorch, ONNX Runtime, the ONNX checker and Fashion-MNIST into $PWSNAS_HOME\n  test   setup, then run every test of the workspace\n  demo   setup, build the release binary, run search then export on Fashion-MNIST at a small size"
+                "usage: cargo xtask <setup|test|demo|fuzz>\n  setup  install libtorch, ONNX Runtime, the ONNX checker and Fashion-MNIST into $PWSNAS_HOME\n  test   setup, then run every test of the workspace\n  demo   setup, build the release binary, run search then export on Fashion-MNIST at a small size\n  fuzz   [--seconds N] [--runs N] [TARGET...]: run the fuzz targets of fuzz/ (nightly + cargo-fuzz)"
             );
             std::process::exit(2)
         }
