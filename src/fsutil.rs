@@ -82,18 +82,45 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
         .with_context(|| format!("{} is not valid: expected the JSON pwsnas writes", path.display()))
 }
 
-/// Saves named tensors as safetensors, atomically.
+/// One tensor's bytes as the safetensors writer takes them.
+struct Bytes {
+    dtype: safetensors::Dtype,
+    shape: Vec<usize>,
+    data: Vec<u8>,
+}
+
+impl safetensors::View for &Bytes {
+    fn dtype(&self) -> safetensors::Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        std::borrow::Cow::Borrowed(&self.data)
+    }
+    fn data_len(&self) -> usize {
+        self.data.len()
+    }
+}
+
+/// Saves named tensors as safetensors, atomically (serialised in memory, then written as any other
+/// file, so a failing disk gets the same clean error and leaves the old file).
 pub fn save_tensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
-    let cpu: Vec<(String, Tensor)> = tensors
-        .iter()
-        .map(|(n, t)| (n.clone(), t.detach().to_device(tch::Device::Cpu).contiguous()))
-        .collect();
-    commit(path, |tmp| {
-        Tensor::write_safetensors(&cpu, tmp).with_context(|| format!("cannot write {}", path.display()))?;
-        std::fs::File::open(tmp)
-            .and_then(|f| f.sync_all())
-            .with_context(|| format!("cannot write {}", path.display()))
-    })
+    let mut views = Vec::with_capacity(tensors.len());
+    for (name, t) in tensors {
+        let t = t.detach().to_device(tch::Device::Cpu).contiguous();
+        let dtype = safetensors::Dtype::try_from(t.kind())
+            .map_err(|e| anyhow::anyhow!("cannot write {}: tensor '{name}': {e}", path.display()))?;
+        let mut data = vec![0u8; t.numel() * t.kind().elt_size_in_bytes()];
+        t.f_copy_data_u8(&mut data, t.numel())
+            .map_err(|e| anyhow::anyhow!("cannot write {}: tensor '{name}': {e}", path.display()))?;
+        let shape = t.size().iter().map(|&d| d as usize).collect();
+        views.push((name.clone(), Bytes { dtype, shape, data }));
+    }
+    let bytes = safetensors::serialize(views.iter().map(|(n, v)| (n.as_str(), v)), &None)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e:?}", path.display()))?;
+    write_atomic(path, &bytes)
 }
 
 /// Loads a safetensors file into a map (on the CPU).
