@@ -213,3 +213,39 @@ pub fn check_w0(built: &Space, w0: &HashMap<String, Tensor>) -> Result<()> {
     Supernet::new(built, Device::Cpu).load(w0)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pwsnas_models::Nb201Params;
+
+    fn space(channels: usize) -> Space {
+        Space::full(SpaceKind::Nb201(Nb201Params {
+            nodes: 3,
+            channels,
+            cells_per_stage: 1,
+            classes: 2,
+            input_size: 4,
+            input_channels: 1,
+            ..Default::default()
+        }))
+    }
+
+    #[test]
+    fn a_w0_of_another_network_is_refused_naming_the_variable() {
+        let w0 = |channels| -> HashMap<String, Tensor> {
+            Supernet::new(&space(channels), Device::Cpu).named_tensors().into_iter().collect()
+        };
+        check_w0(&space(2), &w0(2)).unwrap();
+        let err = format!("{:#}", check_w0(&space(4), &w0(2)).unwrap_err());
+        assert!(
+            err.contains("weights do not fit the network: variable '") && err.contains("has shape ["),
+            "{err}"
+        );
+        let mut missing = w0(2);
+        let name = missing.keys().next().unwrap().clone();
+        missing.remove(&name);
+        let err = format!("{:#}", check_w0(&space(2), &missing).unwrap_err());
+        assert!(err.contains(&format!("variable '{name}' is missing")), "{err}");
+    }
+}
