@@ -40,13 +40,13 @@ pub struct SpaceShapeArgs {
     /// mobile: channel multiplier.
     #[arg(long)]
     pub width: Option<f64>,
-    /// arch info and latency-table only: number of classes.
+    /// arch info, latency-table and bench only: number of classes.
     #[arg(long)]
     pub classes: Option<usize>,
-    /// arch info and latency-table only: input image size.
+    /// arch info, latency-table and bench only: input image size.
     #[arg(long)]
     pub input_size: Option<usize>,
-    /// arch info and latency-table only: input channels.
+    /// arch info, latency-table and bench only: input channels.
     #[arg(long)]
     pub input_channels: Option<usize>,
 }

@@ -2,7 +2,7 @@
 //!
 //! Settings are layered: defaults, then `--config FILE.toml`, then flags; run commands on an existing
 //! run (`shrink`, `train`, ...) start from the settings stored in its `run.json` instead ([`args`]).
-mod args;
+pub(crate) mod args;
 mod commands;
 
 use std::path::PathBuf;
