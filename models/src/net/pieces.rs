@@ -196,5 +196,7 @@ mod tests {
         {
             assert!(bad.parse::<PieceKey>().is_err(), "{bad}");
         }
+        let err = "tail".parse::<PieceKey>().unwrap_err().to_string();
+        assert!(PieceKey::FORMS.iter().all(|form| err.contains(form)), "{err}");
     }
 }

@@ -294,14 +294,21 @@ impl Space {
         serde_json::to_value(file).expect("space serialises")
     }
 
-    /// Reads the `space.json` form and checks that it fits its kind: every choice point present,
-    /// known, non-empty, and allowing only ops of its full op set.
+    /// Reads the `space.json` form of a registered space and checks that it fits its kind (see
+    /// [`Space::with_choices`]).
     pub fn from_json(value: serde_json::Value) -> Result<Space> {
         let file: SpaceFile = serde_json::from_value(value)
             .map_err(|e| ModelError::InvalidSpace(format!("not a space file: {e}")))?;
         let kind = SpaceKind::from_params(&file.space, file.params)?;
+        Space::with_choices(kind, &file.choices)
+    }
+
+    /// The space of `kind` that allows `choices` (ops by choice point name), checked against the
+    /// kind: every choice point present, known, non-empty, allowing only ops of its full op set,
+    /// and linked choice points allowing the same ops.
+    pub fn with_choices(kind: SpaceKind, choices: &IndexMap<String, Vec<Op>>) -> Result<Space> {
         let full = Space::full(kind.clone());
-        for name in file.choices.keys() {
+        for name in choices.keys() {
             if full.choice_point_index(name).is_none() {
                 return Err(ModelError::InvalidSpace(format!(
                     "unknown choice point '{name}' for {} (expected {})",
@@ -310,9 +317,10 @@ impl Space {
                 )));
             }
         }
+        let given = choices;
         let mut choices = Vec::new();
         for cp in full.choices {
-            let Some(ops) = file.choices.get(&cp.name) else {
+            let Some(ops) = given.get(&cp.name) else {
                 return Err(ModelError::InvalidSpace(format!("choice point '{}' is missing", cp.name)));
             };
             if ops.is_empty() {
@@ -426,6 +434,46 @@ mod tests {
         // Small spaces are enumerated.
         let small = nb201(3);
         assert_eq!(small.sample_distinct_with(&mut rng, 0, Op::None, 100).len(), 25);
+    }
+
+    /// Shrunk spaces of both registered spaces, with their ops left at every choice point.
+    fn shrunk_spaces() -> Vec<Space> {
+        let mut nb = nb201(4);
+        nb.remove(0, Op::NorConv3x3).unwrap();
+        nb.remove(0, Op::None).unwrap();
+        nb.remove(5, Op::SkipConnect).unwrap();
+        let mut mobile = Space::full(SpaceKind::by_name("mobile").unwrap());
+        mobile.remove(1, Op::Identity).unwrap();
+        mobile.remove(2, Op::MbConv { kernel: 7, expand: 6 }).unwrap();
+        vec![nb, mobile]
+    }
+
+    #[test]
+    fn sampling_mutation_and_crossover_keep_children_inside_the_space() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+        for space in shrunk_spaces() {
+            let parents: Vec<Arch> = (0..20).map(|_| space.sample_child(&mut rng)).collect();
+            for (a, b) in parents.iter().zip(parents.iter().rev()) {
+                space.check_child(a).unwrap();
+                for prob in [0.1, 0.5, 1.0] {
+                    space.check_child(&space.mutate(a, prob, &mut rng)).unwrap();
+                }
+                assert_eq!(&space.mutate(a, 0.0, &mut rng), a);
+                let child = space.crossover(a, b, &mut rng);
+                space.check_child(&child).unwrap();
+                assert!(child.ops.iter().enumerate().all(|(cp, op)| *op == a.ops[cp] || *op == b.ops[cp]));
+            }
+            // Mutation with probability 1 redraws every choice point: over many draws, every
+            // allowed op shows up at every choice point.
+            let drawn: Vec<Arch> = (0..200).map(|_| space.mutate(&parents[0], 1.0, &mut rng)).collect();
+            for (cp, choice) in space.choices.iter().enumerate() {
+                assert!(
+                    choice.ops.iter().all(|op| drawn.iter().any(|a| a.ops[cp] == *op)),
+                    "{}",
+                    choice.name
+                );
+            }
+        }
     }
 
     #[test]

@@ -48,3 +48,32 @@ pub fn from_params(name: &str, params: serde_json::Value) -> Result<SpaceKind> {
     kind.validate()?;
     Ok(kind)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_registry_lists_every_space_under_its_own_name() {
+        assert_eq!(names(), ["nb201", "mobile"]);
+        for name in names() {
+            let kind = SpaceKind::by_name(name).unwrap();
+            assert_eq!(kind.name(), name);
+            // The params round trip through the registry.
+            assert_eq!(from_params(name, kind.params_json()).unwrap(), kind);
+        }
+    }
+
+    #[test]
+    fn unknown_names_and_bad_params_are_errors_that_say_what_is_valid() {
+        let err = SpaceKind::by_name("darts2").unwrap_err().to_string();
+        assert!(err.contains("'darts2'"), "{err}");
+        for name in names() {
+            assert!(err.contains(name), "{err} does not list {name}");
+        }
+        let err = from_params("nb201", serde_json::json!({ "width": 1.0 })).unwrap_err().to_string();
+        assert!(err.contains("nb201") && err.contains("width"), "{err}");
+        let err = from_params("mobile", serde_json::json!({ "width": -1.0 })).unwrap_err().to_string();
+        assert!(err.contains("mobile") && err.contains("width"), "{err}");
+    }
+}
