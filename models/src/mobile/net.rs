@@ -7,7 +7,7 @@ use super::MobileParams;
 use crate::net::layers::{Act, BatchNorm, ConvBn, Linear, Mode, Param};
 use crate::net::ops::{Site, SiteShape};
 use crate::net::pieces::{chain_graph, Piece, PieceKey};
-use crate::net::{Mix, Network};
+use crate::net::{Mix, Network, OpSite};
 use crate::op::Op;
 use crate::space::Space;
 use crate::vector::Segment;
@@ -153,11 +153,11 @@ impl Network for MobileNet {
         vec![&self.stem.bn, &self.head.bn]
     }
 
-    fn sites(&self) -> Box<dyn Iterator<Item = &Site> + '_> {
-        Box::new(self.layers.iter())
+    fn sites(&self) -> Box<dyn Iterator<Item = &dyn OpSite> + '_> {
+        Box::new(self.layers.iter().map(|s| s as &dyn OpSite))
     }
 
-    fn sites_mut(&mut self) -> Box<dyn Iterator<Item = &mut Site> + '_> {
-        Box::new(self.layers.iter_mut())
+    fn grow_copies(&mut self, root: &nn::Path, cp: usize, k: usize) {
+        self.layers[cp].grow_copies(root, k);
     }
 }

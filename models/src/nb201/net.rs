@@ -10,7 +10,7 @@ use super::Nb201Params;
 use crate::net::layers::{Act, BatchNorm, Conv, ConvBn, Linear, Mode, Param};
 use crate::net::ops::{OpModule, Site, SiteShape};
 use crate::net::pieces::{chain_graph, Piece, PieceKey};
-use crate::net::{Mix, Network};
+use crate::net::{Mix, Network, OpSite};
 use crate::op::Op;
 use crate::space::Space;
 use crate::vector::Segment;
@@ -350,11 +350,13 @@ impl Network for Nb201Net {
         v
     }
 
-    fn sites(&self) -> Box<dyn Iterator<Item = &Site> + '_> {
-        Box::new(self.cells.iter().flat_map(|c| c.sites.iter()))
+    fn sites(&self) -> Box<dyn Iterator<Item = &dyn OpSite> + '_> {
+        Box::new(self.cells.iter().flat_map(|c| c.sites.iter().map(|s| s as &dyn OpSite)))
     }
 
-    fn sites_mut(&mut self) -> Box<dyn Iterator<Item = &mut Site> + '_> {
-        Box::new(self.cells.iter_mut().flat_map(|c| c.sites.iter_mut()))
+    fn grow_copies(&mut self, root: &nn::Path, cp: usize, k: usize) {
+        for site in self.cells.iter_mut().flat_map(|c| c.sites.iter_mut()).filter(|s| s.cp == cp) {
+            site.grow_copies(root, k);
+        }
     }
 }

@@ -15,8 +15,6 @@
 //! first.
 use tch::Tensor;
 
-use super::layers::Mode;
-use super::ops::Site;
 use crate::op::Op;
 use crate::space::{Arch, Space};
 
@@ -90,29 +88,5 @@ impl Mix {
     /// The first op of every choice point: what strategy-2 routing reads.
     pub fn principal(&self) -> Arch {
         Arch { ops: self.choices.iter().map(|c| c[0].op).collect() }
-    }
-}
-
-impl Site {
-    /// The output of the site for the ops and weights `picks` of its choice point, each op's module
-    /// copy `copy`; `None` when nothing contributes (only `none`). One unweighted op is its module
-    /// alone (the SPOS fast path).
-    pub fn forward(&self, x: &Tensor, picks: &[Weighted], copy: usize, mode: Mode) -> Option<Tensor> {
-        if let [Weighted { op, weight: None }] = picks {
-            return self.module(*op, copy).forward(x, mode);
-        }
-        let mut sum: Option<Tensor> = None;
-        for pick in picks {
-            let Some(y) = self.module(pick.op, copy).forward(x, mode) else { continue };
-            let y = match &pick.weight {
-                Some(w) => y * w,
-                None => y,
-            };
-            sum = Some(match sum {
-                Some(s) => s + y,
-                None => y,
-            });
-        }
-        sum
     }
 }

@@ -25,8 +25,7 @@ use crate::space::{Arch, Space, SpaceKind};
 use crate::vector::{Composition, Segment};
 pub use layers::{BatchNorm, Mode, Param};
 pub use mix::{Mix, Weighted};
-pub use network::Network;
-use ops::OpModule;
+pub use network::{Module, Network, OpSite};
 use pieces::{Piece, PieceKey};
 
 /// A supernet (or stand-alone network) with its variables.
@@ -85,10 +84,7 @@ impl Supernet {
         if k <= self.copies[cp] {
             return;
         }
-        let root = self.vs.root();
-        for site in self.net.sites_mut().filter(|s| s.cp == cp) {
-            site.grow_copies(&root, k);
-        }
+        self.net.grow_copies(&self.vs.root(), cp, k);
         self.copies[cp] = k;
     }
 
@@ -125,11 +121,11 @@ impl Supernet {
     }
 
     /// The modules `mix` uses, site by site.
-    fn modules_for(&self, mix: &Mix) -> Vec<&OpModule> {
+    fn modules_for(&self, mix: &Mix) -> Vec<&dyn Module> {
         let route = self.route(&mix.principal());
         let mut out = Vec::new();
         for s in self.net.sites() {
-            out.extend(mix.at(s.cp).iter().map(|pick| s.module(pick.op, route[s.cp])));
+            out.extend(mix.at(s.cp()).iter().map(|pick| s.module(pick.op, route[s.cp()])));
         }
         out
     }
@@ -178,7 +174,7 @@ impl Supernet {
     /// Trainable parameters of one copy of `op` summed over the sites of choice point `cp`.
     pub fn op_param_count(&self, cp: usize, op: Op) -> i64 {
         let mut v = Vec::new();
-        for s in self.net.sites().filter(|s| s.cp == cp) {
+        for s in self.net.sites().filter(|s| s.cp() == cp) {
             s.module(op, 0).trainable(&mut v);
         }
         v.iter().map(|p| p.tensor.numel() as i64).sum()
@@ -193,35 +189,12 @@ impl Supernet {
         out
     }
 
-    /// Magnitude of the child's op at every site: `|w| / sqrt(numel)` of the op's conv weights, with
-    /// the virtual kernels of parameter-free ops (pool `1/k²`, skip/identity an identity kernel, none 0).
+    /// Magnitude of the child's op at every site ([`OpSite::magnitude`]): `|w| / sqrt(numel)` of
+    /// the op's conv weights, with the virtual kernels of parameter-free ops (pool `1/k²`,
+    /// skip/identity an identity kernel, none 0).
     pub fn op_magnitudes(&self, arch: &Arch) -> Vec<f64> {
         let route = self.route(arch);
-        self.net
-            .sites()
-            .map(|s| {
-                let op = arch.ops[s.cp];
-                match s.module(op, route[s.cp]) {
-                    OpModule::Zero => 0.0,
-                    OpModule::Skip | OpModule::Identity => 1.0 / (s.shape.c_in as f64).sqrt(),
-                    OpModule::AvgPool3x3 => 1.0 / 9.0,
-                    m => {
-                        let (mut sq, mut n) = (0.0, 0usize);
-                        for w in m.conv_weights() {
-                            sq += w
-                                .tensor
-                                .detach()
-                                .to_kind(tch::Kind::Double)
-                                .square()
-                                .sum(None)
-                                .double_value(&[]);
-                            n += w.tensor.numel();
-                        }
-                        (sq / n as f64).sqrt()
-                    }
-                }
-            })
-            .collect()
+        self.net.sites().map(|s| s.magnitude(arch.ops[s.cp()], route[s.cp()])).collect()
     }
 
     /// The child as an inference graph (BatchNorm not yet folded), with the weights it uses.
@@ -289,8 +262,8 @@ impl Supernet {
         let mut renamed: HashMap<String, Tensor> = HashMap::new();
         let route = self.route(arch);
         for (src_site, dst_site) in self.net.sites().zip(child.net.sites()) {
-            let op = arch.ops[src_site.cp];
-            let src = src_site.module(op, route[src_site.cp]).all_params();
+            let op = arch.ops[src_site.cp()];
+            let src = src_site.module(op, route[src_site.cp()]).all_params();
             let dst = dst_site.module(op, 0).all_params();
             for (d, s) in dst.iter().zip(src) {
                 renamed.insert(d.name.clone(), s.tensor.shallow_clone());
