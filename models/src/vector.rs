@@ -1,4 +1,4 @@
-//! Weight vectors of children and their angle (METHOD.md, strategy 1).
+//! Weight vectors of children and their angle (docs/method.md, strategy 1).
 //!
 //! A child's weight vector `V(a, W)` is a concatenation of *segments*: a variable's flattened
 //! weights, or a constant virtual kernel (pooling). The networks list the segments of a child; this

@@ -6,8 +6,8 @@
 //!   otherwise) and [`table::obtain`], which every user of a table calls;
 //! - [`show`] is `pwsnas latency-table`'s output;
 //! - [`Predictor`] (here) turns a table into the predicted latency of any child: the run overhead,
-//!   plus the entry of every piece its ONNX graph contains (`SpaceDef::composition` of `pwsnas_models`, which
-//!   knows the dead nodes the export drops), plus the table's calibration correction.
+//!   plus the entry of every piece its ONNX graph contains (the space's `SpaceDef::composition`,
+//!   which knows the dead nodes the export drops), plus the table's calibration correction.
 //!
 //! Why predicted and not measured per child: a search rejects children by latency before evaluating
 //! them, hundreds of times; a prediction is a sum of a few numbers, while measuring a child means

@@ -2,8 +2,9 @@
 //!
 //! A *site* is one place of the network that instantiates a choice point: an edge of one cell in
 //! `nb201` (every cell has its own weights for the shared choice point), or a layer in `mobile`. A site
-//! holds, for each op it was built with, one module per weight copy (strategy 2 of METHOD.md; one
-//! copy unless copies were added).
+//! holds, for each op it was built with, one module per weight copy (strategy 2 of docs/method.md; one
+//! copy unless copies were added). [`OpModule`] and [`Site`] are these spaces' [`Module`] and
+//! [`OpSite`]; a space with other module types brings its own.
 use pwsnas_onnx::{GraphBuilder, Value};
 use tch::{nn, Tensor};
 
