@@ -1,7 +1,7 @@
 //! The pieces a latency table times add up to the graph of every child: the nodes of a child's
 //! inference graph are exactly the nodes of the pieces `SpaceDef::composition` lists, counted with
-//! their multiplicities — dead `nb201` nodes (every outgoing edge `none`) and the ops feeding them left out,
-//! nodes with no input a zeros piece, single-input nodes no sum at all.
+//! their multiplicities — dead `nb201` nodes (every outgoing edge `none`) and the ops feeding them
+//! left out, nodes with no input a zeros piece, single-input nodes no sum at all.
 use std::collections::BTreeMap;
 
 mod common;
