@@ -137,7 +137,8 @@ impl Space {
         space
     }
 
-    /// Number of children (saturating at `u128::MAX`).
+    /// Number of paths, one allowed op per choice point (saturating at `u128::MAX`): the number of
+    /// children of a space whose paths are all children.
     pub fn size(&self) -> u128 {
         self.choices.iter().fold(1u128, |acc, cp| acc.saturating_mul(cp.ops.len() as u128))
     }
@@ -146,7 +147,7 @@ impl Space {
         self.choices.iter().map(|cp| (cp.ops.len() as f64).log10()).sum()
     }
 
-    /// Number of children that pick `op` at choice point `cp`.
+    /// Number of paths that pick a given op at choice point `cp`.
     pub fn size_with(&self, cp: usize) -> u128 {
         self.size() / self.choices[cp].ops.len() as u128
     }
