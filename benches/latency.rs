@@ -32,7 +32,7 @@ struct Subject {
 
 /// The demo-sized network with random weights.
 fn demo() -> Result<Subject> {
-    let kind = SpaceKind::Nb201(Nb201Params {
+    let kind = SpaceKind::new(Nb201Params {
         channels: 8,
         cells_per_stage: 1,
         classes: 10,

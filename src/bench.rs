@@ -18,6 +18,7 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 use tch::{Kind, Tensor};
 
+use crate::cli::args::SpaceShapeArgs;
 use crate::progress::Progress;
 use crate::settings::{Metric, Sampler, TrainSettings};
 use crate::shrink::score::{score_candidates, Scorer, Wanted};
@@ -53,32 +54,21 @@ pub enum BenchCommand {
     },
 }
 
-/// The network a benchmark uses (defaults: NAS-Bench-201's C=16, N=5 on 3×32×32, 10 classes).
+/// The network a benchmark uses: the space's defaults (`nb201`: NAS-Bench-201's C=16, N=5 on
+/// 3×32×32, 10 classes) with the shape flags given.
 #[derive(Args)]
 pub struct BenchNet {
     #[arg(long, default_value = "nb201")]
     space: String,
-    #[arg(long, default_value_t = 16)]
-    channels: usize,
-    #[arg(long, default_value_t = 5)]
-    cells: usize,
-    #[arg(long, default_value_t = 32)]
-    input_size: usize,
-    #[arg(long, default_value_t = 3)]
-    input_channels: usize,
-    #[arg(long, default_value_t = 10)]
-    classes: usize,
+    #[command(flatten)]
+    shape: SpaceShapeArgs,
 }
 
 impl BenchNet {
     fn kind(&self) -> Result<SpaceKind> {
         let mut params = serde_json::Map::new();
-        if self.space == "nb201" {
-            params.insert("channels".into(), json!(self.channels));
-            params.insert("cells_per_stage".into(), json!(self.cells));
-        }
-        let kind = SpaceKind::from_params(&self.space, serde_json::Value::Object(params))?;
-        Ok(kind.with_data(self.input_channels, self.input_size, self.classes)?)
+        self.shape.apply(&mut params);
+        Ok(SpaceKind::from_params(&self.space, serde_json::Value::Object(params))?)
     }
 }
 

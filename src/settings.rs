@@ -126,14 +126,14 @@ impl Default for ShrinkSettings {
 }
 
 impl ShrinkSettings {
-    /// ABS's settings when not given: NB201 drops two thirds of its candidates in one round (20 of
-    /// 30) and stops; the MBConv chain space drops 7 per round down to 1e6 children.
+    /// These settings, with the space's defaults (ABS's settings for it,
+    /// `pwsnas_models::SpaceDef::shrink_defaults`) where they are not given.
     pub fn resolved_drop_and_target(&self, kind: &SpaceKind, candidates: usize) -> (usize, f64) {
-        let (drop, target) = match kind {
-            SpaceKind::Nb201(_) => ((candidates as f64 * 2.0 / 3.0).round() as usize, 100.0),
-            SpaceKind::Mobile(_) => (7, 1e6),
-        };
-        (self.drop_per_round.unwrap_or(drop), self.target_size.unwrap_or(target))
+        let defaults = kind.shrink_defaults(candidates);
+        (
+            self.drop_per_round.unwrap_or(defaults.drop_per_round),
+            self.target_size.unwrap_or(defaults.target_size),
+        )
     }
 }
 

@@ -220,7 +220,7 @@ mod tests {
     use pwsnas_models::Nb201Params;
 
     fn space(channels: usize) -> Space {
-        Space::full(SpaceKind::Nb201(Nb201Params {
+        Space::full(SpaceKind::new(Nb201Params {
             nodes: 3,
             channels,
             cells_per_stage: 1,

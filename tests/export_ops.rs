@@ -12,7 +12,7 @@ use pwsnas_models::{MobileParams, MobileStage, Mode, Nb201Params, Op, SpaceKind,
 use tch::{Device, Kind, Tensor};
 
 fn nb201(nodes: usize, cells: usize) -> SpaceKind {
-    SpaceKind::Nb201(Nb201Params {
+    SpaceKind::new(Nb201Params {
         nodes,
         channels: 4,
         cells_per_stage: cells,
@@ -25,7 +25,7 @@ fn nb201(nodes: usize, cells: usize) -> SpaceKind {
 
 /// Stem 8 → layers 8→8 (s1), 8→8 (s1), 8→16 (s2), 16→16 (s1): identity allowed on layers 0, 1, 3.
 fn mobile() -> SpaceKind {
-    SpaceKind::Mobile(MobileParams {
+    SpaceKind::new(MobileParams {
         stem_channels: 8,
         stages: vec![
             MobileStage { channels: 8, repeats: 2, stride: 1 },
@@ -155,7 +155,7 @@ fn nb201_inner_node_with_only_none_inputs_feeds_zeros_onward() {
 }
 
 fn mobile_arch(kind: &SpaceKind, op: Op) -> String {
-    let SpaceKind::Mobile(p) = kind else { unreachable!() };
+    let p: &MobileParams = kind.params().expect("a mobile space");
     let ops: Vec<String> = p
         .layers()
         .iter()

@@ -1,11 +1,15 @@
 //! Search spaces and networks of pwsnas.
 //!
 //! - [`op`], [`space`]: the vocabulary — operator candidates, choice points, `Space`, `Arch` — as plain
-//!   serde data;
-//! - [`nb201`], [`mobile`], [`darts`]: each space's parameters, choice points, arch strings and analytic
-//!   cost (and for `darts`, its genotypes and its networks on libtorch);
+//!   serde data; [`space::def::SpaceDef`], the trait every space implements, and
+//!   [`space::registry`], the list of spaces;
+//! - [`nb201`], [`mobile`]: the spaces — each one's parameters, choice points, arch strings,
+//!   analytic cost, latency pieces and network;
+//! - [`darts`]: the DARTS cell space's parameters, genotypes, cost and networks on libtorch (not yet
+//!   registered as a space);
 //! - [`net`]: supernets and stand-alone networks on libtorch (tch), including the lowering of a child
-//!   to the ONNX graph IR of `pwsnas-onnx`;
+//!   to the ONNX graph IR of `pwsnas-onnx`, the [`Network`] trait the spaces' networks implement and
+//!   the weighted forward ([`Mix`]) of the differentiable and gated methods;
 //! - [`vector`]: weight vectors and angles for the angle metric.
 pub mod cost;
 pub mod darts;
@@ -22,8 +26,8 @@ pub use darts::{DartsParams, Genotype};
 pub use error::ModelError;
 pub use mobile::{MobileParams, MobileStage};
 pub use nb201::Nb201Params;
-pub use net::pieces::{composition, Piece, PieceKey};
-pub use net::{Mode, Param, Supernet};
+pub use net::pieces::{Piece, PieceKey};
+pub use net::{Mix, Mode, Network, Param, Supernet, Weighted};
 pub use op::Op;
-pub use space::{Arch, ChoicePoint, Space, SpaceKind};
+pub use space::{Arch, ChoicePoint, ShrinkDefaults, Space, SpaceDef, SpaceKind, SpaceParams};
 pub use vector::{AngleMeter, Composition, Segment};

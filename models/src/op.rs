@@ -51,6 +51,24 @@ impl Op {
         Op::DilConv { kernel: 5 },
     ];
 
+    /// Every op with a fixed name (the others, `mb_k{kernel}_e{expansion}`, `sep_conv_{k}x{k}` and
+    /// `dil_conv_{k}x{k}`, have parameters).
+    pub const NAMED: [Op; 7] = [
+        Op::None,
+        Op::SkipConnect,
+        Op::NorConv1x1,
+        Op::NorConv3x3,
+        Op::AvgPool3x3,
+        Op::Identity,
+        Op::MaxPool3x3,
+    ];
+
+    /// Every way to write an op: the fixed names, then the patterns of the ops with parameters.
+    pub fn spellings() -> Vec<String> {
+        let patterns = ["mb_k<kernel>_e<expansion>", "sep_conv_<k>x<k>", "dil_conv_<k>x<k>"];
+        Op::NAMED.iter().map(Op::name).chain(patterns.map(String::from)).collect()
+    }
+
     /// The name used in arch strings and JSON files.
     pub fn name(&self) -> String {
         match self {
@@ -99,7 +117,10 @@ impl FromStr for Op {
             other => parse_mbconv(other)
                 .or_else(|| parse_square(other, "sep_conv_").map(|kernel| Op::SepConv { kernel }))
                 .or_else(|| parse_square(other, "dil_conv_").map(|kernel| Op::DilConv { kernel }))
-                .ok_or_else(|| ModelError::UnknownOp(other.to_string()))?,
+                .ok_or_else(|| ModelError::UnknownOp {
+                    name: other.to_string(),
+                    expected: Op::spellings().join(", "),
+                })?,
         };
         Ok(op)
     }
@@ -140,7 +161,7 @@ mod tests {
     #[test]
     fn names_round_trip() {
         let more = [Op::Identity, Op::MbConv { kernel: 5, expand: 6 }, Op::SepConv { kernel: 7 }];
-        for op in Op::NB201.iter().chain(&Op::DARTS).chain(&more) {
+        for op in Op::NAMED.iter().chain(&Op::DARTS).chain(&more) {
             assert_eq!(op.name().parse::<Op>().unwrap(), *op);
         }
         let names: Vec<String> = Op::DARTS.iter().map(Op::name).collect();
@@ -155,11 +176,21 @@ mod tests {
             "dil_conv_5x5",
         ];
         assert_eq!(names, primitives);
+        // Every op without parameters has its fixed name listed.
+        let parametric = |op: &&Op| matches!(op, Op::MbConv { .. } | Op::SepConv { .. } | Op::DilConv { .. });
+        assert!(Op::NB201
+            .iter()
+            .chain(&Op::DARTS)
+            .filter(|op| !parametric(op))
+            .all(|op| Op::NAMED.contains(op)));
     }
 
     #[test]
     fn unknown_ops_are_errors() {
-        assert!("conv_3x3".parse::<Op>().is_err());
+        let err = "conv_3x3".parse::<Op>().unwrap_err().to_string();
+        for spelling in Op::spellings() {
+            assert!(err.contains(&spelling), "{err} lacks {spelling}");
+        }
         assert!("mb_k4_e3".parse::<Op>().is_err());
         assert!("mb_k3_e".parse::<Op>().is_err());
         for bad in

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use tch::{Kind, Tensor};
 
 use crate::net::layers::Param;
-use crate::net::ops::Site;
+use crate::net::OpSite;
 use crate::op::Op;
 
 /// Which parts of the network enter the vector (`--angle-vector`).
@@ -40,12 +40,12 @@ pub enum Segment {
 }
 
 impl Segment {
-    pub(crate) fn of(p: &Param) -> Segment {
+    pub fn of(p: &Param) -> Segment {
         Segment::Tensor { current: p.name.clone(), initial: p.name.clone(), numel: p.tensor.numel() }
     }
 
     /// The conv weights of `op`'s copy `copy` at a site, paired with copy 0's names for `W0`.
-    pub(crate) fn of_module(site: &Site, op: Op, copy: usize) -> Vec<Segment> {
+    pub fn of_module(site: &dyn OpSite, op: Op, copy: usize) -> Vec<Segment> {
         let current = site.module(op, copy).conv_weights();
         let initial = site.module(op, 0).conv_weights();
         current

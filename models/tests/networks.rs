@@ -10,7 +10,7 @@ use rand::SeedableRng;
 use tch::{Device, Kind, Tensor};
 
 fn nb201(channels: usize, cells: usize) -> SpaceKind {
-    SpaceKind::Nb201(Nb201Params { channels, cells_per_stage: cells, ..Nb201Params::default() })
+    SpaceKind::new(Nb201Params { channels, cells_per_stage: cells, ..Nb201Params::default() })
 }
 
 #[test]

@@ -1,12 +1,12 @@
 //! The pieces a latency table times add up to the graph of every child: the nodes of a child's
-//! inference graph are exactly the nodes of the pieces [`composition`] lists, counted with their
-//! multiplicities — dead `nb201` nodes (every outgoing edge `none`) and the ops feeding them left out,
-//! nodes with no input a zeros piece, single-input nodes no sum at all.
+//! inference graph are exactly the nodes of the pieces `SpaceDef::composition` lists, counted with
+//! their multiplicities — dead `nb201` nodes (every outgoing edge `none`) and the ops feeding them
+//! left out, nodes with no input a zeros piece, single-input nodes no sum at all.
 use std::collections::BTreeMap;
 
 mod common;
 
-use pwsnas_models::{composition, Arch, Nb201Params, Op, PieceKey, Space, SpaceKind, Supernet};
+use pwsnas_models::{Arch, Nb201Params, Op, PieceKey, Space, SpaceKind, Supernet};
 use pwsnas_onnx::Graph;
 use rand::SeedableRng;
 use tch::Device;
@@ -26,7 +26,7 @@ fn pieces_add_up(kind: &SpaceKind, children: &[Arch]) {
         net.pieces().iter().map(|p| (p.key, op_counts(&net.piece_graph(p.key, 1)))).collect();
     for arch in children {
         let mut expected: BTreeMap<String, usize> = BTreeMap::new();
-        for (key, n) in composition(kind, arch) {
+        for (key, n) in kind.composition(arch) {
             let counts =
                 piece_counts.get(&key).unwrap_or_else(|| panic!("{key} is not a piece of the network"));
             for (op, c) in counts {
@@ -40,7 +40,7 @@ fn pieces_add_up(kind: &SpaceKind, children: &[Arch]) {
 
 #[test]
 fn nb201_pieces_add_up_to_every_child() {
-    let kind = SpaceKind::Nb201(Nb201Params {
+    let kind = SpaceKind::new(Nb201Params {
         nodes: 3,
         channels: 4,
         cells_per_stage: 2,
@@ -50,7 +50,7 @@ fn nb201_pieces_add_up_to_every_child() {
         ..Nb201Params::default()
     });
     pieces_add_up(&kind, &Space::full(kind.clone()).enumerate());
-    let kind4 = SpaceKind::Nb201(Nb201Params {
+    let kind4 = SpaceKind::new(Nb201Params {
         channels: 4,
         cells_per_stage: 1,
         input_size: 8,
@@ -75,10 +75,10 @@ fn nb201_pieces_add_up_to_every_child() {
             .unwrap(),
     );
     pieces_add_up(&kind4, &children);
-    let shared = composition(&kind4, &children[children.len() - 1]);
+    let shared = kind4.composition(&children[children.len() - 1]);
     assert!(shared.contains(&(PieceKey::Op { at: 2, op: Op::AvgPool3x3 }, 1)), "{shared:?}");
     assert!(!shared.iter().any(|(k, _)| matches!(k, PieceKey::Op { op: Op::NorConv1x1, .. })), "{shared:?}");
-    let dead = composition(&kind4, &children[children.len() - 2]);
+    let dead = kind4.composition(&children[children.len() - 2]);
     assert!(!dead.iter().any(|(k, _)| *k == PieceKey::Op { at: 0, op: Op::NorConv3x3 }), "{dead:?}");
     assert!(dead.contains(&(PieceKey::Merge { stage: 1, terms: 2 }, 1)), "{dead:?}");
 }
@@ -94,7 +94,7 @@ fn mobile_pieces_add_up_to_children() {
 
 #[test]
 fn chains_repeat_pieces_that_keep_their_shape() {
-    let kind = SpaceKind::Nb201(Nb201Params {
+    let kind = SpaceKind::new(Nb201Params {
         channels: 4,
         cells_per_stage: 1,
         input_size: 8,
@@ -119,7 +119,7 @@ fn chains_repeat_pieces_that_keep_their_shape() {
 #[test]
 #[should_panic(expected = "cannot be chained")]
 fn a_piece_that_changes_its_shape_is_not_chained() {
-    let kind = SpaceKind::Nb201(Nb201Params {
+    let kind = SpaceKind::new(Nb201Params {
         channels: 4,
         cells_per_stage: 1,
         input_size: 8,

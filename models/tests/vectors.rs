@@ -7,7 +7,7 @@ use pwsnas_models::{AngleMeter, Composition, Nb201Params, Segment, Space, SpaceK
 use tch::{Device, Kind, Tensor};
 
 fn nb201_3() -> SpaceKind {
-    SpaceKind::Nb201(Nb201Params { nodes: 3, channels: 4, cells_per_stage: 2, ..Nb201Params::default() })
+    SpaceKind::new(Nb201Params { nodes: 3, channels: 4, cells_per_stage: 2, ..Nb201Params::default() })
 }
 
 fn vars(net: &Supernet) -> HashMap<String, Tensor> {

@@ -46,13 +46,13 @@ pub struct SpaceShapeArgs {
     /// mobile: channel multiplier.
     #[arg(long)]
     pub width: Option<f64>,
-    /// arch info and latency-table only: number of classes.
+    /// arch info, latency-table and bench only: number of classes.
     #[arg(long)]
     pub classes: Option<usize>,
-    /// arch info and latency-table only: input image size.
+    /// arch info, latency-table and bench only: input image size.
     #[arg(long)]
     pub input_size: Option<usize>,
-    /// arch info and latency-table only: input channels.
+    /// arch info, latency-table and bench only: input channels.
     #[arg(long)]
     pub input_channels: Option<usize>,
 }
@@ -409,7 +409,7 @@ mod tests {
             (&["--sampler", "fairnas"], "[possible values: uniform, fair]"),
             (&["--shrink", "angles"], "[possible values: angle, accuracy, magnitude, random, none]"),
             (&["--strategy", "grid"], "[possible values: evolution, random]"),
-            (&["--space", "darts2"], "unknown space 'darts2': expected nb201 or mobile"),
+            (&["--space", "darts2"], "unknown space 'darts2': expected one of nb201, mobile"),
             (&["--data", "imagenet:/x"], "unknown dataset kind \"imagenet\""),
         ] {
             let e = flags(args).err().unwrap_or_else(|| panic!("{args:?} parsed"));

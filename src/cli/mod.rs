@@ -2,7 +2,7 @@
 //!
 //! Settings are layered, each layer changing only what it names: the settings stored in an existing
 //! run's `run.json` (the defaults for a new run), then `--config FILE.toml`, then flags ([`args`]).
-mod args;
+pub(crate) mod args;
 mod commands;
 
 use std::path::PathBuf;

@@ -27,7 +27,7 @@ use std::collections::HashMap;
 
 use anyhow::Result;
 use indicatif::ProgressBar;
-use pwsnas_models::{composition, Arch, Space, SpaceKind, Supernet};
+use pwsnas_models::{Arch, Space, SpaceKind, Supernet};
 use pwsnas_onnx::{Dim, Graph, GraphBuilder, Metadata};
 use rand::SeedableRng;
 use tch::Device;
@@ -137,7 +137,7 @@ pub fn calibration_children(kind: &SpaceKind) -> Vec<Arch> {
         .collect();
     let space = Space::full(kind.clone());
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-    children.extend((0..RANDOM_CHILDREN).map(|_| space.sample(&mut rng)));
+    children.extend((0..RANDOM_CHILDREN).map(|_| space.sample_child(&mut rng)));
     children
 }
 
@@ -220,7 +220,8 @@ pub fn build(
             arch: kind.format_arch(arch),
             measured_ms: t[m],
             pieces_ms: overhead_ms
-                + composition(kind, arch)
+                + kind
+                    .composition(arch)
                     .iter()
                     .map(|(key, n)| *n as f64 * ms_of[&key.to_string()])
                     .sum::<f64>(),

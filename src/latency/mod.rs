@@ -6,8 +6,8 @@
 //!   otherwise) and [`table::obtain`], which every user of a table calls;
 //! - [`show`] is `pwsnas latency-table`'s output;
 //! - [`Predictor`] (here) turns a table into the predicted latency of any child: the run overhead,
-//!   plus the entry of every piece its ONNX graph contains (`pwsnas_models::composition`, which
-//!   knows the dead nodes the export drops), plus the table's calibration correction.
+//!   plus the entry of every piece its ONNX graph contains (the space's `SpaceDef::composition`,
+//!   which knows the dead nodes the export drops), plus the table's calibration correction.
 //!
 //! Why predicted and not measured per child: a search rejects children by latency before evaluating
 //! them, hundreds of times; a prediction is a sum of a few numbers, while measuring a child means
@@ -20,7 +20,7 @@ pub mod table;
 use std::collections::HashMap;
 
 use anyhow::{bail, Context, Result};
-use pwsnas_models::{composition, Arch, PieceKey, SpaceKind};
+use pwsnas_models::{Arch, PieceKey, SpaceKind};
 
 use table::{check_space, LatencyTable};
 
@@ -55,7 +55,7 @@ impl Predictor {
         }
         // Every piece a child can contain occurs in one of these (see `probe_children`).
         for arch in probe_children(kind) {
-            for (key, _) in composition(kind, &arch) {
+            for (key, _) in kind.composition(&arch) {
                 if !entries.contains_key(&key) {
                     bail!(
                         "the latency table has no entry for {key}: rebuild it with `pwsnas latency-table ... --rebuild`"
@@ -78,7 +78,8 @@ impl Predictor {
     /// The pieces of `arch` with their counts and entries (milliseconds each), in network order;
     /// [`Predictor::predict_ms`] is their sum plus [`Predictor::base_ms`].
     pub fn breakdown(&self, arch: &Arch) -> Vec<(PieceKey, usize, f64)> {
-        composition(&self.kind, arch)
+        self.kind
+            .composition(arch)
             .into_iter()
             .map(|(key, n)| {
                 let ms = self.entries.get(&key).copied();
@@ -115,7 +116,7 @@ mod tests {
     use super::*;
 
     fn kind() -> SpaceKind {
-        SpaceKind::Nb201(Nb201Params {
+        SpaceKind::new(Nb201Params {
             nodes: 3,
             channels: 4,
             cells_per_stage: 2,

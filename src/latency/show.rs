@@ -41,7 +41,7 @@ impl SpaceRange {
         let sampled = space.size() > ENUMERATE_UP_TO;
         let children = if sampled {
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-            (0..5000).map(|_| space.sample(&mut rng)).collect()
+            (0..5000).map(|_| space.sample_child(&mut rng)).collect()
         } else {
             space.enumerate()
         };

@@ -1,12 +1,13 @@
 //! SPOS's evolutionary search (Guo et al., ECCV 2020): a population of children; each generation
 //! keeps the `top_k` best evaluated so far and breeds the next population, half by mutation (each
 //! choice point resampled from the shrunk space with probability `mutation_prob`) and half by
-//! crossover (each choice point from one of two parents). Candidates that break a constraint, or
-//! that were already evaluated, are redrawn.
+//! crossover (each choice point from one of two parents), through the space's hooks
+//! (`pwsnas_models::SpaceDef`), which keep children valid in spaces with topology rules. Candidates
+//! that break a constraint, or that were already evaluated, are redrawn.
 use anyhow::Result;
 use pwsnas_models::Arch;
 use rand::seq::IndexedRandom;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::Judge;
@@ -14,22 +15,6 @@ use crate::progress::Progress;
 use crate::settings::SearchSettings;
 
 const MAX_TRIES: usize = 100;
-
-fn mutate(judge: &Judge<'_>, parent: &Arch, prob: f64, rng: &mut ChaCha8Rng) -> Arch {
-    let ops = parent
-        .ops
-        .iter()
-        .zip(&judge.space.choices)
-        .map(
-            |(&op, cp)| if rng.random::<f64>() < prob { *cp.ops.choose(rng).expect("non-empty") } else { op },
-        )
-        .collect();
-    Arch { ops }
-}
-
-fn crossover(a: &Arch, b: &Arch, rng: &mut ChaCha8Rng) -> Arch {
-    Arch { ops: a.ops.iter().zip(&b.ops).map(|(&x, &y)| if rng.random::<bool>() { x } else { y }).collect() }
-}
 
 /// Draws up to `n` new admissible children with `make`, giving up after `MAX_TRIES × n` draws.
 fn breed(
@@ -63,7 +48,7 @@ pub fn run(
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let bar = progress.bar(s.generations as u64, "evolution");
     let mut population = Vec::new();
-    breed(judge, s.population, &mut rng, |j, r| j.space.sample(r), &mut population);
+    breed(judge, s.population, &mut rng, |j, r| j.space.sample_child(r), &mut population);
     for generation in 0..s.generations {
         for arch in &population {
             judge.evaluate(arch, generation);
@@ -89,7 +74,7 @@ pub fn run(
             judge,
             half,
             &mut rng,
-            |j, r| mutate(j, top.choose(r).expect("top"), s.mutation_prob, r),
+            |j, r| j.space.mutate(top.choose(r).expect("top"), s.mutation_prob, r),
             &mut next,
         );
         let want = s.population - next.len();
@@ -97,7 +82,7 @@ pub fn run(
             judge,
             want,
             &mut rng,
-            |_, r| crossover(top.choose(r).expect("top"), top.choose(r).expect("top"), r),
+            |j, r| j.space.crossover(top.choose(r).expect("top"), top.choose(r).expect("top"), r),
             &mut next,
         );
         if next.is_empty() {

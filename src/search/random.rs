@@ -19,7 +19,7 @@ pub fn run(
     let mut attempts = 0;
     while judge.evaluated.len() < budget && attempts < budget * 50 {
         attempts += 1;
-        let arch = judge.space.sample(&mut rng);
+        let arch = judge.space.sample_child(&mut rng);
         if judge.is_evaluated(&arch) || !judge.admissible(&arch) {
             continue;
         }

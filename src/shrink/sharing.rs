@@ -119,7 +119,7 @@ mod tests {
 
     #[test]
     fn planned_copies_respect_the_parameter_budget() {
-        let kind = SpaceKind::Nb201(pwsnas_models::Nb201Params {
+        let kind = SpaceKind::new(pwsnas_models::Nb201Params {
             channels: 4,
             cells_per_stage: 1,
             ..Default::default()

@@ -71,7 +71,7 @@ mod tests {
     use pwsnas_models::{Nb201Params, Space, SpaceKind};
 
     fn net() -> Supernet {
-        let kind = SpaceKind::Nb201(Nb201Params {
+        let kind = SpaceKind::new(Nb201Params {
             nodes: 3,
             channels: 2,
             cells_per_stage: 1,

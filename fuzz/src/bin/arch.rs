@@ -8,8 +8,8 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
     thread_local! {
         static KINDS: Vec<SpaceKind> = vec![
-            SpaceKind::Nb201(Nb201Params::default()),
-            SpaceKind::Nb201(Nb201Params { nodes: 3, ..Nb201Params::default() }),
+            SpaceKind::new(Nb201Params::default()),
+            SpaceKind::new(Nb201Params { nodes: 3, ..Nb201Params::default() }),
             SpaceKind::by_name("mobile").unwrap(),
         ];
     }

@@ -10,7 +10,7 @@ use pwsnas_models::{Nb201Params, Space, SpaceKind, Supernet};
 
 thread_local! {
     static NET: Supernet = {
-        let kind = SpaceKind::Nb201(Nb201Params { nodes: 3, channels: 2, cells_per_stage: 1, classes: 2, input_size: 4, input_channels: 1, ..Default::default() });
+        let kind = SpaceKind::new(Nb201Params { nodes: 3, channels: 2, cells_per_stage: 1, classes: 2, input_size: 4, input_channels: 1, ..Default::default() });
         Supernet::new(&Space::full(kind), tch::Device::Cpu)
     };
 }

@@ -9,7 +9,7 @@ use pwsnas_models::{Nb201Params, Space, SpaceKind};
 fuzz_target!(|data: &[u8]| {
     let Ok(t) = table::parse(path("latency_table.json"), data) else { return };
     let nb201 =
-        SpaceKind::Nb201(Nb201Params { nodes: 3, channels: 4, cells_per_stage: 1, ..Default::default() });
+        SpaceKind::new(Nb201Params { nodes: 3, channels: 4, cells_per_stage: 1, ..Default::default() });
     for kind in [nb201, SpaceKind::by_name("mobile").unwrap()] {
         if let Ok(p) = Predictor::new(&t, &kind) {
             let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);

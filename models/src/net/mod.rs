@@ -4,14 +4,18 @@
 //! Why one type for both: a child's stand-alone network must have exactly the structure of the
 //! supernet restricted to that child, so that its weights can be copied out and its outputs match.
 //! Building both from the same code makes that true by construction.
+//!
+//! Each space builds its own [`Network`] ([`crate::space::SpaceDef::build`]); the supernet holds it
+//! with the variables, the weight copies of strategy 2 and their routing, and everything that is
+//! the same for every space (which tensors a child uses, copying a child out, loading weights).
 use std::collections::HashMap;
 
 use pwsnas_onnx::{Dim, Graph, GraphBuilder};
 use tch::{nn, Device, Tensor};
 
 pub mod layers;
-pub mod mobile;
-pub mod nb201;
+pub mod mix;
+pub mod network;
 pub mod ops;
 pub mod pieces;
 
@@ -20,20 +24,16 @@ use crate::op::Op;
 use crate::space::{Arch, Space, SpaceKind};
 use crate::vector::{Composition, Segment};
 pub use layers::{BatchNorm, Mode, Param};
-use ops::{OpModule, Site};
+pub use mix::{Mix, Weighted};
+pub use network::{Module, Network, OpSite};
 use pieces::{Piece, PieceKey};
-
-enum Network {
-    Nb201(nb201::Nb201Net),
-    Mobile(mobile::MobileNet),
-}
 
 /// A supernet (or stand-alone network) with its variables.
 pub struct Supernet {
     vs: nn::VarStore,
     space: Space,
     full_ops: Vec<Vec<Op>>,
-    net: Network,
+    net: Box<dyn Network>,
     copies: Vec<usize>,
 }
 
@@ -42,10 +42,7 @@ impl Supernet {
     pub fn new(space: &Space, device: Device) -> Supernet {
         let vs = nn::VarStore::new(device);
         let root = vs.root();
-        let net = match &space.kind {
-            SpaceKind::Nb201(p) => Network::Nb201(nb201::Nb201Net::new(&root, p, space)),
-            SpaceKind::Mobile(p) => Network::Mobile(mobile::MobileNet::new(&root, p, space)),
-        };
+        let net = space.kind.build(&root, space);
         Supernet {
             vs,
             space: space.clone(),
@@ -87,10 +84,7 @@ impl Supernet {
         if k <= self.copies[cp] {
             return;
         }
-        let root = self.vs.root();
-        for site in sites_mut(&mut self.net).filter(|s| s.cp == cp) {
-            site.grow_copies(&root, k);
-        }
+        self.net.grow_copies(&self.vs.root(), cp, k);
         self.copies[cp] = k;
     }
 
@@ -115,29 +109,38 @@ impl Supernet {
         self.space.check(arch)
     }
 
-    /// Logits of the child `arch` for a batch `x` (NCHW).
+    /// Logits of the child `arch` for a batch `x` (NCHW): the single-path forward.
     pub fn forward(&self, x: &Tensor, arch: &Arch, mode: Mode) -> Tensor {
-        let route = self.route(arch);
-        match &self.net {
-            Network::Nb201(n) => n.forward(x, &arch.ops, &route, mode),
-            Network::Mobile(n) => n.forward(x, &arch.ops, &route, mode),
-        }
+        self.net.forward(x, &Mix::single(arch), &self.route(arch), mode)
     }
 
-    fn chosen_modules<'a>(&'a self, arch: &Arch) -> impl Iterator<Item = &'a OpModule> + 'a {
-        let route = self.route(arch);
-        let ops = arch.ops.clone();
-        sites(&self.net).map(move |s| s.module(ops[s.cp], route[s.cp]))
+    /// Logits of the ops and weights `mix` picks at every choice point (see [`Mix`]), weight
+    /// copies routed by [`Mix::principal`].
+    pub fn forward_mix(&self, x: &Tensor, mix: &Mix, mode: Mode) -> Tensor {
+        self.net.forward(x, mix, &self.route(&mix.principal()), mode)
+    }
+
+    /// The modules `mix` uses, site by site.
+    fn modules_for(&self, mix: &Mix) -> Vec<&dyn Module> {
+        let route = self.route(&mix.principal());
+        let mut out = Vec::new();
+        for s in self.net.sites() {
+            out.extend(mix.at(s.cp()).iter().map(|pick| s.module(pick.op, route[s.cp()])));
+        }
+        out
     }
 
     /// Trainable tensors the child uses (shared parts + its modules): what one SPOS step updates.
     pub fn trainable_for(&self, arch: &Arch) -> Vec<&Param> {
+        self.trainable_for_mix(&Mix::single(arch))
+    }
+
+    /// Trainable tensors a forward of `mix` uses (shared parts + the modules of every op it lists):
+    /// what a step of a weighted method updates.
+    pub fn trainable_for_mix(&self, mix: &Mix) -> Vec<&Param> {
         let mut out = Vec::new();
-        match &self.net {
-            Network::Nb201(n) => n.shared_trainable(&mut out),
-            Network::Mobile(n) => n.shared_trainable(&mut out),
-        }
-        for m in self.chosen_modules(arch) {
+        self.net.shared_trainable(&mut out);
+        for m in self.modules_for(mix) {
             m.trainable(&mut out);
         }
         out
@@ -145,11 +148,9 @@ impl Supernet {
 
     /// BatchNorms the child uses: the ones BN recalibration resets and re-estimates.
     pub fn batch_norms_for(&self, arch: &Arch) -> Vec<&BatchNorm> {
-        let mut out = match &self.net {
-            Network::Nb201(n) => n.shared_batch_norms(),
-            Network::Mobile(n) => n.shared_batch_norms(),
-        };
-        out.extend(self.chosen_modules(arch).flat_map(|m| m.batch_norms()));
+        let mix = Mix::single(arch);
+        let mut out = self.net.shared_batch_norms();
+        out.extend(self.modules_for(&mix).into_iter().flat_map(|m| m.batch_norms()));
         out
     }
 
@@ -161,10 +162,7 @@ impl Supernet {
     /// Number of trainable parameters every child uses (stem, fixed blocks, head).
     pub fn shared_param_count(&self) -> i64 {
         let mut out = Vec::new();
-        match &self.net {
-            Network::Nb201(n) => n.shared_trainable(&mut out),
-            Network::Mobile(n) => n.shared_trainable(&mut out),
-        }
+        self.net.shared_trainable(&mut out);
         out.iter().map(|p| p.tensor.numel() as i64).sum()
     }
 
@@ -176,7 +174,7 @@ impl Supernet {
     /// Trainable parameters of one copy of `op` summed over the sites of choice point `cp`.
     pub fn op_param_count(&self, cp: usize, op: Op) -> i64 {
         let mut v = Vec::new();
-        for s in sites(&self.net).filter(|s| s.cp == cp) {
+        for s in self.net.sites().filter(|s| s.cp() == cp) {
             s.module(op, 0).trainable(&mut v);
         }
         v.iter().map(|p| p.tensor.numel() as i64).sum()
@@ -187,41 +185,16 @@ impl Supernet {
         let route = self.route(arch);
         let full = composition == Composition::Full;
         let mut out = Vec::new();
-        match &self.net {
-            Network::Nb201(n) => n.segments(&arch.ops, &route, full, &mut out),
-            Network::Mobile(n) => n.segments(&arch.ops, &route, full, &mut out),
-        }
+        self.net.segments(&arch.ops, &route, full, &mut out);
         out
     }
 
-    /// Magnitude of the child's op at every site: `|w| / sqrt(numel)` of the op's conv weights, with
-    /// the virtual kernels of parameter-free ops (pool `1/k²`, skip/identity an identity kernel, none 0).
+    /// Magnitude of the child's op at every site ([`OpSite::magnitude`]): `|w| / sqrt(numel)` of
+    /// the op's conv weights, with the virtual kernels of parameter-free ops (pool `1/k²`,
+    /// skip/identity an identity kernel, none 0).
     pub fn op_magnitudes(&self, arch: &Arch) -> Vec<f64> {
         let route = self.route(arch);
-        sites(&self.net)
-            .map(|s| {
-                let op = arch.ops[s.cp];
-                match s.module(op, route[s.cp]) {
-                    OpModule::Zero => 0.0,
-                    OpModule::Skip | OpModule::Identity => 1.0 / (s.shape.c_in as f64).sqrt(),
-                    OpModule::AvgPool3x3 => 1.0 / 9.0,
-                    m => {
-                        let (mut sq, mut n) = (0.0, 0usize);
-                        for w in m.conv_weights() {
-                            sq += w
-                                .tensor
-                                .detach()
-                                .to_kind(tch::Kind::Double)
-                                .square()
-                                .sum(None)
-                                .double_value(&[]);
-                            n += w.tensor.numel();
-                        }
-                        (sq / n as f64).sqrt()
-                    }
-                }
-            })
-            .collect()
+        self.net.sites().map(|s| s.magnitude(arch.ops[s.cp()], route[s.cp()])).collect()
     }
 
     /// The child as an inference graph (BatchNorm not yet folded), with the weights it uses.
@@ -230,19 +203,13 @@ impl Supernet {
         let [c, h, w] = self.kind().input_shape();
         let shape = vec![Dim::Batch, Dim::Fixed(c), Dim::Fixed(h), Dim::Fixed(w)];
         let mut g = GraphBuilder::new(name, "input", shape);
-        let out = match &self.net {
-            Network::Nb201(n) => n.lower(&mut g, &arch.ops, &route),
-            Network::Mobile(n) => n.lower(&mut g, &arch.ops, &route),
-        };
+        let out = self.net.lower(&mut g, &arch.ops, &route);
         g.finish(&out, vec![Dim::Batch, Dim::Fixed(self.kind().classes())])
     }
 
     /// Every piece of the network a latency table times (see [`pieces`]).
     pub fn pieces(&self) -> Vec<Piece> {
-        match &self.net {
-            Network::Nb201(n) => n.pieces(),
-            Network::Mobile(n) => n.pieces(),
-        }
+        self.net.pieces()
     }
 
     /// One piece as an inference graph (BatchNorm not yet folded) with input `[batch] + piece.input`:
@@ -257,10 +224,7 @@ impl Supernet {
         let piece = piece.unwrap_or_else(|| panic!("this {} network has no piece {key}", self.kind().name()));
         assert!(copies == 1 || piece.chainable, "piece {key} changes its shape: it cannot be chained");
         let name = format!("pwsnas_piece_{key}");
-        match &self.net {
-            Network::Nb201(n) => n.piece_graph(&piece, &name, copies),
-            Network::Mobile(n) => n.piece_graph(&piece, &name, copies),
-        }
+        self.net.piece_graph(&piece, &name, copies)
     }
 
     /// Every variable (trainable and BN statistics) by name, sorted by name.
@@ -297,9 +261,9 @@ impl Supernet {
         let src_vars = self.vs.variables();
         let mut renamed: HashMap<String, Tensor> = HashMap::new();
         let route = self.route(arch);
-        for (src_site, dst_site) in sites(&self.net).zip(sites(&child.net)) {
-            let op = arch.ops[src_site.cp];
-            let src = src_site.module(op, route[src_site.cp]).all_params();
+        for (src_site, dst_site) in self.net.sites().zip(child.net.sites()) {
+            let op = arch.ops[src_site.cp()];
+            let src = src_site.module(op, route[src_site.cp()]).all_params();
             let dst = dst_site.module(op, 0).all_params();
             for (d, s) in dst.iter().zip(src) {
                 renamed.insert(d.name.clone(), s.tensor.shallow_clone());
@@ -316,19 +280,5 @@ impl Supernet {
         }
         child.load(&renamed)?;
         Ok(child)
-    }
-}
-
-fn sites(net: &Network) -> Box<dyn Iterator<Item = &Site> + '_> {
-    match net {
-        Network::Nb201(n) => Box::new(n.sites()),
-        Network::Mobile(n) => Box::new(n.layers.iter()),
-    }
-}
-
-fn sites_mut(net: &mut Network) -> Box<dyn Iterator<Item = &mut Site> + '_> {
-    match net {
-        Network::Nb201(n) => Box::new(n.sites_mut()),
-        Network::Mobile(n) => Box::new(n.layers.iter_mut()),
     }
 }

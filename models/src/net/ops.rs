@@ -3,11 +3,13 @@
 //! A *site* is one place of the network that instantiates a choice point: an edge of one cell in
 //! `nb201` (every cell has its own weights for the shared choice point), or a layer in `mobile`. A site
 //! holds, for each op it was built with, one module per weight copy (strategy 2 of docs/method.md; one
-//! copy unless copies were added).
+//! copy unless copies were added). [`OpModule`] and [`Site`] are these spaces' [`Module`] and
+//! [`OpSite`]; a space with other module types brings its own.
 use pwsnas_onnx::{GraphBuilder, Value};
 use tch::{nn, Tensor};
 
 use super::layers::{Act, BatchNorm, ConvBn, Mode, Param};
+use super::network::{conv_magnitude, Module, OpSite};
 use crate::op::Op;
 
 /// The module of one op at one site.
@@ -92,25 +94,6 @@ impl OpModule {
         }
     }
 
-    /// The op's output, or `None` for the zero op (its edge contributes nothing).
-    pub fn forward(&self, x: &Tensor, mode: Mode) -> Option<Tensor> {
-        match self {
-            OpModule::Zero => None,
-            OpModule::Skip | OpModule::Identity => Some(x.shallow_clone()),
-            OpModule::AvgPool3x3 => Some(x.avg_pool2d([3, 3], [1, 1], [1, 1], false, false, None)),
-            OpModule::ReluConvBn(cb) => Some(cb.forward(x, mode)),
-            OpModule::MbConv(mb) => {
-                let MbConv { expand, depthwise, project, residual } = mb.as_ref();
-                let h = match expand {
-                    Some(e) => e.forward(x, mode),
-                    None => x.shallow_clone(),
-                };
-                let y = project.forward(&depthwise.forward(&h, mode), mode);
-                Some(if *residual { y + x } else { y })
-            }
-        }
-    }
-
     pub fn lower(&self, g: &mut GraphBuilder, x: &Value) -> Option<Value> {
         match self {
             OpModule::Zero => None,
@@ -140,24 +123,42 @@ impl OpModule {
             _ => Vec::new(),
         }
     }
+}
 
-    /// Conv weights in module order: the op's part of a weight vector.
-    pub fn conv_weights(&self) -> Vec<&Param> {
+impl Module for OpModule {
+    fn forward(&self, x: &Tensor, mode: Mode) -> Option<Tensor> {
+        match self {
+            OpModule::Zero => None,
+            OpModule::Skip | OpModule::Identity => Some(x.shallow_clone()),
+            OpModule::AvgPool3x3 => Some(x.avg_pool2d([3, 3], [1, 1], [1, 1], false, false, None)),
+            OpModule::ReluConvBn(cb) => Some(cb.forward(x, mode)),
+            OpModule::MbConv(mb) => {
+                let MbConv { expand, depthwise, project, residual } = mb.as_ref();
+                let h = match expand {
+                    Some(e) => e.forward(x, mode),
+                    None => x.shallow_clone(),
+                };
+                let y = project.forward(&depthwise.forward(&h, mode), mode);
+                Some(if *residual { y + x } else { y })
+            }
+        }
+    }
+
+    fn conv_weights(&self) -> Vec<&Param> {
         self.conv_bns().into_iter().map(|cb| &cb.conv.weight).collect()
     }
 
-    pub fn batch_norms(&self) -> Vec<&BatchNorm> {
+    fn batch_norms(&self) -> Vec<&BatchNorm> {
         self.conv_bns().into_iter().map(|cb| &cb.bn).collect()
     }
 
-    pub fn trainable<'a>(&'a self, out: &mut Vec<&'a Param>) {
+    fn trainable<'a>(&'a self, out: &mut Vec<&'a Param>) {
         for cb in self.conv_bns() {
             cb.trainable(out);
         }
     }
 
-    /// Every variable (weights and BN statistics), for copying one module into another.
-    pub(crate) fn all_params(&self) -> Vec<&Param> {
+    fn all_params(&self) -> Vec<&Param> {
         self.conv_bns()
             .into_iter()
             .flat_map(|cb| {
@@ -217,6 +218,27 @@ impl Site {
                 });
                 cand.copies.push(module);
             }
+        }
+    }
+}
+
+impl OpSite for Site {
+    fn cp(&self) -> usize {
+        self.cp
+    }
+
+    fn module(&self, op: Op, copy: usize) -> &dyn Module {
+        Site::module(self, op, copy)
+    }
+
+    /// Parameter-free ops as their virtual kernels: a pool `1/9` everywhere, skip and identity an
+    /// identity kernel, none 0.
+    fn magnitude(&self, op: Op, copy: usize) -> f64 {
+        match Site::module(self, op, copy) {
+            OpModule::Zero => 0.0,
+            OpModule::Skip | OpModule::Identity => 1.0 / (self.shape.c_in as f64).sqrt(),
+            OpModule::AvgPool3x3 => 1.0 / 9.0,
+            m => conv_magnitude(m),
         }
     }
 }

@@ -3,17 +3,16 @@
 //! A latency table times, in the runtime a model is deployed to, every *piece* the inference graph
 //! of a child can be made of — the parts every child has (stem, reductions, head), each op of each
 //! choice point at its real input shape, and (`nb201`) the sums at cell nodes — and predicts the
-//! latency of a child as the sum over the pieces its graph contains. This module owns both halves of
-//! that contract, next to the lowering they describe, so that they cannot drift apart:
-//! [`Supernet::pieces`](super::Supernet::pieces) and
-//! [`Supernet::piece_graph`](super::Supernet::piece_graph) give each piece as a graph of its own
+//! latency of a child as the sum over the pieces its graph contains. Each space owns both halves of
+//! that contract, next to the lowering they describe, so that they cannot drift apart: its network's
+//! [`Network::pieces`](super::Network::pieces) and
+//! [`Network::piece_graph`](super::Network::piece_graph) give each piece as a graph of its own
 //! (a piece that keeps its shape can be lowered as a chain of copies: timing chains of two lengths
-//! and taking the difference removes the fixed cost of a runtime call), and [`composition`] lists the
-//! pieces, with their counts, that [`Supernet::graph`](super::Supernet::graph) emits for a child:
-//! an `nb201` node whose every outgoing edge is `none` is dropped from the graph together with the
-//! ops feeding it, and a value a cell would compute twice (an op without weights on a value it
-//! was already applied to, directly or through `skip_connect`; a second zeros node or sum of the
-//! same terms) is computed once.
+//! and taking the difference removes the fixed cost of a runtime call), and its
+//! [`SpaceDef::composition`](crate::space::SpaceDef::composition) lists the pieces, with their
+//! counts, that [`Supernet::graph`](super::Supernet::graph) emits for a child (`nb201`: see
+//! `crate::nb201::pieces` for the nodes its lowering drops or shares). This module holds what the
+//! spaces share: the piece keys and their names, and the chains.
 //!
 //! Where pieces are keyed: every cell of an `nb201` stage has the same shapes, so an op's piece is
 //! keyed by its stage (it stands for that op on any edge of any cell of the stage); a `mobile` op is
@@ -24,9 +23,7 @@ use std::str::FromStr;
 use pwsnas_onnx::{Dim, Graph, GraphBuilder, Value};
 
 use crate::error::ModelError;
-use crate::nb201::Nb201Params;
 use crate::op::Op;
-use crate::space::{Arch, SpaceKind};
 
 /// One piece of a network.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -51,6 +48,19 @@ pub enum PieceKey {
 }
 
 impl PieceKey {
+    /// The forms of a piece's name, as [`PieceKey`]'s `Display` writes them: what an unknown name's
+    /// error lists.
+    pub const FORMS: [&'static str; 8] = [
+        "stem",
+        "head",
+        "reduction<S>",
+        "stage<S>/<op>",
+        "stage<S>/relu",
+        "stage<S>/sum<K>",
+        "stage<S>/zeros",
+        "layer<L>/<op>",
+    ];
+
     /// Whether `op` emits graph nodes when lowered (`none`, `skip_connect` and `identity` do not).
     pub fn op_emits_nodes(op: Op) -> bool {
         !matches!(op, Op::None | Op::SkipConnect | Op::Identity)
@@ -79,7 +89,7 @@ impl FromStr for PieceKey {
     type Err = ModelError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || ModelError::UnknownPiece(s.to_string());
+        let bad = || ModelError::UnknownPiece { name: s.to_string(), expected: PieceKey::FORMS.join(", ") };
         let index = |digits: &str| digits.parse::<usize>().map_err(|_| bad());
         match s {
             "stem" => return Ok(PieceKey::Stem),
@@ -123,108 +133,22 @@ pub struct Piece {
     pub chainable: bool,
 }
 
-/// The pieces of the graph [`Supernet::graph`](super::Supernet::graph) lowers for `arch`, each with
-/// the number of times it occurs, in network order (stem first, head last).
-pub fn composition(kind: &SpaceKind, arch: &Arch) -> Vec<(PieceKey, usize)> {
-    let mut out: Vec<(PieceKey, usize)> = Vec::new();
-    let mut add = |key: PieceKey, n: usize| match out.iter_mut().find(|(k, _)| *k == key) {
-        Some((_, count)) => *count += n,
-        None => out.push((key, n)),
-    };
-    match kind {
-        SpaceKind::Nb201(p) => {
-            add(PieceKey::Stem, 1);
-            let cell = nb201_cell(p, &arch.ops);
-            for stage in 0..3 {
-                if stage > 0 {
-                    add(PieceKey::Reduction(stage), 1);
-                }
-                for expr in &cell {
-                    let key = match expr {
-                        Expr::Input => continue,
-                        Expr::Relu { .. } => PieceKey::Relu { stage },
-                        Expr::Zeros => PieceKey::Merge { stage, terms: 0 },
-                        Expr::Sum(terms) => PieceKey::Merge { stage, terms: terms.len() },
-                        Expr::Op { op, .. } => PieceKey::Op { at: stage, op: *op },
-                    };
-                    add(key, p.cells_per_stage);
-                }
-            }
-        }
-        SpaceKind::Mobile(_) => {
-            add(PieceKey::Stem, 1);
-            for (l, &op) in arch.ops.iter().enumerate().filter(|(_, &op)| PieceKey::op_emits_nodes(op)) {
-                add(PieceKey::Op { at: l, op }, 1);
-            }
-        }
-    }
-    add(PieceKey::Head, 1);
-    out
-}
+/// Counts of pieces in the order they were first added: what a space's
+/// [`SpaceDef::composition`](crate::space::SpaceDef::composition) builds.
+#[derive(Default)]
+pub(crate) struct Tally(Vec<(PieceKey, usize)>);
 
-/// A value computed in an `nb201` cell, by what computes it: equal expressions are one value, as in
-/// the lowering, which computes nothing twice.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-enum Expr {
-    /// The cell input.
-    Input,
-    /// Zeros shaped like the cell input (a node whose inputs are all `none`).
-    Zeros,
-    /// The ReLU of a value, in front of `nor_conv` ops.
-    Relu { src: usize },
-    /// An op on a value; ops with weights are told apart by their edge.
-    Op { op: Op, edge: Option<usize>, src: usize },
-    /// The sum of values, in order.
-    Sum(Vec<usize>),
-}
+impl Tally {
+    pub(crate) fn add(&mut self, key: PieceKey, n: usize) {
+        match self.0.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, count)) => *count += n,
+            None => self.0.push((key, n)),
+        }
+    }
 
-/// The values one `nb201` cell of child `ops` computes that its output depends on (the lowering
-/// drops the rest), each once.
-fn nb201_cell(p: &Nb201Params, ops: &[Op]) -> Vec<Expr> {
-    let mut exprs: Vec<Expr> = Vec::new();
-    let mut intern = |e: Expr| match exprs.iter().position(|x| *x == e) {
-        Some(id) => id,
-        None => {
-            exprs.push(e);
-            exprs.len() - 1
-        }
-    };
-    let mut nodes = vec![intern(Expr::Input)];
-    for j in 1..p.nodes {
-        let mut terms = Vec::new();
-        for (i, &src) in nodes.iter().enumerate() {
-            let e = p.edge_index(j, i);
-            match ops[e] {
-                Op::None => {}
-                op if !PieceKey::op_emits_nodes(op) => terms.push(src),
-                op @ (Op::NorConv1x1 | Op::NorConv3x3) => {
-                    let relu = intern(Expr::Relu { src });
-                    terms.push(intern(Expr::Op { op, edge: Some(e), src: relu }));
-                }
-                op => terms.push(intern(Expr::Op { op, edge: op.has_weights().then_some(e), src })),
-            }
-        }
-        let node = match terms.len() {
-            0 => intern(Expr::Zeros),
-            1 => terms[0],
-            _ => intern(Expr::Sum(terms)),
-        };
-        nodes.push(node);
+    pub(crate) fn into_vec(self) -> Vec<(PieceKey, usize)> {
+        self.0
     }
-    // What the output depends on: walk back from it (inputs have lower ids than their users).
-    let mut needed = vec![false; exprs.len()];
-    needed[*nodes.last().expect("a cell has an output node")] = true;
-    for id in (0..exprs.len()).rev() {
-        if !needed[id] {
-            continue;
-        }
-        match &exprs[id] {
-            Expr::Op { src, .. } | Expr::Relu { src } => needed[*src] = true,
-            Expr::Sum(terms) => terms.iter().for_each(|&t| needed[t] = true),
-            Expr::Input | Expr::Zeros => {}
-        }
-    }
-    exprs.into_iter().zip(needed).filter(|(_, n)| *n).map(|(e, _)| e).collect()
 }
 
 /// A graph with input shape `[batch] + input` whose body `lower` emits once per copy, each copy
@@ -272,5 +196,7 @@ mod tests {
         {
             assert!(bad.parse::<PieceKey>().is_err(), "{bad}");
         }
+        let err = "tail".parse::<PieceKey>().unwrap_err().to_string();
+        assert!(PieceKey::FORMS.iter().all(|form| err.contains(form)), "{err}");
     }
 }

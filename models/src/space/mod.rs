@@ -1,149 +1,97 @@
 //! `Space` and `Arch`: the plain data passed between stages.
 //!
 //! A [`SpaceKind`] fixes the skeleton (which space, its parameters, its choice points and their full
-//! op sets). A [`Space`] is a kind plus, for each choice point, the ops still allowed: shrinking edits
-//! it, never the kind, so every space of a run has the same choice points in the same order. An
-//! [`Arch`] (a child) is one op per choice point, in that order.
+//! op sets; see [`def::SpaceDef`]). A [`Space`] is a kind plus, for each choice point, the ops still
+//! allowed: shrinking edits it, never the kind, so every space of a run has the same choice points
+//! in the same order. An [`Arch`] (a path, or a child; see [`def`]) is one op per choice point, in
+//! that order.
+pub mod def;
+pub mod registry;
+
+use std::any::Any;
 use std::collections::HashSet;
+use std::fmt;
+use std::ops::Deref;
+use std::sync::Arc;
 
 use indexmap::IndexMap;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::cost::Cost;
 use crate::error::{ModelError, Result};
-use crate::mobile::MobileParams;
-use crate::nb201::Nb201Params;
 use crate::op::Op;
+pub use def::{ShrinkDefaults, SpaceDef, SpaceParams};
 
-/// Which space, with its parameters.
-#[derive(Clone, Debug, PartialEq)]
-pub enum SpaceKind {
-    Nb201(Nb201Params),
-    Mobile(MobileParams),
-}
+/// Which space, with its parameters: a cheap handle (cloning copies a pointer) around the space's
+/// [`SpaceDef`], whose methods it offers directly (`kind.name()`, `kind.cost(&arch)`, ...). Two kinds
+/// are equal when their names and parameters are.
+#[derive(Clone)]
+pub struct SpaceKind(Arc<dyn SpaceDef>);
 
 impl SpaceKind {
-    /// The default parameters of a space by name.
-    pub fn by_name(name: &str) -> Result<SpaceKind> {
-        match name {
-            "nb201" => Ok(SpaceKind::Nb201(Nb201Params::default())),
-            "mobile" => Ok(SpaceKind::Mobile(MobileParams::default())),
-            other => Err(ModelError::UnknownSpace(other.to_string())),
-        }
+    /// A kind with these parameters, as given (not validated).
+    pub fn new(def: impl SpaceDef) -> SpaceKind {
+        SpaceKind(Arc::new(def))
     }
 
-    /// Builds a kind from its name and a JSON object of parameters (missing ones take defaults).
+    pub(crate) fn from_def(def: Arc<dyn SpaceDef>) -> SpaceKind {
+        SpaceKind(def)
+    }
+
+    /// The default parameters of a registered space by name.
+    pub fn by_name(name: &str) -> Result<SpaceKind> {
+        registry::from_params(name, serde_json::Value::Object(serde_json::Map::new()))
+    }
+
+    /// Builds a registered space from its name and a JSON object of parameters (missing ones take
+    /// defaults), validated.
     pub fn from_params(name: &str, params: serde_json::Value) -> Result<SpaceKind> {
-        let invalid = |e: serde_json::Error| ModelError::InvalidParam {
-            space: name.to_string(),
-            field: "params".into(),
-            reason: e.to_string(),
-        };
-        let kind = match name {
-            "nb201" => SpaceKind::Nb201(serde_json::from_value(params).map_err(invalid)?),
-            "mobile" => SpaceKind::Mobile(serde_json::from_value(params).map_err(invalid)?),
-            other => return Err(ModelError::UnknownSpace(other.to_string())),
-        };
+        registry::from_params(name, params)
+    }
+
+    /// The names of every registered space.
+    pub fn names() -> Vec<&'static str> {
+        registry::names()
+    }
+
+    /// The parameters as their own type, when the kind is a space of that type.
+    pub fn params<P: SpaceDef>(&self) -> Option<&P> {
+        let def: &dyn Any = &*self.0;
+        def.downcast_ref::<P>()
+    }
+
+    /// Sets the data-dependent parameters (input shape and classes).
+    pub fn with_data(self, channels: usize, size: usize, classes: usize) -> Result<SpaceKind> {
+        let kind = self.0.for_data(channels, size, classes);
         kind.validate()?;
         Ok(kind)
     }
 
-    pub fn validate(&self) -> Result<()> {
-        match self {
-            SpaceKind::Nb201(p) => p.validate(),
-            SpaceKind::Mobile(p) => p.validate(),
-        }
-    }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            SpaceKind::Nb201(_) => "nb201",
-            SpaceKind::Mobile(_) => "mobile",
-        }
-    }
-
-    pub fn params_json(&self) -> serde_json::Value {
-        match self {
-            SpaceKind::Nb201(p) => serde_json::to_value(p),
-            SpaceKind::Mobile(p) => serde_json::to_value(p),
-        }
-        .expect("space parameters serialise")
-    }
-
-    pub fn choice_point_names(&self) -> Vec<String> {
-        match self {
-            SpaceKind::Nb201(p) => p.choice_point_names(),
-            SpaceKind::Mobile(p) => p.choice_point_names(),
-        }
-    }
-
-    /// The full op set of every choice point.
-    pub fn full_ops(&self) -> Vec<Vec<Op>> {
-        match self {
-            SpaceKind::Nb201(p) => vec![p.ops.clone(); p.edges().len()],
-            SpaceKind::Mobile(p) => p.layer_ops(),
-        }
-    }
-
-    /// The choice point whose op picks the weight copy of `cp` (strategy 2), if any.
-    pub fn previous_choice(&self, cp: usize) -> Option<usize> {
-        match self {
-            SpaceKind::Nb201(p) => p.previous_choice(cp),
-            SpaceKind::Mobile(p) => p.previous_choice(cp),
-        }
-    }
-
-    pub fn classes(&self) -> usize {
-        match self {
-            SpaceKind::Nb201(p) => p.classes,
-            SpaceKind::Mobile(p) => p.classes,
-        }
-    }
-
-    /// `[channels, height, width]` of one input image.
-    pub fn input_shape(&self) -> [usize; 3] {
-        let (c, s) = match self {
-            SpaceKind::Nb201(p) => (p.input_channels, p.input_size),
-            SpaceKind::Mobile(p) => (p.input_channels, p.input_size),
-        };
-        [c, s, s]
-    }
-
-    /// Sets the data-dependent parameters (input shape and classes).
-    pub fn with_data(mut self, channels: usize, size: usize, classes: usize) -> Result<SpaceKind> {
-        match &mut self {
-            SpaceKind::Nb201(p) => (p.input_channels, p.input_size, p.classes) = (channels, size, classes),
-            SpaceKind::Mobile(p) => (p.input_channels, p.input_size, p.classes) = (channels, size, classes),
-        }
-        self.validate()?;
-        Ok(self)
-    }
-
-    pub fn format_arch(&self, arch: &Arch) -> String {
-        match self {
-            SpaceKind::Nb201(p) => p.format_arch(&arch.ops),
-            SpaceKind::Mobile(p) => p.format_arch(&arch.ops),
-        }
-    }
-
-    /// Parses an arch string and checks it against the full op sets.
+    /// Parses an arch string and checks it against the full op sets and the topology of a child.
     pub fn parse_arch(&self, s: &str) -> Result<Arch> {
-        let ops = match self {
-            SpaceKind::Nb201(p) => p.parse_arch(s)?,
-            SpaceKind::Mobile(p) => p.parse_arch(s)?,
-        };
-        let arch = Arch { ops };
-        Space::full(self.clone()).check(&arch)?;
+        let arch = self.read_arch(s)?;
+        Space::full(self.clone()).check_child(&arch)?;
         Ok(arch)
     }
+}
 
-    /// FLOPs and parameters of a child, layer by layer.
-    pub fn cost(&self, arch: &Arch) -> Cost {
-        match self {
-            SpaceKind::Nb201(p) => p.cost(&arch.ops),
-            SpaceKind::Mobile(p) => p.cost(&arch.ops),
-        }
+impl Deref for SpaceKind {
+    type Target = dyn SpaceDef;
+
+    fn deref(&self) -> &dyn SpaceDef {
+        &*self.0
+    }
+}
+
+impl PartialEq for SpaceKind {
+    fn eq(&self, other: &SpaceKind) -> bool {
+        self.name() == other.name() && self.params_json() == other.params_json()
+    }
+}
+
+impl fmt::Debug for SpaceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.name(), self.params_json())
     }
 }
 
@@ -161,7 +109,8 @@ pub struct Space {
     pub choices: Vec<ChoicePoint>,
 }
 
-/// A child: one op per choice point, in the order of the space's choice points.
+/// A path or a child (see [`def`]): one op per choice point, in the order of the space's choice
+/// points.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Arch {
     pub ops: Vec<Op>,
@@ -188,7 +137,8 @@ impl Space {
         space
     }
 
-    /// Number of children (saturating at `u128::MAX`).
+    /// Number of paths, one allowed op per choice point (saturating at `u128::MAX`): the number of
+    /// children of a space whose paths are all children.
     pub fn size(&self) -> u128 {
         self.choices.iter().fold(1u128, |acc, cp| acc.saturating_mul(cp.ops.len() as u128))
     }
@@ -197,7 +147,7 @@ impl Space {
         self.choices.iter().map(|cp| (cp.ops.len() as f64).log10()).sum()
     }
 
-    /// Number of children that pick `op` at choice point `cp`.
+    /// Number of paths that pick a given op at choice point `cp`.
     pub fn size_with(&self, cp: usize) -> u128 {
         self.size() / self.choices[cp].ops.len() as u128
     }
@@ -224,7 +174,7 @@ impl Space {
                     arch: self.kind.format_arch(arch),
                     choice_point: cp.name.clone(),
                     op: op.name(),
-                    allowed: cp.ops.iter().map(Op::name).collect::<Vec<_>>().join(", "),
+                    allowed: names(&cp.ops),
                 });
             }
         }
@@ -242,19 +192,42 @@ impl Space {
         self.kind.format_arch(arch)
     }
 
-    /// A child drawn uniformly from the space.
-    pub fn sample<R: Rng>(&self, rng: &mut R) -> Arch {
-        Arch { ops: self.choices.iter().map(|cp| cp.ops[rng.random_range(0..cp.ops.len())]).collect() }
+    /// Checks that `arch` is a stand-alone child of the space: an allowed op at every choice point
+    /// and the space's topology rules ([`SpaceDef::check_child`]).
+    pub fn check_child(&self, arch: &Arch) -> Result<()> {
+        self.check(arch)?;
+        self.kind.check_child(arch)
     }
 
-    /// A child drawn uniformly among those that pick `op` at choice point `cp`.
+    /// A path drawn uniformly from the space (what a single-path supernet step trains).
+    pub fn sample<R: Rng>(&self, rng: &mut R) -> Arch {
+        self.kind.sample_path(self, rng)
+    }
+
+    /// A path drawn uniformly among those that pick `op` at choice point `cp`.
     pub fn sample_with<R: Rng>(&self, rng: &mut R, cp: usize, op: Op) -> Arch {
         let mut arch = self.sample(rng);
         arch.ops[cp] = op;
         arch
     }
 
-    /// Up to `n` distinct children that pick `op` at `cp`: all of them when there are at most `n`,
+    /// A stand-alone child of the space (what the search evaluates).
+    pub fn sample_child<R: Rng>(&self, rng: &mut R) -> Arch {
+        self.kind.sample_child(self, rng)
+    }
+
+    /// A child of the space near `parent`, each choice point redrawn with probability `prob` (or
+    /// the space's own mutation).
+    pub fn mutate<R: Rng>(&self, parent: &Arch, prob: f64, rng: &mut R) -> Arch {
+        self.kind.mutate(self, parent, prob, rng)
+    }
+
+    /// A child of the space mixing the children `a` and `b`.
+    pub fn crossover<R: Rng>(&self, a: &Arch, b: &Arch, rng: &mut R) -> Arch {
+        self.kind.crossover(self, a, b, rng)
+    }
+
+    /// Up to `n` distinct paths that pick `op` at `cp`: all of them when there are at most `n`,
     /// else `n` drawn uniformly without replacement.
     pub fn sample_distinct_with<R: Rng>(&self, rng: &mut R, cp: usize, op: Op, n: usize) -> Vec<Arch> {
         let available = self.size_with(cp);
@@ -272,7 +245,7 @@ impl Space {
         out
     }
 
-    /// Every child, in lexicographic order of op indices. Callers check `size()` first.
+    /// Every path, in lexicographic order of op indices. Callers check `size()` first.
     pub fn enumerate(&self) -> Vec<Arch> {
         let mut out = vec![Arch { ops: Vec::new() }];
         for cp in &self.choices {
@@ -290,19 +263,24 @@ impl Space {
         out
     }
 
-    /// Drops `op` from choice point `cp`; refuses to drop the last op.
+    /// Drops `op` from choice point `cp` and from the choice points linked to it
+    /// ([`SpaceDef::linked`]); refuses to drop the last op, and changes nothing then.
     pub fn remove(&mut self, cp: usize, op: Op) -> Result<()> {
-        let choice = &mut self.choices[cp];
-        if choice.ops.len() <= 1 {
-            return Err(ModelError::InvalidSpace(format!(
-                "cannot drop the last op of choice point {}",
-                choice.name
-            )));
+        let group: Vec<usize> = std::iter::once(cp).chain(self.kind.linked(cp)).collect();
+        for &c in &group {
+            let choice = &self.choices[c];
+            if choice.ops.len() <= 1 {
+                return Err(ModelError::InvalidSpace(format!(
+                    "cannot drop the last op of choice point {}",
+                    choice.name
+                )));
+            }
+            if !choice.ops.contains(&op) {
+                return Err(ModelError::InvalidSpace(format!("choice point {} has no op {op}", choice.name)));
+            }
         }
-        let before = choice.ops.len();
-        choice.ops.retain(|o| *o != op);
-        if choice.ops.len() == before {
-            return Err(ModelError::InvalidSpace(format!("choice point {} has no op {op}", choice.name)));
+        for c in group {
+            self.choices[c].ops.retain(|o| *o != op);
         }
         Ok(())
     }
@@ -317,14 +295,21 @@ impl Space {
         serde_json::to_value(file).expect("space serialises")
     }
 
-    /// Reads the `space.json` form and checks that it fits its kind: every choice point present,
-    /// known, non-empty, and allowing only ops of its full op set.
+    /// Reads the `space.json` form of a registered space and checks that it fits its kind (see
+    /// [`Space::with_choices`]).
     pub fn from_json(value: serde_json::Value) -> Result<Space> {
         let file: SpaceFile = serde_json::from_value(value)
             .map_err(|e| ModelError::InvalidSpace(format!("not a space file: {e}")))?;
         let kind = SpaceKind::from_params(&file.space, file.params)?;
+        Space::with_choices(kind, &file.choices)
+    }
+
+    /// The space of `kind` that allows `choices` (ops by choice point name), checked against the
+    /// kind: every choice point present, known, non-empty, allowing only ops of its full op set,
+    /// and linked choice points allowing the same ops.
+    pub fn with_choices(kind: SpaceKind, choices: &IndexMap<String, Vec<Op>>) -> Result<Space> {
         let full = Space::full(kind.clone());
-        for name in file.choices.keys() {
+        for name in choices.keys() {
             if full.choice_point_index(name).is_none() {
                 return Err(ModelError::InvalidSpace(format!(
                     "unknown choice point '{name}' for {} (expected {})",
@@ -333,9 +318,10 @@ impl Space {
                 )));
             }
         }
+        let given = choices;
         let mut choices = Vec::new();
         for cp in full.choices {
-            let Some(ops) = file.choices.get(&cp.name) else {
+            let Some(ops) = given.get(&cp.name) else {
                 return Err(ModelError::InvalidSpace(format!("choice point '{}' is missing", cp.name)));
             };
             if ops.is_empty() {
@@ -346,7 +332,7 @@ impl Space {
                     return Err(ModelError::InvalidSpace(format!(
                         "choice point '{}' does not have op '{op}' (its ops: {})",
                         cp.name,
-                        cp.ops.iter().map(Op::name).collect::<Vec<_>>().join(", ")
+                        names(&cp.ops)
                     )));
                 }
                 if ops[..i].contains(op) {
@@ -357,6 +343,21 @@ impl Space {
                 }
             }
             choices.push(ChoicePoint { name: cp.name, ops: ops.clone() });
+        }
+        for (cp, choice) in choices.iter().enumerate() {
+            for other in kind.linked(cp) {
+                let (a, b) = (&choice.ops, &choices[other].ops);
+                if a.len() != b.len() || a.iter().any(|op| !b.contains(op)) {
+                    return Err(ModelError::InvalidSpace(format!(
+                        "choice points '{}' and '{}' share one op list in {}, but allow [{}] and [{}]",
+                        choice.name,
+                        choices[other].name,
+                        kind.name(),
+                        names(a),
+                        names(b)
+                    )));
+                }
+            }
         }
         Ok(Space { kind, choices })
     }
@@ -371,13 +372,19 @@ struct SpaceFile {
     choices: IndexMap<String, Vec<Op>>,
 }
 
+/// `a, b, c`: the names of some ops.
+fn names(ops: &[Op]) -> String {
+    ops.iter().map(Op::name).collect::<Vec<_>>().join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nb201::Nb201Params;
     use rand::SeedableRng;
 
     fn nb201(nodes: usize) -> Space {
-        Space::full(SpaceKind::Nb201(Nb201Params { nodes, ..Nb201Params::default() }))
+        Space::full(SpaceKind::new(Nb201Params { nodes, ..Nb201Params::default() }))
     }
 
     #[test]
@@ -428,6 +435,46 @@ mod tests {
         // Small spaces are enumerated.
         let small = nb201(3);
         assert_eq!(small.sample_distinct_with(&mut rng, 0, Op::None, 100).len(), 25);
+    }
+
+    /// Shrunk spaces of both registered spaces, with their ops left at every choice point.
+    fn shrunk_spaces() -> Vec<Space> {
+        let mut nb = nb201(4);
+        nb.remove(0, Op::NorConv3x3).unwrap();
+        nb.remove(0, Op::None).unwrap();
+        nb.remove(5, Op::SkipConnect).unwrap();
+        let mut mobile = Space::full(SpaceKind::by_name("mobile").unwrap());
+        mobile.remove(1, Op::Identity).unwrap();
+        mobile.remove(2, Op::MbConv { kernel: 7, expand: 6 }).unwrap();
+        vec![nb, mobile]
+    }
+
+    #[test]
+    fn sampling_mutation_and_crossover_keep_children_inside_the_space() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+        for space in shrunk_spaces() {
+            let parents: Vec<Arch> = (0..20).map(|_| space.sample_child(&mut rng)).collect();
+            for (a, b) in parents.iter().zip(parents.iter().rev()) {
+                space.check_child(a).unwrap();
+                for prob in [0.1, 0.5, 1.0] {
+                    space.check_child(&space.mutate(a, prob, &mut rng)).unwrap();
+                }
+                assert_eq!(&space.mutate(a, 0.0, &mut rng), a);
+                let child = space.crossover(a, b, &mut rng);
+                space.check_child(&child).unwrap();
+                assert!(child.ops.iter().enumerate().all(|(cp, op)| *op == a.ops[cp] || *op == b.ops[cp]));
+            }
+            // Mutation with probability 1 redraws every choice point: over many draws, every
+            // allowed op shows up at every choice point.
+            let drawn: Vec<Arch> = (0..200).map(|_| space.mutate(&parents[0], 1.0, &mut rng)).collect();
+            for (cp, choice) in space.choices.iter().enumerate() {
+                assert!(
+                    choice.ops.iter().all(|op| drawn.iter().any(|a| a.ops[cp] == *op)),
+                    "{}",
+                    choice.name
+                );
+            }
+        }
     }
 
     #[test]

@@ -1,14 +1,22 @@
 //! The NAS-Bench-201 cell space (Dong & Yang, ICLR 2020): its parameters, choice points (the edges
-//! `j<-i` of a cell DAG), arch strings in NB201's format, the paths used by the angle metric, and the
-//! cost of a child.
+//! `j<-i` of a cell DAG), arch strings in NB201's format ([`arch`]), the paths used by the angle
+//! metric, the cost of a child, its latency pieces ([`pieces`]) and its network ([`net`]).
 //!
 //! Skeleton: stem 3×3 conv + BN, three stages of N cells (C, 2C, 4C channels) with ResNet basic-block
 //! reductions between them, BN-ReLU, global average pool, linear. Every cell shares one arch.
+mod arch;
+pub mod net;
+mod pieces;
+
 use serde::{Deserialize, Serialize};
+use tch::nn;
 
 use crate::cost::{out_size, Cost};
 use crate::error::{ModelError, Result};
+use crate::net::pieces::PieceKey;
+use crate::net::Network;
 use crate::op::Op;
+use crate::space::{Arch, ShrinkDefaults, Space, SpaceDef, SpaceKind, SpaceParams};
 
 /// Parameters of the `nb201` space. Defaults are NAS-Bench-201's CIFAR-10 setting.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -43,84 +51,14 @@ impl Default for Nb201Params {
 }
 
 impl Nb201Params {
-    pub(crate) fn validate(&self) -> Result<()> {
-        let bad = |field: &str, reason: String| {
-            Err(ModelError::InvalidParam { space: "nb201".into(), field: field.into(), reason })
-        };
-        if self.nodes < 2 {
-            return bad("nodes", format!("need at least 2 nodes (input and output), got {}", self.nodes));
-        }
-        // Upper bounds far above any real cell or network, so that a damaged or mistyped file is an
-        // error instead of a network that never finishes building or exhausts the memory.
-        for (field, value, max) in [
-            ("nodes", self.nodes, 8),
-            ("channels", self.channels, 4096),
-            ("cells_per_stage", self.cells_per_stage, 64),
-            ("classes", self.classes, 100_000),
-            ("input_channels", self.input_channels, 64),
-            ("input_size", self.input_size, 4096),
-        ] {
-            if value > max {
-                return bad(field, format!("{value} is more than the largest supported, {max}"));
-            }
-        }
-        if self.ops.is_empty() {
-            return bad("ops", "the op set is empty".into());
-        }
-        for (i, op) in self.ops.iter().enumerate() {
-            if !Op::NB201.contains(op) {
-                return bad("ops", format!("'{op}' is not an nb201 op (none, skip_connect, nor_conv_1x1, nor_conv_3x3, avg_pool_3x3)"));
-            }
-            if self.ops[..i].contains(op) {
-                return bad("ops", format!("'{op}' appears twice"));
-            }
-        }
-        if self.channels == 0 || self.cells_per_stage == 0 {
-            return bad("channels", "channels and cells_per_stage must be at least 1".into());
-        }
-        if self.classes < 2 {
-            return bad("classes", format!("need at least 2 classes, got {}", self.classes));
-        }
-        if self.input_channels == 0 {
-            return bad("input_channels", "must be at least 1".into());
-        }
-        if self.input_size < 4 || !self.input_size.is_multiple_of(4) {
-            return bad(
-                "input_size",
-                format!("the two stride-2 reductions need a size divisible by 4, got {}", self.input_size),
-            );
-        }
-        Ok(())
-    }
-
     /// The edges `(to, from)` of a cell in NB201's order: node 1's inputs, then node 2's, ...
     pub fn edges(&self) -> Vec<(usize, usize)> {
         (1..self.nodes).flat_map(|j| (0..j).map(move |i| (j, i))).collect()
     }
 
-    pub fn choice_point_names(&self) -> Vec<String> {
-        self.edges().iter().map(|(j, i)| format!("{j}<-{i}")).collect()
-    }
-
     /// Index of the edge `to<-from`.
     pub fn edge_index(&self, to: usize, from: usize) -> usize {
         to * (to - 1) / 2 + from
-    }
-
-    /// The choice point whose op routes the weight copies of edge `cp` (docs/method.md, strategy 2): the
-    /// edge `i<-(i-1)` into the source node `i`; for edges out of the cell input (node 0), the edge
-    /// that produces the cell output `(n-1)<-(n-2)`, since the previous cell shares the arch.
-    pub fn previous_choice(&self, cp: usize) -> Option<usize> {
-        let (_, from) = self.edges()[cp];
-        if self.nodes < 3 {
-            return None;
-        }
-        let prev = if from == 0 {
-            self.edge_index(self.nodes - 1, self.nodes - 2)
-        } else {
-            self.edge_index(from, from - 1)
-        };
-        (prev != cp).then_some(prev)
     }
 
     /// Every path from the cell input to the cell output, as edge indices, in a fixed order
@@ -148,58 +86,118 @@ impl Nb201Params {
         let s = self.input_size;
         [(c, s), (2 * c, s / 2), (4 * c, s / 4)]
     }
+}
 
-    /// `|op~0|+|op~0|op~1|+|...|`
-    pub fn format_arch(&self, ops: &[Op]) -> String {
-        let mut nodes = Vec::new();
-        let mut k = 0;
-        for j in 1..self.nodes {
-            let mut s = String::from("|");
-            for i in 0..j {
-                s.push_str(&format!("{}~{i}|", ops[k]));
-                k += 1;
-            }
-            nodes.push(s);
-        }
-        nodes.join("+")
+impl SpaceParams for Nb201Params {
+    const NAME: &'static str = "nb201";
+}
+
+impl SpaceDef for Nb201Params {
+    fn name(&self) -> &'static str {
+        Self::NAME
     }
 
-    pub fn parse_arch(&self, s: &str) -> Result<Vec<Op>> {
-        let bad = |reason: String| Err(ModelError::MalformedArch { arch: s.to_string(), reason });
-        let nodes: Vec<&str> = s.trim().split('+').collect();
-        if nodes.len() != self.nodes - 1 {
-            return bad(format!(
-                "expected {} node groups separated by '+' (a {}-node cell), got {}",
-                self.nodes - 1,
-                self.nodes,
-                nodes.len()
-            ));
-        }
-        let mut ops = Vec::new();
-        for (j, group) in nodes.iter().enumerate() {
-            let node = j + 1;
-            let Some(inner) = group.strip_prefix('|').and_then(|g| g.strip_suffix('|')) else {
-                return bad(format!("node {node}: '{group}' must start and end with '|'"));
-            };
-            let inputs: Vec<&str> = inner.split('|').collect();
-            if inputs.len() != node {
-                return bad(format!("node {node} must have {node} inputs, got {}", inputs.len()));
-            }
-            for (i, input) in inputs.iter().enumerate() {
-                let Some((op, from)) = input.split_once('~') else {
-                    return bad(format!("'{input}' must be OP~INPUT"));
-                };
-                if from != i.to_string() {
-                    return bad(format!("node {node}: input {i} is written as '~{from}'"));
-                }
-                ops.push(op.parse::<Op>()?);
-            }
-        }
-        Ok(ops)
+    fn params_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("nb201 parameters serialise")
     }
 
-    /// Cost of the child with these ops (one per edge).
-    pub fn cost(&self, ops: &[Op]) -> Cost {
+    fn validate(&self) -> Result<()> {
+        let bad = |field: &str, reason: String| {
+            Err(ModelError::InvalidParam { space: Self::NAME.into(), field: field.into(), reason })
+        };
+        if self.nodes < 2 {
+            return bad("nodes", format!("need at least 2 nodes (input and output), got {}", self.nodes));
+        }
+        // Upper bounds far above any real cell or network, so that a damaged or mistyped file is an
+        // error instead of a network that never finishes building or exhausts the memory.
+        for (field, value, max) in [
+            ("nodes", self.nodes, 8),
+            ("channels", self.channels, 4096),
+            ("cells_per_stage", self.cells_per_stage, 64),
+            ("classes", self.classes, 100_000),
+            ("input_channels", self.input_channels, 64),
+            ("input_size", self.input_size, 4096),
+        ] {
+            if value > max {
+                return bad(field, format!("{value} is more than the largest supported, {max}"));
+            }
+        }
+        if self.ops.is_empty() {
+            return bad("ops", "the op set is empty".into());
+        }
+        for (i, op) in self.ops.iter().enumerate() {
+            if !Op::NB201.contains(op) {
+                let known: Vec<String> = Op::NB201.iter().map(Op::name).collect();
+                return bad("ops", format!("'{op}' is not an nb201 op ({})", known.join(", ")));
+            }
+            if self.ops[..i].contains(op) {
+                return bad("ops", format!("'{op}' appears twice"));
+            }
+        }
+        if self.channels == 0 || self.cells_per_stage == 0 {
+            return bad("channels", "channels and cells_per_stage must be at least 1".into());
+        }
+        if self.classes < 2 {
+            return bad("classes", format!("need at least 2 classes, got {}", self.classes));
+        }
+        if self.input_channels == 0 {
+            return bad("input_channels", "must be at least 1".into());
+        }
+        if self.input_size < 4 || !self.input_size.is_multiple_of(4) {
+            return bad(
+                "input_size",
+                format!("the two stride-2 reductions need a size divisible by 4, got {}", self.input_size),
+            );
+        }
+        Ok(())
+    }
+
+    fn classes(&self) -> usize {
+        self.classes
+    }
+
+    fn input_shape(&self) -> [usize; 3] {
+        [self.input_channels, self.input_size, self.input_size]
+    }
+
+    fn for_data(&self, channels: usize, size: usize, classes: usize) -> SpaceKind {
+        SpaceKind::new(Nb201Params { input_channels: channels, input_size: size, classes, ..self.clone() })
+    }
+
+    fn choice_point_names(&self) -> Vec<String> {
+        self.edges().iter().map(|(j, i)| format!("{j}<-{i}")).collect()
+    }
+
+    fn full_ops(&self) -> Vec<Vec<Op>> {
+        vec![self.ops.clone(); self.edges().len()]
+    }
+
+    /// The choice point whose op routes the weight copies of edge `cp` (docs/method.md, strategy 2): the
+    /// edge `i<-(i-1)` into the source node `i`; for edges out of the cell input (node 0), the edge
+    /// that produces the cell output `(n-1)<-(n-2)`, since the previous cell shares the arch.
+    fn previous_choice(&self, cp: usize) -> Option<usize> {
+        let (_, from) = self.edges()[cp];
+        if self.nodes < 3 {
+            return None;
+        }
+        let prev = if from == 0 {
+            self.edge_index(self.nodes - 1, self.nodes - 2)
+        } else {
+            self.edge_index(from, from - 1)
+        };
+        (prev != cp).then_some(prev)
+    }
+
+    fn format_arch(&self, arch: &Arch) -> String {
+        arch::format(self, &arch.ops)
+    }
+
+    fn read_arch(&self, s: &str) -> Result<Arch> {
+        Ok(Arch { ops: arch::parse(self, s)? })
+    }
+
+    fn cost(&self, arch: &Arch) -> Cost {
+        let ops = &arch.ops;
         let mut cost = Cost::default();
         let s = self.input_size;
         cost.conv_bn("stem".into(), "conv3x3+bn", self.input_channels, self.channels, 3, 1, s, true);
@@ -229,6 +227,21 @@ impl Nb201Params {
         debug_assert_eq!(out_size(s, 3, 2), s / 2);
         cost
     }
+    fn composition(&self, arch: &Arch) -> Vec<(PieceKey, usize)> {
+        pieces::composition(self, &arch.ops)
+    }
+
+    /// ABS drops two thirds of NB201's candidates in one round (20 of 30) and stops.
+    fn shrink_defaults(&self, candidates: usize) -> ShrinkDefaults {
+        ShrinkDefaults {
+            drop_per_round: (candidates as f64 * 2.0 / 3.0).round() as usize,
+            target_size: 100.0,
+        }
+    }
+
+    fn build(&self, root: &nn::Path, space: &Space) -> Box<dyn Network> {
+        Box::new(net::Nb201Net::new(root, self, space))
+    }
 }
 
 #[cfg(test)]
@@ -242,24 +255,6 @@ mod tests {
         // 0→1→2→3, 0→1→3, 0→2→3, 0→3
         assert_eq!(p.paths(), vec![vec![0, 2, 5], vec![0, 4], vec![1, 5], vec![3]]);
         assert_eq!(Nb201Params { nodes: 3, ..p.clone() }.paths(), vec![vec![0, 2], vec![1]]);
-    }
-
-    #[test]
-    fn arch_strings_round_trip_and_reject_garbage() {
-        let p = Nb201Params::default();
-        let s = "|nor_conv_3x3~0|+|none~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_1x1~1|none~2|";
-        let ops = p.parse_arch(s).unwrap();
-        assert_eq!(ops[1], Op::None);
-        assert_eq!(p.format_arch(&ops), s);
-        for bad in [
-            "",
-            "|nor_conv_3x3~0|+|none~0|avg_pool_3x3~1|",
-            "|nor_conv_3x3~0|+|none~0|avg_pool_3x3~2|+|skip_connect~0|nor_conv_1x1~1|none~2|",
-            "|conv~0|+|none~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_1x1~1|none~2|",
-            "nor_conv_3x3~0|+|none~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_1x1~1|none~2|",
-        ] {
-            assert!(p.parse_arch(bad).is_err(), "{bad}");
-        }
     }
 
     #[test]

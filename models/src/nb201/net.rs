@@ -6,13 +6,14 @@ use std::collections::HashMap;
 use pwsnas_onnx::{Graph, GraphBuilder, Value};
 use tch::{nn, Tensor};
 
-use super::layers::{Act, BatchNorm, Conv, ConvBn, Linear, Mode, Param};
-use super::ops::{OpModule, Site, SiteShape};
-use super::pieces::{chain_graph, Piece, PieceKey};
-use super::Segment;
-use crate::nb201::Nb201Params;
+use super::Nb201Params;
+use crate::net::layers::{Act, BatchNorm, Conv, ConvBn, Linear, Mode, Param};
+use crate::net::ops::{OpModule, Site, SiteShape};
+use crate::net::pieces::{chain_graph, Piece, PieceKey};
+use crate::net::{Mix, Network, OpSite};
 use crate::op::Op;
 use crate::space::Space;
+use crate::vector::Segment;
 
 /// NB201's `ResNetBasicblock` with stride 2: ReLU-Conv-BN (stride 2) → ReLU-Conv-BN, plus a shortcut
 /// of 2×2 average pooling and a 1×1 conv.
@@ -116,27 +117,14 @@ impl Nb201Net {
         })
     }
 
-    pub fn forward(&self, x: &Tensor, ops: &[Op], route: &[usize], mode: Mode) -> Tensor {
-        let mut x = self.stem.forward(x, mode);
-        for (red, cell) in self.blocks() {
-            if let Some(r) = red {
-                x = r.forward(&x, mode);
-            }
-            x = self.cell_forward(cell, &x, ops, route, mode);
-        }
-        let x = self.lastact.forward(&x, mode).relu();
-        let x = x.adaptive_avg_pool2d([1, 1]).flatten(1, -1);
-        self.classifier.forward(&x)
-    }
-
-    fn cell_forward(&self, cell: &Cell, x: &Tensor, ops: &[Op], route: &[usize], mode: Mode) -> Tensor {
+    fn cell_forward(&self, cell: &Cell, x: &Tensor, mix: &Mix, route: &[usize], mode: Mode) -> Tensor {
         let p = &self.params;
         let mut nodes: Vec<Tensor> = vec![x.shallow_clone()];
         for j in 1..p.nodes {
             let mut sum: Option<Tensor> = None;
             for (i, node) in nodes.iter().enumerate() {
                 let e = p.edge_index(j, i);
-                if let Some(y) = cell.sites[e].module(ops[e], route[e]).forward(node, mode) {
+                if let Some(y) = cell.sites[e].forward(node, mix.at(e), route[e], mode) {
                     sum = Some(match sum {
                         Some(s) => s + y,
                         None => y,
@@ -148,23 +136,11 @@ impl Nb201Net {
         nodes.pop().expect("a cell has an output node")
     }
 
-    pub fn lower(&self, g: &mut GraphBuilder, ops: &[Op], route: &[usize]) -> Value {
-        let input = g.input();
-        let mut x = self.stem.lower(g, &input);
-        for (red, cell) in self.blocks() {
-            if let Some(r) = red {
-                x = r.lower(g, &x);
-            }
-            x = self.lower_cell(g, cell, &x, ops, route);
-        }
-        self.lower_head(g, &x)
-    }
-
     /// One cell. Nothing is computed twice: an op without weights applied to a value it was already
     /// applied to in this cell (e.g. `avg_pool_3x3` on node 0 and on node 1 = `skip_connect` of node
     /// 0), the ReLU of a `nor_conv` on a value another `nor_conv` already activated, a second zeros
     /// node and a second sum of the same terms reuse the first one's output.
-    /// [`super::pieces::composition`] counts exactly what this emits.
+    /// [`super::pieces`] counts exactly what this emits.
     ///
     /// A node whose inputs are all `none` is [`zeros`]: `Clip(x, 0, 0)` of the cell input rather
     /// than `Shape` + `ConstantOfShape`, whose data-dependent output shape stops ONNX Runtime from
@@ -221,11 +197,38 @@ impl Nb201Net {
         let (c, size) = self.params.stages()[s];
         [c, size, size]
     }
+}
 
-    /// Every piece of the network (see [`super::pieces`]): the stem, the reductions, the head, each
+impl Network for Nb201Net {
+    fn forward(&self, x: &Tensor, mix: &Mix, route: &[usize], mode: Mode) -> Tensor {
+        let mut x = self.stem.forward(x, mode);
+        for (red, cell) in self.blocks() {
+            if let Some(r) = red {
+                x = r.forward(&x, mode);
+            }
+            x = self.cell_forward(cell, &x, mix, route, mode);
+        }
+        let x = self.lastact.forward(&x, mode).relu();
+        let x = x.adaptive_avg_pool2d([1, 1]).flatten(1, -1);
+        self.classifier.forward(&x)
+    }
+
+    fn lower(&self, g: &mut GraphBuilder, ops: &[Op], route: &[usize]) -> Value {
+        let input = g.input();
+        let mut x = self.stem.lower(g, &input);
+        for (red, cell) in self.blocks() {
+            if let Some(r) = red {
+                x = r.lower(g, &x);
+            }
+            x = self.lower_cell(g, cell, &x, ops, route);
+        }
+        self.lower_head(g, &x)
+    }
+
+    /// Every piece of the network (see [`crate::net::pieces`]): the stem, the reductions, the head, each
     /// op (that emits nodes) the cells of a stage were built with, the ReLU in front of `nor_conv`
     /// ops, and every node sum a cell can have.
-    pub fn pieces(&self) -> Vec<Piece> {
+    fn pieces(&self) -> Vec<Piece> {
         let p = &self.params;
         let input = [p.input_channels, p.input_size, p.input_size];
         let mut out = vec![Piece { key: PieceKey::Stem, input, chainable: input == self.stage_shape(0) }];
@@ -259,8 +262,8 @@ impl Nb201Net {
     }
 
     /// The graph of `piece` (one this network listed), as a chain of `copies` copies named `name`
-    /// (see [`super::pieces`]).
-    pub fn piece_graph(&self, piece: &Piece, name: &str, copies: usize) -> Graph {
+    /// (see [`crate::net::pieces`]).
+    fn piece_graph(&self, piece: &Piece, name: &str, copies: usize) -> Graph {
         let key = piece.key;
         match key {
             PieceKey::Stem => {
@@ -295,7 +298,7 @@ impl Nb201Net {
     /// from the cell input to its output of the weights along the path; `none` removes the path,
     /// `skip_connect` adds nothing, `avg_pool_3x3` adds a constant `[C, 3, 3]` kernel of `1/9`.
     /// With `full`, the stem, reductions and classifier weights are added in network order.
-    pub fn segments(&self, ops: &[Op], route: &[usize], full: bool, out: &mut Vec<Segment>) {
+    fn segments(&self, ops: &[Op], route: &[usize], full: bool, out: &mut Vec<Segment>) {
         let paths = self.params.paths();
         if full {
             out.push(Segment::of(&self.stem.conv.weight));
@@ -325,16 +328,8 @@ impl Nb201Net {
         }
     }
 
-    pub fn sites(&self) -> impl Iterator<Item = &Site> {
-        self.cells.iter().flat_map(|c| c.sites.iter())
-    }
-
-    pub fn sites_mut(&mut self) -> impl Iterator<Item = &mut Site> {
-        self.cells.iter_mut().flat_map(|c| c.sites.iter_mut())
-    }
-
     /// Trainable tensors every child uses.
-    pub fn shared_trainable<'a>(&'a self, out: &mut Vec<&'a Param>) {
+    fn shared_trainable<'a>(&'a self, out: &mut Vec<&'a Param>) {
         self.stem.trainable(out);
         for r in &self.reductions {
             r.conv_a.trainable(out);
@@ -345,7 +340,7 @@ impl Nb201Net {
         self.classifier.trainable(out);
     }
 
-    pub fn shared_batch_norms(&self) -> Vec<&BatchNorm> {
+    fn shared_batch_norms(&self) -> Vec<&BatchNorm> {
         let mut v = vec![&self.stem.bn];
         for r in &self.reductions {
             v.push(&r.conv_a.bn);
@@ -353,5 +348,15 @@ impl Nb201Net {
         }
         v.push(&self.lastact);
         v
+    }
+
+    fn sites(&self) -> Box<dyn Iterator<Item = &dyn OpSite> + '_> {
+        Box::new(self.cells.iter().flat_map(|c| c.sites.iter().map(|s| s as &dyn OpSite)))
+    }
+
+    fn grow_copies(&mut self, root: &nn::Path, cp: usize, k: usize) {
+        for site in self.cells.iter_mut().flat_map(|c| c.sites.iter_mut()).filter(|s| s.cp == cp) {
+            site.grow_copies(root, k);
+        }
     }
 }

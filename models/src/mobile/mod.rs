@@ -1,15 +1,21 @@
 //! The MBConv chain space of SPOS/ProxylessNAS as ABS uses it: every searchable layer picks an
 //! inverted-residual block (kernel 3/5/7 × expansion 3/6) or, where input and output shapes match,
-//! `identity` (the layer is skipped).
+//! `identity` (the layer is skipped). Its network is [`net`].
 //!
 //! Skeleton: stem 3×3 conv + BN + ReLU6, the searchable layers grouped in stages (channels, repeats,
 //! stride of the first layer), a 1×1 head conv + BN + ReLU6, global average pool, linear. Defaults
 //! are sized for 32×32 and 28×28 inputs (stride 1 in the stem, three stride-2 stages).
+pub mod net;
+
 use serde::{Deserialize, Serialize};
+use tch::nn;
 
 use crate::cost::{out_size, Cost};
 use crate::error::{ModelError, Result};
+use crate::net::pieces::{PieceKey, Tally};
+use crate::net::Network;
 use crate::op::Op;
+use crate::space::{Arch, ShrinkDefaults, Space, SpaceDef, SpaceKind, SpaceParams};
 
 /// One stage of searchable layers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -82,9 +88,50 @@ impl MobileLayer {
 }
 
 impl MobileParams {
-    pub(crate) fn validate(&self) -> Result<()> {
+    /// Channels after the width multiplier.
+    pub fn scaled(&self, channels: usize) -> usize {
+        let c = (channels as f64 * self.width / 8.0).round() as usize * 8;
+        c.max(8)
+    }
+
+    pub fn stem_out(&self) -> (usize, usize) {
+        (self.scaled(self.stem_channels), out_size(self.input_size, 3, self.stem_stride))
+    }
+
+    /// The searchable layers in order.
+    pub fn layers(&self) -> Vec<MobileLayer> {
+        let (mut c, mut size) = self.stem_out();
+        let mut layers = Vec::new();
+        for stage in &self.stages {
+            let c_out = self.scaled(stage.channels);
+            for r in 0..stage.repeats {
+                let stride = if r == 0 { stage.stride } else { 1 };
+                let size_out = out_size(size, 3, stride);
+                layers.push(MobileLayer { c_in: c, c_out, stride, size_in: size, size_out });
+                c = c_out;
+                size = size_out;
+            }
+        }
+        layers
+    }
+}
+
+impl SpaceParams for MobileParams {
+    const NAME: &'static str = "mobile";
+}
+
+impl SpaceDef for MobileParams {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn params_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("mobile parameters serialise")
+    }
+
+    fn validate(&self) -> Result<()> {
         let bad = |field: &str, reason: String| {
-            Err(ModelError::InvalidParam { space: "mobile".into(), field: field.into(), reason })
+            Err(ModelError::InvalidParam { space: Self::NAME.into(), field: field.into(), reason })
         };
         if !(self.width > 0.0 && self.width <= 16.0) {
             return bad("width", format!("must be a positive number up to 16, got {}", self.width));
@@ -135,39 +182,24 @@ impl MobileParams {
         Ok(())
     }
 
-    /// Channels after the width multiplier.
-    pub fn scaled(&self, channels: usize) -> usize {
-        let c = (channels as f64 * self.width / 8.0).round() as usize * 8;
-        c.max(8)
+    fn classes(&self) -> usize {
+        self.classes
     }
 
-    pub fn stem_out(&self) -> (usize, usize) {
-        (self.scaled(self.stem_channels), out_size(self.input_size, 3, self.stem_stride))
+    fn input_shape(&self) -> [usize; 3] {
+        [self.input_channels, self.input_size, self.input_size]
     }
 
-    /// The searchable layers in order.
-    pub fn layers(&self) -> Vec<MobileLayer> {
-        let (mut c, mut size) = self.stem_out();
-        let mut layers = Vec::new();
-        for stage in &self.stages {
-            let c_out = self.scaled(stage.channels);
-            for r in 0..stage.repeats {
-                let stride = if r == 0 { stage.stride } else { 1 };
-                let size_out = out_size(size, 3, stride);
-                layers.push(MobileLayer { c_in: c, c_out, stride, size_in: size, size_out });
-                c = c_out;
-                size = size_out;
-            }
-        }
-        layers
+    fn for_data(&self, channels: usize, size: usize, classes: usize) -> SpaceKind {
+        SpaceKind::new(MobileParams { input_channels: channels, input_size: size, classes, ..self.clone() })
     }
 
-    pub fn choice_point_names(&self) -> Vec<String> {
+    fn choice_point_names(&self) -> Vec<String> {
         (0..self.layers().len()).map(|l| format!("layer{l}")).collect()
     }
 
     /// The op set of each layer.
-    pub fn layer_ops(&self) -> Vec<Vec<Op>> {
+    fn full_ops(&self) -> Vec<Vec<Op>> {
         let mbconvs: Vec<Op> = self
             .kernels
             .iter()
@@ -186,16 +218,16 @@ impl MobileParams {
     }
 
     /// Layer `l` is routed by layer `l-1`.
-    pub fn previous_choice(&self, cp: usize) -> Option<usize> {
+    fn previous_choice(&self, cp: usize) -> Option<usize> {
         cp.checked_sub(1)
     }
 
     /// `mb_k3_e6,identity,mb_k5_e3,...`: one op per layer.
-    pub fn format_arch(&self, ops: &[Op]) -> String {
-        ops.iter().map(Op::name).collect::<Vec<_>>().join(",")
+    fn format_arch(&self, arch: &Arch) -> String {
+        arch.ops.iter().map(Op::name).collect::<Vec<_>>().join(",")
     }
 
-    pub fn parse_arch(&self, s: &str) -> Result<Vec<Op>> {
+    fn read_arch(&self, s: &str) -> Result<Arch> {
         let parts: Vec<&str> = s.trim().split(',').map(str::trim).collect();
         let n = self.layers().len();
         if parts.len() != n {
@@ -204,10 +236,11 @@ impl MobileParams {
                 reason: format!("expected {n} comma-separated ops (one per layer), got {}", parts.len()),
             });
         }
-        parts.iter().map(|p| p.parse()).collect()
+        Ok(Arch { ops: parts.iter().map(|p| p.parse()).collect::<Result<_>>()? })
     }
 
-    pub fn cost(&self, ops: &[Op]) -> Cost {
+    fn cost(&self, arch: &Arch) -> Cost {
+        let ops = &arch.ops;
         let mut cost = Cost::default();
         let (stem_c, stem_s) = self.stem_out();
         cost.conv_bn("stem".into(), "conv3x3+bn+relu6", self.input_channels, stem_c, 3, 1, stem_s, true);
@@ -255,6 +288,24 @@ impl MobileParams {
         cost.linear("classifier".into(), self.head_channels, self.classes);
         cost
     }
+    fn composition(&self, arch: &Arch) -> Vec<(PieceKey, usize)> {
+        let mut out = Tally::default();
+        out.add(PieceKey::Stem, 1);
+        for (l, &op) in arch.ops.iter().enumerate().filter(|(_, &op)| PieceKey::op_emits_nodes(op)) {
+            out.add(PieceKey::Op { at: l, op }, 1);
+        }
+        out.add(PieceKey::Head, 1);
+        out.into_vec()
+    }
+
+    /// ABS drops 7 candidates per round from the MBConv chain space, down to 10⁶ children.
+    fn shrink_defaults(&self, _candidates: usize) -> ShrinkDefaults {
+        ShrinkDefaults { drop_per_round: 7, target_size: 1e6 }
+    }
+
+    fn build(&self, root: &nn::Path, space: &Space) -> Box<dyn Network> {
+        Box::new(net::MobileNet::new(root, self, space))
+    }
 }
 
 #[cfg(test)]
@@ -268,7 +319,7 @@ mod tests {
         assert_eq!(layers.len(), 11);
         assert_eq!(layers[0], MobileLayer { c_in: 16, c_out: 24, stride: 1, size_in: 32, size_out: 32 });
         assert_eq!(layers.last().unwrap().size_out, 4);
-        let ops = p.layer_ops();
+        let ops = p.full_ops();
         // First layer of every stage changes the shape: no identity there.
         let with_identity: Vec<usize> =
             ops.iter().enumerate().filter(|(_, o)| o.contains(&Op::Identity)).map(|(i, _)| i).collect();
@@ -295,7 +346,7 @@ mod tests {
             classes: 2,
             ..MobileParams::default()
         };
-        let cost = p.cost(&[Op::MbConv { kernel: 3, expand: 3 }]);
+        let cost = p.cost(&Arch { ops: vec![Op::MbConv { kernel: 3, expand: 3 }] });
         // stem 9·1·8 + 16; expand 8·24 + 48; dw 9·24 + 48; project 24·16 + 32; head 16·16 + 32; fc 16·2 + 2
         let params = (72 + 16) + (192 + 48) + (216 + 48) + (384 + 32) + (256 + 32) + 34;
         assert_eq!(cost.params(), params);

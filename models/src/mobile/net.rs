@@ -3,13 +3,14 @@
 use pwsnas_onnx::{Graph, GraphBuilder, Value};
 use tch::{nn, Tensor};
 
-use super::layers::{Act, BatchNorm, ConvBn, Linear, Mode, Param};
-use super::ops::{Site, SiteShape};
-use super::pieces::{chain_graph, Piece, PieceKey};
-use super::Segment;
-use crate::mobile::MobileParams;
+use super::MobileParams;
+use crate::net::layers::{Act, BatchNorm, ConvBn, Linear, Mode, Param};
+use crate::net::ops::{Site, SiteShape};
+use crate::net::pieces::{chain_graph, Piece, PieceKey};
+use crate::net::{Mix, Network, OpSite};
 use crate::op::Op;
 use crate::space::Space;
+use crate::vector::Segment;
 
 pub struct MobileNet {
     pub params: MobileParams,
@@ -51,16 +52,26 @@ impl MobileNet {
         }
     }
 
-    pub fn forward(&self, x: &Tensor, ops: &[Op], route: &[usize], mode: Mode) -> Tensor {
+    /// Head conv, global average pooling, flatten, classifier.
+    fn lower_head(&self, g: &mut GraphBuilder, x: &Value) -> Value {
+        let x = self.head.lower(g, x);
+        let x = g.global_avg_pool(&x);
+        let x = g.flatten(&x);
+        self.classifier.lower(g, &x)
+    }
+}
+
+impl Network for MobileNet {
+    fn forward(&self, x: &Tensor, mix: &Mix, route: &[usize], mode: Mode) -> Tensor {
         let mut x = self.stem.forward(x, mode);
         for (l, site) in self.layers.iter().enumerate() {
-            x = site.module(ops[l], route[l]).forward(&x, mode).expect("mobile layers have no zero op");
+            x = site.forward(&x, mix.at(l), route[l], mode).expect("mobile layers have no zero op");
         }
         let x = self.head.forward(&x, mode);
         self.classifier.forward(&x.adaptive_avg_pool2d([1, 1]).flatten(1, -1))
     }
 
-    pub fn lower(&self, g: &mut GraphBuilder, ops: &[Op], route: &[usize]) -> Value {
+    fn lower(&self, g: &mut GraphBuilder, ops: &[Op], route: &[usize]) -> Value {
         let input = g.input();
         let mut x = self.stem.lower(g, &input);
         for (l, site) in self.layers.iter().enumerate() {
@@ -69,17 +80,9 @@ impl MobileNet {
         self.lower_head(g, &x)
     }
 
-    /// Head conv, global average pooling, flatten, classifier.
-    fn lower_head(&self, g: &mut GraphBuilder, x: &Value) -> Value {
-        let x = self.head.lower(g, x);
-        let x = g.global_avg_pool(&x);
-        let x = g.flatten(&x);
-        self.classifier.lower(g, &x)
-    }
-
-    /// Every piece of the network (see [`super::pieces`]): the stem, each op (that emits nodes) of
+    /// Every piece of the network (see [`crate::net::pieces`]): the stem, each op (that emits nodes) of
     /// each layer, the head.
-    pub fn pieces(&self) -> Vec<Piece> {
+    fn pieces(&self) -> Vec<Piece> {
         let p = &self.params;
         let (stem_c, stem_s) = p.stem_out();
         let input = [p.input_channels, p.input_size, p.input_size];
@@ -99,8 +102,8 @@ impl MobileNet {
     }
 
     /// The graph of `piece` (one this network listed), as a chain of `copies` copies named `name`
-    /// (see [`super::pieces`]).
-    pub fn piece_graph(&self, piece: &Piece, name: &str, copies: usize) -> Graph {
+    /// (see [`crate::net::pieces`]).
+    fn piece_graph(&self, piece: &Piece, name: &str, copies: usize) -> Graph {
         let key = piece.key;
         match key {
             PieceKey::Stem => {
@@ -127,7 +130,7 @@ impl MobileNet {
 
     /// The chosen blocks' conv weights in layer order (identity adds nothing); with `full`, also the
     /// stem, head and classifier weights.
-    pub fn segments(&self, ops: &[Op], route: &[usize], full: bool, out: &mut Vec<Segment>) {
+    fn segments(&self, ops: &[Op], route: &[usize], full: bool, out: &mut Vec<Segment>) {
         if full {
             out.push(Segment::of(&self.stem.conv.weight));
         }
@@ -140,13 +143,21 @@ impl MobileNet {
         }
     }
 
-    pub fn shared_trainable<'a>(&'a self, out: &mut Vec<&'a Param>) {
+    fn shared_trainable<'a>(&'a self, out: &mut Vec<&'a Param>) {
         self.stem.trainable(out);
         self.head.trainable(out);
         self.classifier.trainable(out);
     }
 
-    pub fn shared_batch_norms(&self) -> Vec<&BatchNorm> {
+    fn shared_batch_norms(&self) -> Vec<&BatchNorm> {
         vec![&self.stem.bn, &self.head.bn]
+    }
+
+    fn sites(&self) -> Box<dyn Iterator<Item = &dyn OpSite> + '_> {
+        Box::new(self.layers.iter().map(|s| s as &dyn OpSite))
+    }
+
+    fn grow_copies(&mut self, root: &nn::Path, cp: usize, k: usize) {
+        self.layers[cp].grow_copies(root, k);
     }
 }

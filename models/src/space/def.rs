@@ -1,0 +1,155 @@
+//! What a search space is, as a trait: [`SpaceDef`].
+//!
+//! A space is a type of parameters (`Nb201Params`, `MobileParams`, ...) that implements
+//! [`SpaceDef`]; [`super::registry`] lists the spaces by name, and [`SpaceKind`] is the cheap handle
+//! the rest of pwsnas passes around. Everything pwsnas asks of a space goes through this trait, so
+//! adding a space is its own module plus one line in the registry.
+//!
+//! The required methods say what the space *is*: its choice points and their full op sets, its
+//! arch text, the cost and latency pieces of a child, its network. The provided ones are policies
+//! most spaces share, which a space with topology rules (a DARTS cell, whose nodes each take
+//! exactly two of their incoming edges in a stand-alone child) overrides:
+//!
+//! - a *path* is one allowed op per choice point: what a single-path supernet step trains and what
+//!   the angle metric scores. Every edge of a cell is active in a path.
+//! - a *child* is a path that is also a stand-alone network of the space ([`SpaceDef::check_child`]):
+//!   what the search evaluates, retraining trains and export lowers. In `nb201` and `mobile` every
+//!   path is a child.
+//!
+//! The sampling, mutation and crossover hooks only produce what they promise (paths, children) in
+//! the (possibly shrunk) [`Space`] they are given, so the search never has to repair a child.
+use std::any::Any;
+use std::fmt;
+
+use rand::seq::IndexedRandom;
+use rand::{Rng, RngCore};
+use tch::nn;
+
+use super::{Arch, Space, SpaceKind};
+use crate::cost::Cost;
+use crate::error::Result;
+use crate::net::pieces::PieceKey;
+use crate::net::Network;
+use crate::op::Op;
+
+/// A search space: its skeleton, its choice points and how children of it are written, costed,
+/// sampled and built. Implemented by the space's parameter type; see the module docs.
+pub trait SpaceDef: Any + Send + Sync + fmt::Debug {
+    /// The name used in settings, `space.json` and the CLI (`--space`). Equal to
+    /// [`SpaceParams::NAME`] for registered spaces.
+    fn name(&self) -> &'static str;
+
+    /// Every parameter, as the `params` object of `space.json` (two kinds are equal when their names
+    /// and these are).
+    fn params_json(&self) -> serde_json::Value;
+
+    /// Checks the parameters; the error names the field and what was expected.
+    fn validate(&self) -> Result<()>;
+
+    /// Number of classes of the classifier.
+    fn classes(&self) -> usize;
+
+    /// `[channels, height, width]` of one input image.
+    fn input_shape(&self) -> [usize; 3];
+
+    /// The same space for images of `channels` × `size` × `size` and `classes` classes (not yet
+    /// validated: [`SpaceKind::with_data`] validates).
+    fn for_data(&self, channels: usize, size: usize, classes: usize) -> SpaceKind;
+
+    /// The choice points' names, in the order of an [`Arch`]'s ops.
+    fn choice_point_names(&self) -> Vec<String>;
+
+    /// The full op set of every choice point.
+    fn full_ops(&self) -> Vec<Vec<Op>>;
+
+    /// The choice point whose op picks the weight copy of `cp` (strategy 2 of docs/method.md), if any.
+    fn previous_choice(&self, cp: usize) -> Option<usize>;
+
+    /// The other choice points whose op lists are tied to `cp`'s: dropping an op from one drops it
+    /// from all (e.g. a DARTS edge's op list shared by its normal and its reduction cell). None by
+    /// default.
+    fn linked(&self, _cp: usize) -> Vec<usize> {
+        Vec::new()
+    }
+
+    /// The child's text form (the space's arch string).
+    fn format_arch(&self, arch: &Arch) -> String;
+
+    /// Reads the text form, checking its syntax and op names only (membership in a space and the
+    /// topology of a child are [`SpaceKind::parse_arch`]'s).
+    fn read_arch(&self, s: &str) -> Result<Arch>;
+
+    /// Checks the topology of a stand-alone child beyond one op of its full set per choice point
+    /// (e.g. a DARTS node taking exactly two inputs). Every path is a child by default.
+    fn check_child(&self, _arch: &Arch) -> Result<()> {
+        Ok(())
+    }
+
+    /// A path drawn uniformly from `space`: each choice point's op independently.
+    fn sample_path(&self, space: &Space, rng: &mut dyn RngCore) -> Arch {
+        Arch { ops: space.choices.iter().map(|cp| cp.ops[rng.random_range(0..cp.ops.len())]).collect() }
+    }
+
+    /// A child drawn from `space`. By default every path is a child.
+    fn sample_child(&self, space: &Space, rng: &mut dyn RngCore) -> Arch {
+        self.sample_path(space, rng)
+    }
+
+    /// A child of `space` near `parent` (SPOS's mutation): by default, each choice point redrawn
+    /// from its allowed ops with probability `prob`.
+    fn mutate(&self, space: &Space, parent: &Arch, prob: f64, rng: &mut dyn RngCore) -> Arch {
+        let ops = parent
+            .ops
+            .iter()
+            .zip(&space.choices)
+            .map(
+                |(&op, cp)| {
+                    if rng.random::<f64>() < prob {
+                        *cp.ops.choose(rng).expect("non-empty")
+                    } else {
+                        op
+                    }
+                },
+            )
+            .collect();
+        Arch { ops }
+    }
+
+    /// A child of `space` mixing two children of it (SPOS's crossover): by default, each choice
+    /// point's op from one parent or the other with equal chance.
+    fn crossover(&self, _space: &Space, a: &Arch, b: &Arch, rng: &mut dyn RngCore) -> Arch {
+        Arch {
+            ops: a.ops.iter().zip(&b.ops).map(|(&x, &y)| if rng.random::<bool>() { x } else { y }).collect(),
+        }
+    }
+
+    /// FLOPs and parameters of a child, layer by layer.
+    fn cost(&self, arch: &Arch) -> Cost;
+
+    /// The pieces of the graph the export lowers for `arch` (see [`crate::net::pieces`]), each
+    /// with the number of times it occurs, in network order (stem first, head last).
+    fn composition(&self, arch: &Arch) -> Vec<(PieceKey, usize)>;
+
+    /// The shrinking this space gets when the settings leave it open; `candidates` is the number
+    /// of operator candidates of the space being shrunk.
+    fn shrink_defaults(&self, candidates: usize) -> ShrinkDefaults;
+
+    /// The network holding a module for every op `space` allows at every site, its variables under
+    /// `root`. `space` is a space of this kind.
+    fn build(&self, root: &nn::Path, space: &Space) -> Box<dyn Network>;
+}
+
+/// A registered space's parameter type: what the registry needs to build it from its name and a
+/// JSON object of parameters (missing ones take the defaults).
+pub trait SpaceParams: SpaceDef + Default + serde::de::DeserializeOwned {
+    const NAME: &'static str;
+}
+
+/// A space's default shrinking (ABS's settings for it, Hu et al., ECCV 2020).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ShrinkDefaults {
+    /// Operator candidates dropped per round.
+    pub drop_per_round: usize,
+    /// Shrinking stops once the space has at most this many children.
+    pub target_size: f64,
+}
