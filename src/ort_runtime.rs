@@ -255,6 +255,18 @@ impl Runtime {
         self.session_from_bytes(&bytes, &path.display().to_string(), cfg)
     }
 
+    /// Writes to `path` the graph ONNX Runtime makes of the model in `bytes` with `cfg` (its
+    /// optimized-model option): the graph it actually runs, to compare node counts.
+    pub fn save_optimized(&self, bytes: &[u8], what: &str, cfg: SessionConfig, path: &Path) -> Result<()> {
+        self.check_ep(cfg.ep)?;
+        let commit = || -> ort::Result<Session> {
+            let mut b = self.builder(cfg)?.with_optimized_model_path(path)?;
+            b.commit_from_memory(bytes)
+        };
+        commit().with_context(|| format!("ONNX Runtime cannot load {what} to save its optimised graph"))?;
+        Ok(())
+    }
+
     fn builder(&self, cfg: SessionConfig) -> ort::Result<ort::session::builder::SessionBuilder> {
         let mut b = Session::builder(&self.env)?
             .with_optimization_level(GraphOptimizationLevel::All)?

@@ -79,7 +79,7 @@ fn export_and_compare(kind: &SpaceKind, arch: &str) -> Vec<u8> {
     let net = Supernet::standalone(kind, &child, Device::Cpu);
     perturb_batch_norms(&net);
     let meta = info(kind, arch);
-    let bytes = onnx_bytes(&net, &child, &meta);
+    let bytes = onnx_bytes(&net, &child, &meta, pwsnas_onnx::Lowering::Optimized);
 
     let s = pwsnas_onnx::summary(&bytes).unwrap();
     for op in ["BatchNormalization", "Identity"] {

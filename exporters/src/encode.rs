@@ -80,7 +80,7 @@ fn node_proto(node: &Node) -> NodeProto {
     input.extend(slice_inputs(node).into_iter().map(|t| t.name.expect("slice inputs are named")));
     NodeProto {
         input,
-        output: vec![node.output.clone()],
+        output: node.outputs().cloned().collect(),
         name: Some(node.name.clone()),
         op_type: Some(node.op.op_type().to_string()),
         attribute: attributes(&node.op),
@@ -111,7 +111,7 @@ fn attributes(op: &Op) -> Vec<AttributeProto> {
             ints("strides", square(stride)),
             ints("pads", pads(padding)),
         ],
-        Op::Concat { axis } => vec![int("axis", axis)],
+        Op::Concat { axis } | Op::Split { axis, .. } => vec![int("axis", axis)],
         Op::Flatten => vec![int("axis", 1)],
         Op::Gemm => vec![int("transB", 1)],
         Op::ConstantOfShape => {
@@ -215,13 +215,10 @@ fn value_info(port: &Port) -> ValueInfoProto {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-    use std::process::Command;
-
     use super::*;
     use crate::decode_model;
     use crate::proto::tensor_shape_proto::dimension::Value as DimValue;
-    use crate::testkit::every_op_graph;
+    use crate::testkit::{every_op_graph, onnx_checker};
 
     fn dims(info: &ValueInfoProto) -> Vec<DimValue> {
         let Some(type_proto::Value::TensorType(t)) = info.r#type.as_ref().and_then(|t| t.value.clone())
@@ -350,41 +347,6 @@ mod tests {
         let model = every_op_graph().to_model(&meta);
         let meta: Vec<_> = model.metadata_props.iter().map(|e| (e.key(), e.value())).collect();
         assert_eq!(meta, [("a", "3"), ("b", "2")]);
-    }
-
-    /// The folder holding the `onnx` Python package (with numpy), installed by `cargo xtask setup`.
-    fn onnx_site() -> PathBuf {
-        let deps = std::env::var("PWSNAS_DEPS")
-            .ok()
-            .or_else(|| option_env!("PWSNAS_DEPS").map(String::from))
-            .expect("PWSNAS_DEPS is not set; run the tests through cargo in the workspace after `cargo xtask setup`");
-        let site = PathBuf::from(deps).join("onnx-site");
-        assert!(
-            site.join("onnx").is_dir(),
-            "the ONNX checker is not installed at {}: run `cargo xtask setup`",
-            site.display()
-        );
-        site
-    }
-
-    /// Runs `onnx.checker.check_model(full_check=True)`; `Err` holds the checker's complaint.
-    fn onnx_checker(bytes: &[u8]) -> Result<(), String> {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("model.onnx");
-        std::fs::write(&path, bytes).unwrap();
-        let script =
-            "import onnx,sys; m=onnx.load(sys.argv[1]); onnx.checker.check_model(m, full_check=True)";
-        let out = Command::new("python3")
-            .env("PYTHONPATH", onnx_site())
-            .args(["-c", script])
-            .arg(&path)
-            .output()
-            .expect("python3 (needed to run the ONNX checker) could not be started");
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
     }
 
     #[test]

@@ -35,6 +35,7 @@ mod fold;
 mod ir;
 mod metadata;
 pub mod proto;
+mod rewrite;
 mod summary;
 
 #[cfg(test)]
@@ -46,4 +47,5 @@ pub use encode::{IR_VERSION, OPSET_VERSION, PRODUCER};
 pub use error::OnnxError;
 pub use ir::{BatchNormParams, ConvAttrs, Dim, Graph, SliceAxis, Value};
 pub use metadata::{read_metadata, Metadata};
+pub use rewrite::Lowering;
 pub use summary::{summary, ModelSummary, ShapeDim, TensorSummary};

@@ -11,7 +11,6 @@ use super::args::{
 };
 use crate::data::RunData;
 use crate::eval::Evaluator;
-use crate::export::latency::Plan;
 use crate::fsutil::read_json;
 use crate::infer::Classifier;
 use crate::ort_runtime::SessionConfig;
@@ -19,6 +18,7 @@ use crate::progress::Progress;
 use crate::run::RunDir;
 use crate::search::ArchFile;
 use crate::settings::Settings;
+use crate::timing::Plan;
 use crate::{device, retrain, supernet};
 
 /// The space of a run: its (shrunk) space.json, else the full space of its settings fitted to its data.

@@ -9,7 +9,7 @@
 //! was ([`crate::latency`]); write
 //! `report.json`, `report.md` and `report.html` ([`crate::report`]). Rerunning overwrites every
 //! output. A parity failure still writes the reports (with the reason); the command then fails.
-pub mod latency;
+pub mod bench;
 pub mod metadata;
 pub mod parity;
 
@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use pwsnas_datasets::{batches, Augment, Batch, Dataset, Normalization, Order};
 use pwsnas_models::{Arch, SpaceKind, Supernet};
+use pwsnas_onnx::Lowering;
 use serde_json::json;
 use tch::{Device, Tensor};
 
@@ -30,7 +31,7 @@ use crate::report::{self, History, LatencyPair, OnnxFacts, Provenance, Report};
 use crate::retrain::{load_trained, RetrainResult};
 use crate::run::RunDir;
 use crate::search::ArchFile;
-use latency::Plan;
+use crate::timing::{self as latency, Plan};
 use metadata::ModelInfo;
 
 /// Default parity tolerance: `max |ORT - libtorch| / max |logit|`.
@@ -68,10 +69,11 @@ impl Default for ExportOptions {
     }
 }
 
-/// The ONNX model of `arch` in `net`: lowered, BatchNorm folded, with `info` as metadata.
-pub fn onnx_bytes(net: &Supernet, arch: &Arch, info: &ModelInfo) -> Vec<u8> {
+/// The ONNX model of `arch` in `net`: lowered, BatchNorm folded, rewritten unless `lowering` is
+/// [`Lowering::Plain`], with `info` as metadata.
+pub fn onnx_bytes(net: &Supernet, arch: &Arch, info: &ModelInfo, lowering: Lowering) -> Vec<u8> {
     let mut graph = net.graph(arch, &format!("pwsnas_{}", info.space));
-    graph.fold_batch_norm();
+    graph.prepare(lowering);
     graph.to_onnx_bytes(&info.to_metadata())
 }
 
@@ -134,7 +136,7 @@ pub fn run(dir: &Path, opts: &ExportOptions, progress: &Progress) -> Result<Repo
         dataset: data.name.clone(),
         pwsnas_version: env!("CARGO_PKG_VERSION").to_string(),
     };
-    let bytes = onnx_bytes(&net, &arch, &info);
+    let bytes = onnx_bytes(&net, &arch, &info, Lowering::Optimized);
     let model_path = run.path("model.onnx");
     write_atomic(&model_path, &bytes)?;
     let summary = pwsnas_onnx::summary(&bytes)?;
@@ -220,7 +222,7 @@ pub fn run(dir: &Path, opts: &ExportOptions, progress: &Progress) -> Result<Repo
         threads,
         ep: opts.ep.name().to_string(),
         libtorch_device: crate::device::name(device),
-        cpu: latency::cpu_model(),
+        cpu: crate::host::cpu_model(),
     };
     progress.info(format!(
         "latency p50 at batch 1: ONNX Runtime {:.4} ms, libtorch {:.4} ms ({:.2}× faster); at batch 64: {:.3} ms vs {:.3} ms ({:.2}×)",

@@ -18,10 +18,10 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::export::latency::LatencyStats;
 use crate::fsutil::{read_json, write_atomic, write_json};
 use crate::search::SearchReport;
 use crate::shrink::report::ShrinkReport;
+use crate::timing::LatencyStats;
 
 /// Version of the `report.json` schema.
 pub const SCHEMA_VERSION: u32 = 1;
