@@ -81,7 +81,7 @@ fn from_run(dir: &Path) -> Result<Subject> {
 
 fn session(s: &Subject, threads: usize) -> Result<OrtModel> {
     let bytes = onnx_bytes(&s.net, &s.arch, &s.info, pwsnas_onnx::Lowering::Optimized);
-    runtime(None)?.session_from_bytes(&bytes, &s.name, SessionConfig { ep: Ep::Cpu, threads })
+    runtime(None, Ep::Cpu)?.session_from_bytes(&bytes, &s.name, SessionConfig { ep: Ep::Cpu, threads })
 }
 
 fn main() -> Result<()> {

@@ -88,7 +88,7 @@ fn export_and_compare(kind: &SpaceKind, arch: &str) -> Vec<u8> {
     assert_eq!(s.opset, Some(17));
 
     let cfg = SessionConfig { ep: Ep::Cpu, threads: 1 };
-    let mut model = runtime(None).unwrap().session_from_bytes(&bytes, arch, cfg).unwrap();
+    let mut model = runtime(None, Ep::Cpu).unwrap().session_from_bytes(&bytes, arch, cfg).unwrap();
     assert_eq!(ModelInfo::from_entries(&model.metadata().unwrap(), arch).unwrap(), meta);
 
     let [c, h, w] = kind.input_shape();

@@ -182,8 +182,7 @@ pub fn run(args: &ExportBenchArgs, progress: &Progress) -> Result<()> {
             })
             .collect::<Result<_>>()?
     };
-    let rt = ort_runtime::runtime(args.ort_lib.as_deref())?;
-    rt.check_ep(args.ep)?;
+    let rt = ort_runtime::runtime(args.ort_lib.as_deref(), args.ep)?;
     let threads = args.threads.unwrap_or_else(crate::latency::default_threads).max(1);
     tch::set_num_threads(threads as i32);
     let cfg = SessionConfig { ep: args.ep, threads };
@@ -357,7 +356,7 @@ fn bench_network(
     }
     files.push(torch_path);
 
-    let rt = ort_runtime::runtime(args.ort_lib.as_deref())?;
+    let rt = ort_runtime::runtime(args.ort_lib.as_deref(), args.ep)?;
     let [c, h, w] = kind.input_shape();
     let classes = kind.classes();
     // Parity on a random batch against libtorch, and what ONNX Runtime makes of each graph.

@@ -104,8 +104,7 @@ pub fn run(dir: &Path, opts: &ExportOptions, progress: &Progress) -> Result<Repo
         .parse_arch(&arch_file.arch)
         .with_context(|| format!("{} holds an invalid arch", arch_path.display()))?;
     // The library first: a missing ONNX Runtime or execution provider fails before any slow step.
-    let rt = ort_runtime::runtime(opts.ort_lib.as_deref())?;
-    rt.check_ep(opts.ep)?;
+    let rt = ort_runtime::runtime(opts.ort_lib.as_deref(), opts.ep)?;
     let device_name = opts.device.clone().unwrap_or_else(|| opts.ep.name().to_string());
     let device = crate::device::parse(&device_name)?;
     let net = load_trained(&run, &arch_file, device)?;

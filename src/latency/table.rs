@@ -246,8 +246,7 @@ pub fn check_file(
 /// The table for `req`: a matching one (the `first` file, then the cache) unless `rebuild`, else a
 /// new measurement written to the cache. Says on `progress` which it was and why.
 pub fn obtain(req: &Request<'_>, progress: &Progress) -> Result<Obtained> {
-    let rt = ort_runtime::runtime(req.ort_lib)?;
-    rt.check_ep(req.cfg.ep)?;
+    let rt = ort_runtime::runtime(req.ort_lib, req.cfg.ep)?;
     let space = SpaceId::of(req.kind);
     let machine = Machine::current(rt, req.cfg);
     let dir = cache_dir()?;
