@@ -1,5 +1,6 @@
 //! Facts about the machine a latency was measured on: the CPU model ([`cpu_model`]), the GPU model
-//! ([`gpu_model`]) and how busy other processes kept the CPUs meanwhile ([`CpuClock`]).
+//! ([`gpu_model`]) and how busy the CPUs were: the load average ([`load_average`]) and the share of
+//! CPU time other processes used meanwhile ([`CpuClock`]).
 //!
 //! Why a module of its own: a latency means nothing without the machine it was measured on, so
 //! `pwsnas export`'s report, latency tables, `pwsnas bench export` and comparisons of runs record
@@ -42,6 +43,11 @@ pub fn nvidia_gpus() -> Vec<String> {
         .collect();
     models.sort();
     models
+}
+
+/// The 1-minute load average (`/proc/loadavg`): runnable processes, to compare with the CPU count.
+pub fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
 }
 
 /// CPU time of the whole machine and of this process, for [`CpuClock::busy_elsewhere`].
@@ -95,5 +101,6 @@ mod tests {
         std::hint::black_box(x);
         let busy = clock.busy_elsewhere().unwrap_or(0.0);
         assert!((0.0..=1.0).contains(&busy), "{busy}");
+        assert!(load_average().is_some_and(|l| l >= 0.0));
     }
 }

@@ -51,7 +51,13 @@ pub fn libraries() -> Vec<Library> {
             Ok((v, p)) => (Some(v), p, None),
             Err(e) => (None, Vec::new(), Some(e)),
         };
-        out.push(Library { source: source.to_string(), path: canonical.display().to_string(), version, providers, error });
+        out.push(Library {
+            source: source.to_string(),
+            path: canonical.display().to_string(),
+            version,
+            providers,
+            error,
+        });
     }
     out
 }
@@ -98,8 +104,9 @@ fn probe(path: &Path) -> Result<(String, Vec<String>), String> {
         let providers = if list.is_null() {
             Vec::new()
         } else {
-            let names =
-                (0..len.max(0) as usize).map(|i| CStr::from_ptr(*list.add(i)).to_string_lossy().into_owned()).collect();
+            let names = (0..len.max(0) as usize)
+                .map(|i| CStr::from_ptr(*list.add(i)).to_string_lossy().into_owned())
+                .collect();
             let status = (api.ReleaseAvailableProviders)(list, len);
             if !status.0.is_null() {
                 (api.ReleaseStatus)(status.0);
@@ -122,7 +129,10 @@ mod tests {
             .find(|l| l.source == LibSource::Build.to_string() || l.source == LibSource::Env.to_string())
             .expect("set-up recorded a CPU build");
         assert_eq!(cpu.error, None, "{cpu:?}");
-        assert!(cpu.version.as_deref().is_some_and(|v| v.starts_with(ort_runtime::EXPECTED_VERSION)), "{cpu:?}");
+        assert!(
+            cpu.version.as_deref().is_some_and(|v| v.starts_with(ort_runtime::EXPECTED_VERSION)),
+            "{cpu:?}"
+        );
         assert!(has(cpu, Ep::Cpu), "{cpu:?}");
         let err = probe(Path::new("/nonexistent/libonnxruntime.so")).unwrap_err();
         assert_eq!(err, "no such file");

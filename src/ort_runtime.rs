@@ -198,7 +198,8 @@ fn library_version(library: &Path) -> String {
 }
 
 /// An execution provider pwsnas can run models on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Ep {
     Cpu,
     Cuda,

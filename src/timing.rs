@@ -16,7 +16,7 @@ use tch::{Device, Tensor};
 use crate::ort_runtime::OrtModel;
 
 /// How many runs to make.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Plan {
     /// Untimed runs first (caches, allocator arenas, lazy initialisation, CPU frequency).
     pub warmup: usize,

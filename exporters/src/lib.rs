@@ -43,7 +43,7 @@ mod testkit;
 
 pub use builder::GraphBuilder;
 pub use decode::decode_model;
-pub use encode::{IR_VERSION, OPSET_VERSION, PRODUCER};
+pub use encode::{Precision, IR_VERSION, OPSET_VERSION, PRODUCER};
 pub use error::OnnxError;
 pub use ir::{BatchNormParams, ConvAttrs, Dim, Graph, SliceAxis, Value};
 pub use metadata::{read_metadata, Metadata};

@@ -70,6 +70,8 @@ pub(crate) fn run(model: &ModelProto, input: &Array) -> Array {
     for t in &graph.initializer {
         let data: Vec<f64> = if t.data_type() == DataType::Int64 as i32 {
             t.raw_data().chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f64).collect()
+        } else if t.data_type() == DataType::Float16 as i32 {
+            t.raw_data().chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f64()).collect()
         } else {
             t.raw_data()
                 .chunks_exact(4)
@@ -90,6 +92,11 @@ pub(crate) fn run(model: &ModelProto, input: &Array) -> Array {
             "Conv" => vec![conv(node, &args)],
             "BatchNormalization" => vec![batch_norm(&args, attr(node, "epsilon").f().into())],
             "Relu" => vec![map(&|v| v.max(0.0))],
+            // To FLOAT16: rounded to half precision; to FLOAT: already representable.
+            "Cast" if attr(node, "to").i() == DataType::Float16 as i64 => {
+                vec![map(&|v| half::f16::from_f64(v).to_f64())]
+            }
+            "Cast" => vec![args[0].clone()],
             "Clip" => vec![map(&|v| v.max(args[1].data[0]).min(args[2].data[0]))],
             "Add" => vec![broadcast(args[0], args[1], |a, b| a + b)],
             "Mul" => vec![broadcast(args[0], args[1], |a, b| a * b)],

@@ -85,12 +85,16 @@ pub struct ExportBenchArgs {
     /// Rounds; every round times every model once, in rotating order.
     #[arg(long, default_value_t = 7)]
     pub rounds: usize,
-    /// Timed runs per model and round at batch 1 (batch 64 uses a quarter, at least 5).
+    /// At most this many timed runs per model and round (fewer for slow models, see --budget-ms).
     #[arg(long, default_value_t = 200)]
     pub runs: usize,
-    /// Untimed runs before each timing.
+    /// Untimed runs before each timing (at most; slow models get fewer, at least 1).
     #[arg(long, default_value_t = 20)]
     pub warmup: usize,
+    /// Milliseconds of timed runs per model and round to aim for: a model's runs are this budget over
+    /// its latency, between 5 and --runs.
+    #[arg(long, default_value_t = 400.0)]
+    pub budget_ms: f64,
     /// ONNX Runtime execution provider.
     #[arg(long, value_enum, default_value = "cpu")]
     pub ep: Ep,
@@ -125,6 +129,8 @@ pub struct Timed {
     pub p50_ms: f64,
     /// The rounds' p50s (ms), in round order.
     pub rounds_ms: Vec<f64>,
+    /// Timed runs per round.
+    pub runs: usize,
 }
 
 /// One model of a network.
@@ -169,6 +175,9 @@ pub fn run(args: &ExportBenchArgs, progress: &Progress) -> Result<()> {
     if args.rounds == 0 || args.runs == 0 {
         bail!("--rounds and --runs must be at least 1");
     }
+    if !(args.budget_ms.is_finite() && args.budget_ms > 0.0) {
+        bail!("--budget-ms {}: expected a positive number of milliseconds", args.budget_ms);
+    }
     let networks: Vec<&Network> = if args.networks.is_empty() {
         NETWORKS.iter().collect()
     } else {
@@ -191,6 +200,7 @@ pub fn run(args: &ExportBenchArgs, progress: &Progress) -> Result<()> {
     crate::fsutil::write_atomic(&script, SCRIPT.as_bytes())?;
     let python_path = python_path(args.torch_site.as_deref())?;
     let clock = host::CpuClock::now();
+    let load_before = host::load_average();
     let mut results = Vec::new();
     for net in networks {
         let result = bench_network(net, args, cfg, &script, &python_path, progress)
@@ -199,21 +209,25 @@ pub fn run(args: &ExportBenchArgs, progress: &Progress) -> Result<()> {
         results.push(result);
     }
     let busy = clock.and_then(|c| c.busy_elsewhere());
+    let load = [load_before, host::load_average()];
     let summary = json!({
         "bench": "export", "cpu": host::cpu_model(), "threads": threads, "ep": args.ep.name(),
-        "onnxruntime": rt.version, "busy_elsewhere": busy, "rounds": args.rounds, "runs": args.runs,
-        "networks": results,
+        "onnxruntime": rt.version, "busy_elsewhere": busy, "load_average": load, "rounds": args.rounds,
+        "runs": args.runs, "budget_ms": args.budget_ms, "networks": results,
     });
     crate::fsutil::write_json(&args.out.join("bench-export.json"), &summary)?;
     if progress.json() {
         println!("{summary}");
     } else {
+        let load: Vec<String> = load.iter().map(|l| l.map_or("?".into(), |l| format!("{l:.1}"))).collect();
         println!(
-            "{}, ONNX Runtime {} on {}, {threads} thread(s); {} of the CPU time used by other processes meanwhile",
+            "{}, ONNX Runtime {} on {}, {threads} thread(s); {} of the CPU time used by other processes meanwhile, load average {} before and {} after",
             host::cpu_model(),
             rt.version,
             args.ep.name(),
-            busy.map_or("unknown share".into(), |b| format!("{:.0}%", b * 100.0))
+            busy.map_or("an unknown share".into(), |b| format!("{:.0}%", b * 100.0)),
+            load[0],
+            load[1]
         );
         let misses: Vec<String> = results
             .iter()
@@ -396,9 +410,14 @@ fn bench_network(
 
     let mut ratios = Vec::new();
     for (batch, target) in TARGETS {
-        let runs = if batch == 1 { args.runs } else { (args.runs / 4).max(5) };
-        let plan = Plan { warmup: if batch == 1 { args.warmup } else { args.warmup.div_ceil(4) }, runs };
         let x: Vec<f32> = (0..batch * c * h * w).map(|i| ((i as f32) * 0.37).sin()).collect();
+        // One plan for all three models, from the slowest one's latency.
+        let mut slowest = 0f64;
+        for session in &mut sessions {
+            let probe = timing::ort(session, &x, [batch, c, h, w], Plan { warmup: 1, runs: 2 })?;
+            slowest = slowest.max(probe.min_ms);
+        }
+        let plan = plan_for(slowest, args);
         let bar = progress.bar((args.rounds * sessions.len()) as u64, &format!("{} b{batch}", net.name));
         let mut rounds: Vec<Vec<f64>> = vec![Vec::new(); sessions.len()];
         for r in 0..args.rounds {
@@ -411,7 +430,7 @@ fn bench_network(
         }
         bar.finish_and_clear();
         for (model, r) in models.iter_mut().zip(&rounds) {
-            model.timed.push(Timed { batch, p50_ms: median(r), rounds_ms: r.clone() });
+            model.timed.push(Timed { batch, p50_ms: median(r), rounds_ms: r.clone(), runs: plan.runs });
         }
         let mut per_round: Vec<f64> = rounds[0].iter().zip(&rounds[2]).map(|(p, t)| p / t).collect();
         per_round.sort_by(f64::total_cmp);
@@ -432,6 +451,16 @@ fn bench_network(
     })
 }
 
+/// Runs per timing: `--budget-ms` over the latency, between 5 and `--runs`; warm-up runs likewise
+/// capped at a quarter of the budget.
+fn plan_for(latency_ms: f64, args: &ExportBenchArgs) -> Plan {
+    let fit = |budget: f64| if latency_ms > 0.0 { (budget / latency_ms) as usize } else { usize::MAX };
+    Plan {
+        warmup: fit(args.budget_ms / 4.0).clamp(1, args.warmup.max(1)),
+        runs: fit(args.budget_ms).clamp(5, args.runs.max(5)),
+    }
+}
+
 fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
@@ -450,7 +479,7 @@ fn print_network(progress: &Progress, r: &NetworkResult) {
             .map(|t| {
                 let (lo, hi) =
                     t.rounds_ms.iter().fold((f64::INFINITY, 0f64), |(a, b), &v| (a.min(v), b.max(v)));
-                format!("b{} p50 {:.4} ms [{:.4}–{:.4}]", t.batch, t.p50_ms, lo, hi)
+                format!("b{} p50 {:.4} ms [{:.4}–{:.4}] ×{}", t.batch, t.p50_ms, lo, hi, t.runs)
             })
             .collect();
         println!(

@@ -35,8 +35,13 @@ fn nvidia_gpu_visible() -> bool {
 /// Installs the GPU wheel into `deps` (unless it is there) and links its package as
 /// `links/onnxruntime-gpu`; returns the library's path.
 pub fn setup(deps: &Path, links: &Path) -> Result<PathBuf> {
-    let dest =
-        crate::pip_install(deps, "onnxruntime-gpu-1.31.1", ORT_GPU, false, "onnxruntime_gpu-1.31.1.dist-info")?;
+    let dest = crate::pip_install(
+        deps,
+        "onnxruntime-gpu-1.31.1",
+        ORT_GPU,
+        false,
+        "onnxruntime_gpu-1.31.1.dist-info",
+    )?;
     let link = links.join("onnxruntime-gpu");
     crate::link(&dest.join("onnxruntime"), &link)?;
     let lib = link.join(ORT_GPU_LIB);

@@ -28,13 +28,24 @@ use std::collections::{HashMap, HashSet};
 use crate::ir::Graph;
 
 /// How a lowered graph becomes the exported one.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Lowering {
     /// BatchNorm folded, nothing else changed: one node per lowered operator.
     Plain,
     /// BatchNorm folded, then every rewrite of [`Graph::optimize`].
     #[default]
     Optimized,
+}
+
+impl Lowering {
+    /// `plain` or `optimized`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Lowering::Plain => "plain",
+            Lowering::Optimized => "optimized",
+        }
+    }
 }
 
 impl Graph {
