@@ -8,10 +8,11 @@
 //! pwsnas exports the child twice: the plain lowering (`--no-optimize`) and the rewritten graph (the
 //! default). All three models are then checked against libtorch (logit parity, relative to the logit
 //! scale) and timed in ONNX Runtime with the same threads and execution provider: `--rounds` rounds,
-//! each timing every model once (warm-up, then `--runs` timed runs, p50) in an order that rotates
-//! from round to round, so that load from other processes spreads over all models alike. A model's
-//! latency is the median of its round p50s; the ratio pwsnas / torch is the median of the per-round
-//! ratios, with their spread. The node counts of the graphs ONNX Runtime actually runs (saved with
+//! each timing every model (warm-up, then about `--budget-ms` of timed runs, at most `--runs`) in
+//! blocks of a few runs, the models taking turns in an order that rotates, so that load from other
+//! processes falls on all models alike; a round's figure is each model's p50. A model's latency is
+//! the median of its round p50s; the ratio pwsnas / torch is the median of the per-round ratios,
+//! with their spread. The node counts of the graphs ONNX Runtime actually runs (saved with
 //! its optimized-model option) are printed beside them.
 //!
 //! A DARTS genotype joins [`NETWORKS`] once pwsnas has that space: add an entry (space name, its
@@ -117,6 +118,9 @@ pub struct ExportBenchArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: i64,
 }
+
+/// Timed runs of one model before the next model's turn (see [`bench_network`]).
+const BLOCK: usize = 5;
 
 /// The three models of one network.
 const VARIANTS: [&str; 3] = ["pwsnas", "plain", "torch"];
@@ -421,10 +425,22 @@ fn bench_network(
         let bar = progress.bar((args.rounds * sessions.len()) as u64, &format!("{} b{batch}", net.name));
         let mut rounds: Vec<Vec<f64>> = vec![Vec::new(); sessions.len()];
         for r in 0..args.rounds {
-            for k in 0..sessions.len() {
-                let m = (r + k) % sessions.len();
-                let stats = timing::ort(&mut sessions[m], &x, [batch, c, h, w], plan)?;
-                rounds[m].push(stats.p50_ms);
+            let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity(plan.runs); sessions.len()];
+            for m in 0..sessions.len() {
+                let warm = Plan { warmup: plan.warmup, runs: 1 };
+                timing::ort(&mut sessions[m], &x, [batch, c, h, w], warm)?;
+            }
+            // Blocks of BLOCK runs, the models taking turns (in an order that rotates), each block
+            // after one untimed run: a burst of load elsewhere falls on all models alike.
+            for b in 0..plan.runs.div_ceil(BLOCK) {
+                let block = Plan { warmup: 1, runs: BLOCK.min(plan.runs - b * BLOCK) };
+                for k in 0..sessions.len() {
+                    let m = (r + b + k) % sessions.len();
+                    samples[m].extend(timing::ort(&mut sessions[m], &x, [batch, c, h, w], block)?.samples_ms);
+                }
+            }
+            for (m, s) in samples.iter().enumerate() {
+                rounds[m].push(median(s));
                 bar.inc(1);
             }
         }
