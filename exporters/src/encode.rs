@@ -455,7 +455,11 @@ mod tests {
         let g = model.graph.as_ref().unwrap();
         assert_eq!(dims(&g.input[0]).len(), 4, "the input stays FLOAT (checked by dims())");
         assert_eq!(dims(&g.output[0]).len(), 2);
-        assert!(g.initializer.iter().all(|t| t.data_type() == DataType::Float16 as i32));
+        // Every parameter is FLOAT16; the Slice's ranges stay INT64.
+        for t in &g.initializer {
+            let want = if t.name().starts_with("slice_") { DataType::Int64 } else { DataType::Float16 };
+            assert_eq!(t.data_type(), want as i32, "{}", t.name());
+        }
         let w = g.initializer.iter().find(|t| t.name() == "conv_0.weight").unwrap();
         assert_eq!(w.raw_data().len(), 8 * 3 * 9 * 2, "two bytes per weight");
         assert_eq!((g.node[0].op_type(), g.node[0].input[0].as_str()), ("Cast", "input"));

@@ -21,7 +21,6 @@ use crate::search::ArchFile;
 use crate::settings::Settings;
 use crate::timing::Plan;
 use crate::{device, retrain, supernet};
-use pwsnas_onnx::Lowering;
 
 /// The space of a run: its (shrunk) space.json, else the full space of its settings fitted to its data.
 fn run_space(dir: &Path) -> Result<Space> {

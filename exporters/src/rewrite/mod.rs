@@ -122,8 +122,21 @@ impl Graph {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use crate::testkit::{max_abs_diff, onnx_checker, run_graph, Array};
+    use crate::testkit::{every_op_graph, max_abs_diff, onnx_checker, run_graph, Array};
     use crate::{Graph, Metadata};
+
+    #[test]
+    fn all_rewrites_keep_a_graph_of_every_operator() {
+        let mut g = every_op_graph();
+        g.fold_batch_norm();
+        let after = assert_same_function(&g, &[2, 3, 8, 8], |g| g.optimize());
+        // The zeros leave the sum; the affine after it is a depthwise conv; no variadic Sum is left.
+        assert_eq!(
+            (after.node_count("Sum"), after.node_count("ConstantOfShape"), after.node_count("Mul")),
+            (0, 0, 0)
+        );
+        assert_eq!(after.node_count("Slice"), g.node_count("Slice"));
+    }
 
     /// Checks that `rewrite` keeps what `graph` computes (within `1e-5` of the output scale), its
     /// input and its output, and that the official ONNX checker accepts the result; returns the
