@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use anyhow::Result;
 use criterion::Criterion;
-use pwsnas::export::latency::{self, Plan};
 use pwsnas::export::metadata::ModelInfo;
 use pwsnas::export::onnx_bytes;
 use pwsnas::ort_runtime::{runtime, Ep, OrtModel, SessionConfig};
 use pwsnas::run::RunDir;
 use pwsnas::search::ArchFile;
+use pwsnas::timing::{self as latency, Plan};
 use pwsnas_models::{Arch, Mode, Nb201Params, SpaceKind, Supernet};
 use tch::{Device, Kind, Tensor};
 
@@ -80,8 +80,8 @@ fn from_run(dir: &Path) -> Result<Subject> {
 }
 
 fn session(s: &Subject, threads: usize) -> Result<OrtModel> {
-    let bytes = onnx_bytes(&s.net, &s.arch, &s.info);
-    runtime(None)?.session_from_bytes(&bytes, &s.name, SessionConfig { ep: Ep::Cpu, threads })
+    let bytes = onnx_bytes(&s.net, &s.arch, &s.info, pwsnas_onnx::Lowering::Optimized);
+    runtime(None, Ep::Cpu)?.session_from_bytes(&bytes, &s.name, SessionConfig { ep: Ep::Cpu, threads })
 }
 
 fn main() -> Result<()> {
@@ -129,7 +129,7 @@ fn main() -> Result<()> {
     let torch1 = latency::libtorch(&subject.net, &subject.arch, &one, plan1)?;
     let ort64 = latency::ort(&mut model, &x64, s64, plan64)?;
     let torch64 = latency::libtorch(&subject.net, &subject.arch, &large, plan64)?;
-    println!("\n{} — {}, {threads} thread(s)", subject.name, latency::cpu_model());
+    println!("\n{} — {}, {threads} thread(s)", subject.name, pwsnas::host::cpu_model());
     println!(
         "{:<16} {:>5} {:>10} {:>10} {:>10} {:>10} {:>12}",
         "runtime", "batch", "min ms", "p50 ms", "p90 ms", "p99 ms", "images/s"

@@ -3,12 +3,14 @@
 //! Why it exists: rustc links with `--as-needed`, which drops `libtorch_cuda.so` because no symbol
 //! of it is referenced directly; without it CUDA never registers on GPU machines. It also bakes an
 //! rpath to libtorch so the binary runs without `LD_LIBRARY_PATH`, and records where set-up put the
-//! ONNX Runtime library so the binary can find it without flags.
+//! ONNX Runtime libraries (the CPU build, and the GPU build of `cargo xtask setup --gpu`) so the binary
+//! can find them without flags.
 use std::path::PathBuf;
 
 fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rerun-if-env-changed=PWSNAS_ORT_DYLIB");
+    println!("cargo:rerun-if-env-changed=PWSNAS_ORT_GPU_DYLIB");
     let libtorch = match std::env::var_os("LIBTORCH") {
         Some(path) => PathBuf::from(path),
         None => {
@@ -40,4 +42,11 @@ fn main() {
         .map(|p| p.display().to_string())
         .unwrap_or_default();
     println!("cargo:rustc-env=PWSNAS_BUILD_ORT_DYLIB={ort}");
+    // The GPU build (`cargo xtask setup --gpu`) may be installed after this build: its path is
+    // recorded whether or not the file exists yet, and looked at when `--ep cuda` needs it.
+    let ort_gpu = std::env::var("PWSNAS_ORT_GPU_DYLIB")
+        .map(|p| PathBuf::from(&p).canonicalize().unwrap_or_else(|_| PathBuf::from(p)))
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    println!("cargo:rustc-env=PWSNAS_BUILD_ORT_GPU_DYLIB={ort_gpu}");
 }

@@ -5,6 +5,8 @@
 //!   the same step in PyTorch eager on the same libtorch for comparison; with the uniform sampler
 //!   both train the same fixed sequence of children (see `nth_child`).
 //! - `score`: seconds to score every operator candidate with the angle metric and `S` children each.
+//! - `export`: pwsnas's ONNX against `torch.onnx.export` of the same network in ONNX Runtime
+//!   ([`crate::export::bench`]).
 //!
 //! A binary subcommand rather than a criterion bench because it must run where cargo is absent (the
 //! GPU machines get only the release binary).
@@ -52,6 +54,8 @@ pub enum BenchCommand {
         #[arg(long, default_value = "cpu")]
         device: String,
     },
+    /// pwsnas's ONNX against torch.onnx.export of the same network, in ONNX Runtime (p50 at batch 1 and 64).
+    Export(crate::export::bench::ExportBenchArgs),
 }
 
 /// The network a benchmark uses: the space's defaults (`nb201`: NAS-Bench-201's C=16, N=5 on
@@ -74,6 +78,7 @@ impl BenchNet {
 
 pub fn run(cmd: BenchCommand, progress: &Progress) -> Result<()> {
     match cmd {
+        BenchCommand::Export(args) => crate::export::bench::run(&args, progress)?,
         BenchCommand::TrainStep { net, batch_size, steps, warmup, sampler: which, device } => {
             let device = crate::device::parse(&device)?;
             let kind = net.kind()?;

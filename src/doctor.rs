@@ -1,6 +1,7 @@
-//! `pwsnas doctor`: what this binary finds — libtorch and its CUDA devices, ONNX Runtime (library,
-//! version, execution providers), the cache, the datasets — so a user can see why something does not
-//! work before a long run.
+//! `pwsnas doctor`: what this binary finds — libtorch and its CUDA devices, the NVIDIA GPUs the driver
+//! lists, every ONNX Runtime library (CPU and GPU build: version, compiled-in execution providers) and
+//! the one it loads, the cache, the datasets — so a user can see why something does not work before
+//! a long run.
 use std::path::PathBuf;
 
 use serde::Serialize;
@@ -47,8 +48,14 @@ pub struct Report {
     pub cuda_devices: i64,
     pub cudnn: bool,
     pub threads: i32,
-    /// The ONNX Runtime library: paths tried, the one found, its version and execution providers.
+    /// The NVIDIA GPUs the driver lists (none: `--ep cuda` cannot register).
+    pub nvidia_gpus: Vec<String>,
+    /// The ONNX Runtime library `--ep cpu` loads: paths tried, the one found, its version and
+    /// execution providers.
     pub onnxruntime: crate::ort_runtime::OrtDescription,
+    /// Every ONNX Runtime library found (`ORT_DYLIB_PATH`, the CPU and GPU builds of set-up), each
+    /// with its version and compiled-in execution providers (`--ep cuda` loads the GPU build).
+    pub onnxruntime_libraries: Vec<crate::ort_probe::Library>,
     pub cache: String,
     pub fashion_mnist: Option<String>,
     pub fashion_mnist_searched: Vec<String>,
@@ -63,7 +70,9 @@ pub fn report() -> Report {
         cuda_devices: tch::Cuda::device_count(),
         cudnn: tch::Cuda::cudnn_is_available(),
         threads: tch::get_num_threads(),
-        onnxruntime: crate::ort_runtime::describe(None),
+        nvidia_gpus: crate::host::nvidia_gpus(),
+        onnxruntime: crate::ort_runtime::describe(None, crate::ort_runtime::Ep::Cpu),
+        onnxruntime_libraries: crate::ort_probe::libraries(),
         cache: std::env::var("PWSNAS_HOME")
             .map(PathBuf::from)
             .unwrap_or_else(|_| {

@@ -47,7 +47,7 @@ impl Classifier {
     /// Loads `path` (after the ONNX Runtime library, so that a missing library is reported first):
     /// reads and checks its metadata, then opens an ONNX Runtime session.
     pub fn load(path: &Path, ort_lib: Option<&Path>, cfg: SessionConfig) -> Result<Classifier> {
-        let rt = ort_runtime::runtime(ort_lib)?;
+        let rt = ort_runtime::runtime(ort_lib, cfg.ep)?;
         let bytes =
             std::fs::read(path).with_context(|| format!("cannot read the model {}", path.display()))?;
         let what = path.display().to_string();

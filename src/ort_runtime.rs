@@ -5,12 +5,14 @@
 //! `libonnxruntime.so` is loaded, and `ort` allows one library and one environment per process.
 //! Every user of ONNX Runtime (export validation, latency, `pwsnas infer`, tests, benchmarks) goes
 //! through [`runtime`], which loads the library once, from the first source that is given:
-//! `--ort-lib PATH`, then `ORT_DYLIB_PATH`, then the path `cargo xtask setup` recorded at build time.
-//! A path the user names is never silently replaced by another library; when it does not load, the
+//! `--ort-lib PATH`, then `ORT_DYLIB_PATH`, then the path `cargo xtask setup` recorded at build time
+//! (with `--ep cuda`, the GPU build that `cargo xtask setup --gpu` installs; else the CPU build). A
+//! path the user names is never silently replaced by another library; when it does not load, the
 //! error says what was tried, why it failed, and what to do.
 //!
-//! Execution providers are explicit: `--ep cuda` uses the CUDA provider when the loaded library has
-//! it and fails with a clear error otherwise; it never falls back silently to the CPU.
+//! Execution providers are explicit: `--ep cuda` needs a library with the CUDA provider compiled in
+//! *and* a CUDA device it can register on ([`Runtime::check_ep`] tries, on a one-node model); it fails
+//! with a clear error otherwise and never falls back silently to the CPU.
 use std::ffi::{c_char, c_int, CStr};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -35,6 +37,8 @@ pub enum LibSource {
     Env,
     /// The path `cargo xtask setup` recorded when this binary was built.
     Build,
+    /// The GPU build's path `cargo xtask setup --gpu` records (`--ep cuda` only).
+    BuildGpu,
 }
 
 impl fmt::Display for LibSource {
@@ -43,6 +47,7 @@ impl fmt::Display for LibSource {
             LibSource::Flag => "--ort-lib",
             LibSource::Env => "ORT_DYLIB_PATH",
             LibSource::Build => "build-time path",
+            LibSource::BuildGpu => "build-time GPU path",
         })
     }
 }
@@ -54,19 +59,27 @@ pub struct Candidate {
     pub path: PathBuf,
 }
 
-/// The library to load: `explicit` (`--ort-lib`) when given, else `ORT_DYLIB_PATH` when set, else
-/// the build-time path (when set-up recorded one). A path the user names is never replaced by
-/// another one: if it does not load, that is the error.
-pub fn candidate(explicit: Option<&Path>) -> Option<Candidate> {
+/// The library to load for `ep`: `explicit` (`--ort-lib`) when given, else `ORT_DYLIB_PATH` when
+/// set, else the build-time path set-up recorded (for [`Ep::Cuda`], the GPU build's). A path the
+/// user names is never replaced by another one: if it does not load, that is the error.
+pub fn candidate(explicit: Option<&Path>, ep: Ep) -> Option<Candidate> {
     if let Some(path) = explicit {
         return Some(Candidate { source: LibSource::Flag, path: path.to_path_buf() });
     }
     if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
         return Some(Candidate { source: LibSource::Env, path: PathBuf::from(p) });
     }
-    let build = env!("PWSNAS_BUILD_ORT_DYLIB");
-    (!build.is_empty()).then(|| Candidate { source: LibSource::Build, path: PathBuf::from(build) })
+    let (source, build) = match ep {
+        Ep::Cpu => (LibSource::Build, BUILD_CPU),
+        Ep::Cuda => (LibSource::BuildGpu, BUILD_GPU),
+    };
+    (!build.is_empty()).then(|| Candidate { source, path: PathBuf::from(build) })
 }
+
+/// The CPU build's path recorded at build time (empty when set-up had not run).
+pub const BUILD_CPU: &str = env!("PWSNAS_BUILD_ORT_DYLIB");
+/// The GPU build's path recorded at build time (`cargo xtask setup --gpu` installs it there).
+pub const BUILD_GPU: &str = env!("PWSNAS_BUILD_ORT_GPU_DYLIB");
 
 /// The loaded library and the process-wide ONNX Runtime environment.
 pub struct Runtime {
@@ -81,15 +94,30 @@ static RUNTIME: OnceLock<Runtime> = OnceLock::new();
 static INIT: Mutex<()> = Mutex::new(());
 
 /// What to do when no library loads.
-const SETUP_HINT: &str = concat!(
-    "run `cargo xtask setup` (it installs onnxruntime==1.31.1), ",
-    "or pass --ort-lib PATH / set ORT_DYLIB_PATH to a libonnxruntime.so.1.31.x"
-);
+fn setup_hint(ep: Ep) -> &'static str {
+    match ep {
+        Ep::Cpu => concat!(
+            "run `cargo xtask setup` (it installs onnxruntime==1.31.1), ",
+            "or pass --ort-lib PATH / set ORT_DYLIB_PATH to a libonnxruntime.so.1.31.x"
+        ),
+        Ep::Cuda => concat!(
+            "run `cargo xtask setup --gpu` (it installs onnxruntime-gpu==1.31.1), ",
+            "or pass --ort-lib PATH / set ORT_DYLIB_PATH to the libonnxruntime.so.1.31.x of a GPU build"
+        ),
+    }
+}
 
-/// The ONNX Runtime of this process, loading the library on first use (see the module docs for
-/// where it comes from). A later call naming another library than the loaded one is an error, since
-/// a process can load only one.
-pub fn runtime(explicit: Option<&Path>) -> Result<&'static Runtime> {
+/// The ONNX Runtime of this process for execution provider `ep`, loading the library on first use
+/// (see the module docs for where it comes from) and checking that it can run `ep`
+/// ([`Runtime::check_ep`]). A later call naming another library than the loaded one is an error,
+/// since a process can load only one.
+pub fn runtime(explicit: Option<&Path>, ep: Ep) -> Result<&'static Runtime> {
+    let rt = load_runtime(explicit, ep)?;
+    rt.check_ep(ep)?;
+    Ok(rt)
+}
+
+fn load_runtime(explicit: Option<&Path>, ep: Ep) -> Result<&'static Runtime> {
     let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(rt) = RUNTIME.get() {
         if let Some(path) = explicit {
@@ -103,18 +131,20 @@ pub fn runtime(explicit: Option<&Path>) -> Result<&'static Runtime> {
         }
         return Ok(rt);
     }
-    let Some(c) = candidate(explicit) else {
+    let Some(c) = candidate(explicit, ep) else {
         bail!(
             "cannot load the ONNX Runtime library: none was given (no --ort-lib, ORT_DYLIB_PATH is not set, and \
-             this binary was built without `cargo xtask setup`); {SETUP_HINT}"
+             this binary was built without `cargo xtask setup`); {}",
+            setup_hint(ep)
         );
     };
     match load(&c) {
         Ok(rt) => Ok(RUNTIME.get_or_init(|| rt)),
         Err(why) => bail!(
-            "cannot load the ONNX Runtime library (version {EXPECTED_VERSION}.x is needed) from {} {}: {why}\n{SETUP_HINT}",
+            "cannot load the ONNX Runtime library (version {EXPECTED_VERSION}.x is needed) from {} {}: {why}\n{}",
             c.source,
-            c.path.display()
+            c.path.display(),
+            setup_hint(ep)
         ),
     }
 }
@@ -221,7 +251,9 @@ impl Runtime {
         }
     }
 
-    /// Whether `ep` can be used with the loaded library; the error says why not and what to do.
+    /// Whether `ep` can be used with the loaded library: compiled in, and (for the CUDA provider)
+    /// registered on a real session of a one-node model, once per process. The error says which of
+    /// the two failed and what to do.
     pub fn check_ep(&self, ep: Ep) -> Result<()> {
         if ep == Ep::Cpu {
             return Ok(());
@@ -229,12 +261,37 @@ impl Runtime {
         let available = self.available_providers()?;
         if !available.iter().any(|p| p == ep.provider_name()) {
             bail!(
-                "--ep {}: the ONNX Runtime library {} has no {} (it has: {}); use --ep cpu, or pass --ort-lib \
-                 with a GPU build of ONNX Runtime 1.31 (the onnxruntime-gpu wheel's libonnxruntime.so)",
+                "--ep {}: the ONNX Runtime library {} has no {} compiled in (it has: {}); use --ep cpu, or run \
+                 `cargo xtask setup --gpu` (or pass --ort-lib) for the GPU build of ONNX Runtime 1.31 \
+                 (the onnxruntime-gpu wheel's libonnxruntime.so)",
                 ep.name(),
                 self.library.display(),
                 ep.provider_name(),
                 available.join(", ")
+            );
+        }
+        static REGISTERED: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+        let registered = REGISTERED.get_or_init(|| {
+            let probe = tiny_model();
+            let cfg = SessionConfig { ep, threads: 1 };
+            let mut session = self.builder(cfg).map_err(|e| format!("{e}"))?;
+            session.commit_from_memory(&probe).map(drop).map_err(|e| format!("{e}"))
+        });
+        if let Err(why) = registered {
+            let gpus = crate::host::nvidia_gpus();
+            let seen = if gpus.is_empty() {
+                "no NVIDIA GPU is visible on this machine (the driver lists none)".to_string()
+            } else {
+                format!("the driver lists {}", gpus.join(", "))
+            };
+            bail!(
+                "--ep {}: the {} is compiled into {}, but registering it failed: {why}\n{seen}; --ep cuda needs an \
+                 NVIDIA GPU with its driver (libcuda.so.1) and the CUDA 13 and cuDNN 9 libraries (those of the set-up's \
+                 torch wheel serve, see the README) — `pwsnas doctor` shows what is found; use --ep cpu on this \
+                 machine (pwsnas never falls back to the CPU silently)",
+                ep.name(),
+                ep.provider_name(),
+                self.library.display()
             );
         }
         Ok(())
@@ -254,6 +311,18 @@ impl Runtime {
     pub fn session_from_file(&self, path: &Path, cfg: SessionConfig) -> Result<OrtModel> {
         let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         self.session_from_bytes(&bytes, &path.display().to_string(), cfg)
+    }
+
+    /// Writes to `path` the graph ONNX Runtime makes of the model in `bytes` with `cfg` (its
+    /// optimized-model option): the graph it actually runs, to compare node counts.
+    pub fn save_optimized(&self, bytes: &[u8], what: &str, cfg: SessionConfig, path: &Path) -> Result<()> {
+        self.check_ep(cfg.ep)?;
+        let commit = || -> ort::Result<Session> {
+            let mut b = self.builder(cfg)?.with_optimized_model_path(path)?;
+            b.commit_from_memory(bytes)
+        };
+        commit().with_context(|| format!("ONNX Runtime cannot load {what} to save its optimised graph"))?;
+        Ok(())
     }
 
     fn builder(&self, cfg: SessionConfig) -> ort::Result<ort::session::builder::SessionBuilder> {
@@ -277,6 +346,16 @@ impl Runtime {
             error: None,
         }
     }
+}
+
+/// A one-`Relu` model on `[batch, 1]`, for trying an execution provider.
+fn tiny_model() -> Vec<u8> {
+    use pwsnas_onnx::{Dim, GraphBuilder, Metadata};
+    let shape = vec![Dim::Batch, Dim::Fixed(1)];
+    let mut g = GraphBuilder::new("pwsnas_probe", "x", shape.clone());
+    let x = g.input();
+    let y = g.relu(&x);
+    g.finish(&y, shape).to_onnx_bytes(&Metadata::new())
 }
 
 /// Turns an `OrtStatus` into a result (releasing it).
@@ -303,12 +382,12 @@ pub struct OrtDescription {
     pub error: Option<String>,
 }
 
-/// Loads the runtime (if it is not loaded yet) and describes it, or what went wrong.
-pub fn describe(explicit: Option<&Path>) -> OrtDescription {
-    match runtime(explicit) {
+/// Loads the runtime for `ep` (if none is loaded yet) and describes it, or what went wrong.
+pub fn describe(explicit: Option<&Path>, ep: Ep) -> OrtDescription {
+    match load_runtime(explicit, ep) {
         Ok(rt) => rt.describe(),
         Err(e) => OrtDescription {
-            tried: candidate(explicit).map(|c| format!("{} {}", c.source, c.path.display())),
+            tried: candidate(explicit, ep).map(|c| format!("{} {}", c.source, c.path.display())),
             library: None,
             version: None,
             providers: Vec::new(),

@@ -1,7 +1,8 @@
-//! `pwsnas export` and `pwsnas infer` end to end on a tiny synthetic search: the model, its
-//! validation and the reports, and a clear error for each kind of bad input (a run without
-//! retrained weights, a missing ONNX Runtime library, an execution provider the library lacks, a
-//! corrupt model, an undecodable image).
+//! `pwsnas export` and `pwsnas infer` end to end on a tiny synthetic search: the model (rewritten,
+//! plain with `--no-optimize`, in fp16 with `--precision fp16`), its validation and the reports, and
+//! a clear error for each kind of bad input (a run without retrained weights, a missing ONNX Runtime
+//! library, an execution provider the library lacks or cannot register, a corrupt model, an
+//! undecodable image).
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -101,6 +102,19 @@ fn export_writes_a_validated_model_and_the_reports() {
         assert!(!report.onnx.op_counts.contains_key(op), "{op} in {:?}", report.onnx.op_counts);
     }
     assert_eq!(report.onnx.input, "input [batch, 1, 8, 8]");
+    assert_eq!((report.onnx.lowering.as_str(), report.onnx.precision.as_str()), ("optimized", "fp32"));
+    assert_eq!(report.precision, None);
+    // Provenance: every setting of the run and every export option, serialised.
+    let settings = &report.provenance.settings;
+    assert_eq!(settings["search"]["population"], 4);
+    assert_eq!(settings["space_params"]["nodes"], 3);
+    let export = &report.provenance.export;
+    assert_eq!((export["ep"].as_str(), export["threads"].as_u64()), (Some("cpu"), Some(1)));
+    assert_eq!(
+        (export["lowering"].as_str(), export["precision"].as_str()),
+        (Some("optimized"), Some("fp32"))
+    );
+    assert_eq!(export["plan"]["runs"], 5);
 
     let l = &report.latency;
     assert_eq!((l.threads, l.ep.as_str(), l.libtorch_device.as_str()), (1, "cpu", "cpu"));
@@ -215,17 +229,118 @@ fn a_missing_onnx_runtime_library_says_what_was_tried() {
 }
 
 #[test]
-fn cuda_without_a_cuda_build_of_onnx_runtime_is_a_clear_error() {
-    let (run, _) = exported();
-    let doctor: Value = serde_json::from_str(&ok(["--json", "doctor"])).unwrap();
-    if doctor["onnxruntime"]["providers"].as_array().unwrap().iter().any(|p| p == "CUDAExecutionProvider") {
-        return; // this library has the CUDA provider: nothing to refuse
+fn the_plain_lowering_and_fp16_export_are_validated_too() {
+    let (optimized_run, _) = exported();
+    let optimized = Report::load(&optimized_run.join("report.json")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (flags, lowering, precision) in
+        [(vec!["--no-optimize"], "plain", "fp32"), (vec!["--precision", "fp16"], "optimized", "fp16")]
+    {
+        let run = dir.path().join(lowering).join(precision);
+        copy_dir(searched(), &run);
+        let mut args =
+            vec!["--quiet", "export", s(&run), "--latency-runs", "3", "--warmup", "1", "--threads", "1"];
+        args.extend(flags);
+        ok(&args);
+        let report = Report::load(&run.join("report.json")).unwrap();
+        assert_eq!((report.onnx.lowering.as_str(), report.onnx.precision.as_str()), (lowering, precision));
+        assert!(report.parity.passed, "{lowering} {precision}: {:?}", report.parity.reason);
+        let bytes = std::fs::read(run.join("model.onnx")).unwrap();
+        onnx_check::check(&bytes, &format!("the {lowering} {precision} model.onnx"));
+        // Same ports and metadata whatever the graph inside.
+        assert_eq!(
+            (report.onnx.input.as_str(), report.onnx.output.as_str()),
+            (optimized.onnx.input.as_str(), optimized.onnx.output.as_str())
+        );
+        assert_eq!(report.onnx.metadata, optimized.onnx.metadata);
+        match precision {
+            "fp16" => {
+                assert_eq!(report.parity.tolerance, pwsnas::export::DEFAULT_FP16_TOLERANCE);
+                let check = report.precision.as_ref().expect("an fp16 export is judged by its accuracy");
+                assert_eq!(check.max_accuracy_loss_pp, pwsnas::export::DEFAULT_MAX_ACCURACY_LOSS_PP);
+                assert!((check.accuracy_loss_pp + report.accuracy.difference_pp).abs() < 1e-12);
+                assert_eq!(check.passed, check.accuracy_loss_pp <= check.max_accuracy_loss_pp);
+                assert!(report.onnx.op_counts["Cast"] == 2, "{:?}", report.onnx.op_counts);
+                // Half the bytes for the weights.
+                assert!(
+                    report.onnx.bytes < optimized.onnx.bytes * 3 / 4,
+                    "{} vs {}",
+                    report.onnx.bytes,
+                    optimized.onnx.bytes
+                );
+                let md = std::fs::read_to_string(run.join("report.md")).unwrap();
+                assert!(md.contains("| fp16 accuracy loss against libtorch in fp32 |"), "{md}");
+            }
+            _ => {
+                assert_eq!(report.parity.tolerance, pwsnas::export::DEFAULT_TOLERANCE);
+                // The plain graph has the variadic Sums the rewrites turn into Adds.
+                assert!(
+                    report.onnx.op_counts.get("Sum") >= optimized.onnx.op_counts.get("Sum"),
+                    "{:?}",
+                    report.onnx.op_counts
+                );
+                assert!(!optimized.onnx.op_counts.contains_key("Sum"), "{:?}", optimized.onnx.op_counts);
+            }
+        }
     }
+}
+
+#[test]
+fn cuda_is_a_clear_error_without_the_provider_or_without_a_gpu() {
+    let (run, _) = exported();
     let model = run.join("model.onnx");
-    for args in [vec!["export", s(run), "--ep", "cuda"], vec!["infer", s(&model), "x.png", "--ep", "cuda"]] {
+    let doctor: Value = serde_json::from_str(&ok(["--json", "doctor"])).unwrap();
+    let libs = doctor["onnxruntime_libraries"].as_array().unwrap();
+    let has_cuda =
+        |l: &Value| l["providers"].as_array().unwrap().iter().any(|p| p == "CUDAExecutionProvider");
+    // The CPU build named explicitly: the provider is not compiled in.
+    let cpu = libs.iter().find(|l| l["source"] == "build-time path").expect("set-up's CPU build is listed");
+    assert!(!has_cuda(cpu), "{cpu}");
+    let cpu_lib = cpu["path"].as_str().unwrap();
+    for args in [
+        vec!["export", s(run), "--ep", "cuda", "--ort-lib", cpu_lib],
+        vec!["infer", s(&model), "x.png", "--ep", "cuda", "--ort-lib", cpu_lib],
+    ] {
         let err = fails(&args);
-        assert!(err.contains("--ep cuda") && err.contains("has no CUDAExecutionProvider"), "{err}");
-        assert!(err.contains("use --ep cpu"), "{err}");
+        assert!(
+            err.contains("--ep cuda") && err.contains("has no CUDAExecutionProvider compiled in"),
+            "{err}"
+        );
+        assert!(err.contains("use --ep cpu") && err.contains("cargo xtask setup --gpu"), "{err}");
+    }
+    // Without a flag, --ep cuda loads set-up's GPU build.
+    let gpu = libs.iter().find(|l| l["source"] == "build-time GPU path");
+    let installed = gpu.is_some_and(|l| l["error"].is_null());
+    let gpus = doctor["nvidia_gpus"].as_array().unwrap();
+    let infer = ["--json", "infer", s(&model), "x.png", "--ep", "cuda"];
+    match (installed, gpus.is_empty()) {
+        (false, _) => {
+            let err = fails(infer);
+            assert!(
+                err.contains("cannot load the ONNX Runtime library")
+                    && err.contains("cargo xtask setup --gpu"),
+                "{err}"
+            );
+        }
+        (true, true) => {
+            assert!(has_cuda(gpu.unwrap()), "the GPU build has the CUDA provider compiled in: {gpu:?}");
+            let err = fails(infer);
+            assert!(
+                err.contains("CUDAExecutionProvider is compiled into")
+                    && err.contains("registering it failed"),
+                "{err}"
+            );
+            assert!(err.contains("no NVIDIA GPU is visible") && err.contains("never falls back"), "{err}");
+        }
+        (true, false) => {
+            // A GPU machine: the model runs on the CUDA provider (the image is one infer writes).
+            let dir = tempfile::tempdir().unwrap();
+            let img = dir.path().join("x.png");
+            image::GrayImage::new(8, 8).save(&img).unwrap();
+            let out: Value =
+                serde_json::from_str(&ok(["--json", "infer", s(&model), s(&img), "--ep", "cuda"])).unwrap();
+            assert_eq!(out["results"].as_array().unwrap().len(), 1);
+        }
     }
 }
 

@@ -66,7 +66,7 @@ fn assert_parity(
     let bytes = graph.to_onnx_bytes(&Metadata::new());
 
     let cfg = SessionConfig { ep: Ep::Cpu, threads: 1 };
-    let mut model = runtime(None).unwrap().session_from_bytes(&bytes, what, cfg).unwrap();
+    let mut model = runtime(None, Ep::Cpu).unwrap().session_from_bytes(&bytes, what, cfg).unwrap();
     for x in [x5.shallow_clone(), x5.narrow(0, 0, 1)] {
         let n = x.size()[0] as usize;
         let torch = tch::no_grad(|| forward(&x));

@@ -1,14 +1,17 @@
 //! Every op of both spaces survives export: a tiny stand-alone child containing it, with random
-//! weights and non-trivial BatchNorm statistics and affine parameters, is lowered, BN-folded and run
-//! in ONNX Runtime (all graph optimisations on), and its logits match libtorch's eval-mode logits to
-//! within 1e-4 of the logit scale. The exported graphs have no BatchNormalization and no Identity
-//! nodes, take any batch size, carry readable metadata, and pass the official ONNX checker.
+//! weights and non-trivial BatchNorm statistics and affine parameters, is lowered, BN-folded,
+//! rewritten (the rewrites of `pwsnas_onnx::Graph::optimize`) and run in ONNX Runtime (all graph
+//! optimisations on), and its logits match libtorch's eval-mode logits to within 1e-4 of the logit
+//! scale; so does the plain lowering, and the fp16 export within its tolerance. The exported graphs
+//! have no BatchNormalization and no Identity nodes, take any batch size, carry readable metadata,
+//! and pass the official ONNX checker.
 mod onnx_check;
 
 use pwsnas::export::metadata::ModelInfo;
-use pwsnas::export::onnx_bytes;
+use pwsnas::export::onnx_bytes_as;
 use pwsnas::ort_runtime::{runtime, Ep, SessionConfig};
 use pwsnas_models::{MobileParams, MobileStage, Mode, Nb201Params, Op, SpaceKind, Supernet};
+use pwsnas_onnx::{Lowering, Precision};
 use tch::{Device, Kind, Tensor};
 
 fn nb201(nodes: usize, cells: usize) -> SpaceKind {
@@ -72,14 +75,26 @@ fn info(kind: &SpaceKind, arch: &str) -> ModelInfo {
     }
 }
 
-/// Exports `arch` with random weights, checks ORT against libtorch at batch 5 and 1, and returns
-/// the model bytes.
+/// Exports `arch` with random weights (rewritten, fp32), checks ORT against libtorch at batch 5 and
+/// 1, and returns the model bytes.
 fn export_and_compare(kind: &SpaceKind, arch: &str) -> Vec<u8> {
+    export_as(kind, arch, Lowering::Optimized, Precision::Fp32, 1e-4)
+}
+
+/// [`export_and_compare`] with a lowering, a precision and a tolerance (of the logit scale).
+fn export_as(
+    kind: &SpaceKind,
+    arch: &str,
+    lowering: Lowering,
+    precision: Precision,
+    tolerance: f32,
+) -> Vec<u8> {
     let child = kind.parse_arch(arch).unwrap();
+    tch::manual_seed(7);
     let net = Supernet::standalone(kind, &child, Device::Cpu);
     perturb_batch_norms(&net);
     let meta = info(kind, arch);
-    let bytes = onnx_bytes(&net, &child, &meta);
+    let bytes = onnx_bytes_as(&net, &child, &meta, lowering, precision);
 
     let s = pwsnas_onnx::summary(&bytes).unwrap();
     for op in ["BatchNormalization", "Identity"] {
@@ -88,7 +103,7 @@ fn export_and_compare(kind: &SpaceKind, arch: &str) -> Vec<u8> {
     assert_eq!(s.opset, Some(17));
 
     let cfg = SessionConfig { ep: Ep::Cpu, threads: 1 };
-    let mut model = runtime(None).unwrap().session_from_bytes(&bytes, arch, cfg).unwrap();
+    let mut model = runtime(None, Ep::Cpu).unwrap().session_from_bytes(&bytes, arch, cfg).unwrap();
     assert_eq!(ModelInfo::from_entries(&model.metadata().unwrap(), arch).unwrap(), meta);
 
     let [c, h, w] = kind.input_shape();
@@ -103,8 +118,8 @@ fn export_and_compare(kind: &SpaceKind, arch: &str) -> Vec<u8> {
         let diff = torch.iter().zip(&ort).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
         assert!(scale > 0.0, "{arch}: all logits are zero, the comparison would be vacuous");
         assert!(
-            diff <= 1e-4 * scale,
-            "{arch} at batch {n}: max |ORT - libtorch| = {diff:e} exceeds 1e-4 of the logit scale {scale}"
+            diff <= tolerance * scale,
+            "{arch} ({lowering:?}, {precision:?}) at batch {n}: max |ORT - libtorch| = {diff:e} exceeds {tolerance:e} of the logit scale {scale}"
         );
     }
     bytes
@@ -189,4 +204,42 @@ fn official_onnx_checker_accepts_an_nb201_and_a_mobile_model() {
     let kind = mobile();
     let mb = "identity,mb_k5_e6,mb_k7_e3,identity";
     onnx_check::check(&export_and_compare(&kind, mb), mb);
+}
+
+/// Node 1 receives only `none`, so zeros flow into node 2 (a skip) and node 3 (a pool and a conv);
+/// node 0 feeds two narrow convs (merged) and node 3 sums three terms.
+const ZERO_NODE_ARCH: &str =
+    "|none~0|+|nor_conv_3x3~0|skip_connect~1|+|nor_conv_3x3~0|nor_conv_1x1~1|avg_pool_3x3~2|";
+
+#[test]
+fn every_rewrite_keeps_the_logits_and_the_checker_accepts_the_result() {
+    let kind = nb201(4, 2);
+    let plain = export_as(&kind, ZERO_NODE_ARCH, Lowering::Plain, Precision::Fp32, 1e-4);
+    let optimized = export_and_compare(&kind, ZERO_NODE_ARCH);
+    onnx_check::check(&plain, "the plain lowering");
+    onnx_check::check(&optimized, "the rewritten graph");
+    let (p, o) = (pwsnas_onnx::summary(&plain).unwrap(), pwsnas_onnx::summary(&optimized).unwrap());
+    // The plain lowering keeps its Sums and zero terms; the rewrites leave none, merge node 0's narrow
+    // convs (4 channels) and drop the 1×1 conv of zeros.
+    assert!(p.op_counts.contains_key("Sum"), "{:?}", p.op_counts);
+    assert!(!o.op_counts.contains_key("Sum"), "{:?}", o.op_counts);
+    // Stages 1 and 2 (4 and 8 channels, below a block of 16) of two cells each.
+    assert_eq!(o.op_counts.get("Split"), Some(&4), "{:?}", o.op_counts);
+    assert!(o.op_counts["Conv"] < p.op_counts["Conv"], "{:?} vs {:?}", o.op_counts, p.op_counts);
+    assert_eq!((o.inputs.clone(), o.outputs.clone()), (p.inputs.clone(), p.outputs.clone()));
+    assert_eq!(pwsnas_onnx::read_metadata(&plain).unwrap(), pwsnas_onnx::read_metadata(&optimized).unwrap());
+}
+
+#[test]
+fn fp16_runs_in_onnx_runtime_on_the_cpu_within_half_precision() {
+    // ONNX Runtime's CPU provider runs the fp16 graph (casting where it has no fp16 kernel).
+    let nb = "|nor_conv_3x3~0|+|avg_pool_3x3~0|nor_conv_1x1~1|+|skip_connect~0|nor_conv_3x3~1|none~2|";
+    let bytes = export_as(&nb201(4, 1), nb, Lowering::Optimized, Precision::Fp16, 1e-2);
+    onnx_check::check(&bytes, "the fp16 nb201 model");
+    let kind = mobile();
+    let mb = "identity,mb_k5_e6,mb_k3_e3,identity";
+    onnx_check::check(
+        &export_as(&kind, mb, Lowering::Optimized, Precision::Fp16, 1e-2),
+        "the fp16 mobile model",
+    );
 }

@@ -8,8 +8,14 @@
 //! are `FLOAT` tensors whose [`Dim::Batch`] dimension is the symbolic `"batch"`. A `Slice` takes its
 //! ranges as inputs in opset 17: they become `INT64` initializers `<node>.starts`, `<node>.ends`,
 //! `<node>.axes` and `<node>.steps` (an open end is `i64::MAX`, which ONNX clamps to the axis length).
+//!
+//! [`Precision::Fp16`] writes the same graph for half-precision deployment (GPUs): every parameter
+//! (and the zero of `ConstantOfShape`) as `FLOAT16`, a `Cast` to `FLOAT16` after the input and one
+//! back to `FLOAT` before the output, so the model's input and output stay `FLOAT` and every reader
+//! of an `f32` model reads it unchanged (a `Slice`'s ranges stay `INT64`).
 
 use prost::Message;
+use serde::{Deserialize, Serialize};
 
 use crate::ir::{Dim, Graph, Node, Op, Port, SliceAxis, Tensor};
 use crate::metadata::Metadata;
@@ -26,18 +32,55 @@ pub const OPSET_VERSION: i64 = 17;
 /// The `producer_name` of exported models.
 pub const PRODUCER: &str = "pwsnas";
 
+/// The floating-point type the exported model computes in (see the module docs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// `FLOAT` everywhere.
+    #[default]
+    Fp32,
+    /// `FLOAT16` parameters and computation, `FLOAT` input and output.
+    Fp16,
+}
+
+impl Precision {
+    /// `fp32` or `fp16`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Fp16 => "fp16",
+        }
+    }
+
+    fn data_type(self) -> DataType {
+        match self {
+            Precision::Fp32 => DataType::Float,
+            Precision::Fp16 => DataType::Float16,
+        }
+    }
+}
+
 impl Graph {
     /// The ONNX model of this graph (opset [`OPSET_VERSION`], IR [`IR_VERSION`], producer
     /// [`PRODUCER`] with this crate's version), with `meta` as `metadata_props`. ONNX wants distinct
     /// metadata keys: when `meta` repeats a key, the last value is written at the first position.
     pub fn to_model(&self, meta: &Metadata) -> ModelProto {
+        self.to_model_as(meta, Precision::Fp32)
+    }
+
+    /// [`Graph::to_model`] computing in `precision` (see the module docs).
+    pub fn to_model_as(&self, meta: &Metadata, precision: Precision) -> ModelProto {
+        let mut node: Vec<NodeProto> = self.nodes.iter().map(|n| node_proto(n, precision)).collect();
+        if precision != Precision::Fp32 {
+            cast_at_the_ports(&mut node, &self.input.name, &self.output.name, precision);
+        }
         let graph = GraphProto {
-            node: self.nodes.iter().map(node_proto).collect(),
+            node,
             name: Some(self.name.clone()),
             initializer: self
                 .initializers
                 .iter()
-                .map(|(name, t)| tensor_proto(name, t))
+                .map(|(name, t)| tensor_proto(name, t, precision))
                 .chain(self.nodes.iter().flat_map(slice_inputs))
                 .collect(),
             input: vec![value_info(&self.input)],
@@ -62,6 +105,41 @@ impl Graph {
     pub fn to_onnx_bytes(&self, meta: &Metadata) -> Vec<u8> {
         self.to_model(meta).encode_to_vec()
     }
+
+    /// [`Graph::to_onnx_bytes`] computing in `precision`.
+    pub fn to_onnx_bytes_as(&self, meta: &Metadata, precision: Precision) -> Vec<u8> {
+        self.to_model_as(meta, precision).encode_to_vec()
+    }
+}
+
+/// Makes `nodes` compute in `precision` between the `FLOAT` ports: `<input>.<precision>` =
+/// `Cast(input)` first, and the output's producer writes `<output>.<precision>`, cast back last.
+fn cast_at_the_ports(nodes: &mut Vec<NodeProto>, input: &str, output: &str, precision: Precision) {
+    let inner_in = format!("{input}.{}", precision.name());
+    let inner_out = format!("{output}.{}", precision.name());
+    for node in nodes.iter_mut() {
+        for i in node.input.iter_mut() {
+            if i == input {
+                i.clone_from(&inner_in);
+            } else if i == output {
+                i.clone_from(&inner_out);
+            }
+        }
+        for o in node.output.iter_mut().filter(|o| *o == output) {
+            o.clone_from(&inner_out);
+        }
+    }
+    // Named `<port>.cast`: the port's name is the graph's (input) or its producer's (output).
+    let cast = |from: &str, to: &str, port: &str, dt: DataType| NodeProto {
+        input: vec![from.to_string()],
+        output: vec![to.to_string()],
+        name: Some(format!("{port}.cast")),
+        op_type: Some("Cast".to_string()),
+        attribute: vec![int("to", dt as i64)],
+        ..Default::default()
+    };
+    nodes.insert(0, cast(input, &inner_in, input, precision.data_type()));
+    nodes.push(cast(&inner_out, output, output, DataType::Float));
 }
 
 fn distinct_entries(meta: &Metadata) -> Vec<StringStringEntryProto> {
@@ -75,20 +153,20 @@ fn distinct_entries(meta: &Metadata) -> Vec<StringStringEntryProto> {
         .collect()
 }
 
-fn node_proto(node: &Node) -> NodeProto {
+fn node_proto(node: &Node, precision: Precision) -> NodeProto {
     let mut input = node.inputs.clone();
     input.extend(slice_inputs(node).into_iter().map(|t| t.name.expect("slice inputs are named")));
     NodeProto {
         input,
-        output: vec![node.output.clone()],
+        output: node.outputs().cloned().collect(),
         name: Some(node.name.clone()),
         op_type: Some(node.op.op_type().to_string()),
-        attribute: attributes(&node.op),
+        attribute: attributes(&node.op, precision),
         ..Default::default()
     }
 }
 
-fn attributes(op: &Op) -> Vec<AttributeProto> {
+fn attributes(op: &Op, precision: Precision) -> Vec<AttributeProto> {
     let square = |v: usize| vec![v as i64; 2];
     let pads = |p: usize| vec![p as i64; 4];
     match *op {
@@ -111,7 +189,7 @@ fn attributes(op: &Op) -> Vec<AttributeProto> {
             ints("strides", square(stride)),
             ints("pads", pads(padding)),
         ],
-        Op::Concat { axis } => vec![int("axis", axis)],
+        Op::Concat { axis } | Op::Split { axis, .. } => vec![int("axis", axis)],
         Op::Flatten => vec![int("axis", 1)],
         Op::Gemm => vec![int("transB", 1)],
         Op::ConstantOfShape => {
@@ -119,7 +197,7 @@ fn attributes(op: &Op) -> Vec<AttributeProto> {
             vec![AttributeProto {
                 name: Some("value".to_string()),
                 r#type: Some(AttributeType::Tensor as i32),
-                t: Some(tensor_proto("", &zero)),
+                t: Some(tensor_proto("", &zero, precision)),
                 ..Default::default()
             }]
         }
@@ -183,13 +261,18 @@ fn float(name: &str, f: f32) -> AttributeProto {
     }
 }
 
-/// A `FLOAT` tensor with its elements little-endian in `raw_data`; an empty name is left out.
-fn tensor_proto(name: &str, t: &Tensor) -> TensorProto {
+/// A `FLOAT` (or `FLOAT16`) tensor with its elements little-endian in `raw_data`; an empty name is
+/// left out.
+fn tensor_proto(name: &str, t: &Tensor, precision: Precision) -> TensorProto {
+    let raw_data = match precision {
+        Precision::Fp32 => t.data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        Precision::Fp16 => t.data.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect(),
+    };
     TensorProto {
         dims: t.dims.iter().map(|&d| d as i64).collect(),
-        data_type: Some(DataType::Float as i32),
+        data_type: Some(precision.data_type() as i32),
         name: (!name.is_empty()).then(|| name.to_string()),
-        raw_data: Some(t.data.iter().flat_map(|v| v.to_le_bytes()).collect()),
+        raw_data: Some(raw_data),
         ..Default::default()
     }
 }
@@ -215,13 +298,10 @@ fn value_info(port: &Port) -> ValueInfoProto {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-    use std::process::Command;
-
     use super::*;
     use crate::decode_model;
     use crate::proto::tensor_shape_proto::dimension::Value as DimValue;
-    use crate::testkit::every_op_graph;
+    use crate::testkit::{every_op_graph, onnx_checker};
 
     fn dims(info: &ValueInfoProto) -> Vec<DimValue> {
         let Some(type_proto::Value::TensorType(t)) = info.r#type.as_ref().and_then(|t| t.value.clone())
@@ -352,41 +432,6 @@ mod tests {
         assert_eq!(meta, [("a", "3"), ("b", "2")]);
     }
 
-    /// The folder holding the `onnx` Python package (with numpy), installed by `cargo xtask setup`.
-    fn onnx_site() -> PathBuf {
-        let deps = std::env::var("PWSNAS_DEPS")
-            .ok()
-            .or_else(|| option_env!("PWSNAS_DEPS").map(String::from))
-            .expect("PWSNAS_DEPS is not set; run the tests through cargo in the workspace after `cargo xtask setup`");
-        let site = PathBuf::from(deps).join("onnx-site");
-        assert!(
-            site.join("onnx").is_dir(),
-            "the ONNX checker is not installed at {}: run `cargo xtask setup`",
-            site.display()
-        );
-        site
-    }
-
-    /// Runs `onnx.checker.check_model(full_check=True)`; `Err` holds the checker's complaint.
-    fn onnx_checker(bytes: &[u8]) -> Result<(), String> {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("model.onnx");
-        std::fs::write(&path, bytes).unwrap();
-        let script =
-            "import onnx,sys; m=onnx.load(sys.argv[1]); onnx.checker.check_model(m, full_check=True)";
-        let out = Command::new("python3")
-            .env("PYTHONPATH", onnx_site())
-            .args(["-c", script])
-            .arg(&path)
-            .output()
-            .expect("python3 (needed to run the ONNX checker) could not be started");
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
-    }
-
     #[test]
     fn onnx_checker_accepts_every_node_type_before_and_after_folding() {
         let mut graph = every_op_graph();
@@ -398,6 +443,40 @@ mod tests {
         if let Err(e) = onnx_checker(&graph.to_onnx_bytes(&meta)) {
             panic!("onnx.checker rejected the folded model:\n{e}");
         }
+    }
+
+    #[test]
+    fn fp16_keeps_float_ports_and_computes_what_fp32_computes_within_half_precision() {
+        use crate::testkit::{max_abs_diff, run, Array};
+        let mut graph = every_op_graph();
+        graph.fold_batch_norm();
+        let meta = Metadata::new().with("arch", "x");
+        let model = graph.to_model_as(&meta, Precision::Fp16);
+        let g = model.graph.as_ref().unwrap();
+        assert_eq!(dims(&g.input[0]).len(), 4, "the input stays FLOAT (checked by dims())");
+        assert_eq!(dims(&g.output[0]).len(), 2);
+        // Every parameter is FLOAT16; the Slice's ranges stay INT64.
+        for t in &g.initializer {
+            let want = if t.name().starts_with("slice_") { DataType::Int64 } else { DataType::Float16 };
+            assert_eq!(t.data_type(), want as i32, "{}", t.name());
+        }
+        let w = g.initializer.iter().find(|t| t.name() == "conv_0.weight").unwrap();
+        assert_eq!(w.raw_data().len(), 8 * 3 * 9 * 2, "two bytes per weight");
+        assert_eq!((g.node[0].op_type(), g.node[0].input[0].as_str()), ("Cast", "input"));
+        let last = g.node.last().unwrap();
+        assert_eq!((last.op_type(), last.output[0].as_str(), last.name()), ("Cast", "gemm_0", "gemm_0.cast"));
+        let mut names: Vec<&str> = g.node.iter().map(|n| n.name()).collect();
+        names.sort_unstable();
+        assert!(names.windows(2).all(|w| w[0] != w[1]), "node names repeat: {names:?}");
+        if let Err(e) = onnx_checker(&model.encode_to_vec()) {
+            panic!("onnx.checker rejected the fp16 model:\n{e}");
+        }
+        let input = Array::random(&[2, 3, 8, 8], 5);
+        let want = run(&graph.to_model(&meta), &input);
+        let got = run(&model, &input);
+        let scale = want.data.iter().fold(0f64, |m, v| m.max(v.abs()));
+        let diff = max_abs_diff(&want, &got);
+        assert!(diff > 0.0 && diff < 1e-2 * scale, "fp16 is off by {diff} (scale {scale})");
     }
 
     #[test]

@@ -148,6 +148,9 @@ pub(crate) enum Op {
     Flatten,
     /// x `[N, in]`, weight `[out, in]`, optional bias `[out]`: `x Wᵀ + b`.
     Gemm,
+    /// x; splits it into `1 + others.len()` equal parts along `axis`: the first is the node's
+    /// `output`, the others are named in `others`. Only rewrites emit it.
+    Split { axis: i64, others: Vec<String> },
 }
 
 impl Op {
@@ -170,6 +173,7 @@ impl Op {
             Op::GlobalAveragePool => "GlobalAveragePool",
             Op::Flatten => "Flatten",
             Op::Gemm => "Gemm",
+            Op::Split { .. } => "Split",
         }
     }
 }
@@ -181,6 +185,17 @@ pub(crate) struct Node {
     pub(crate) op: Op,
     pub(crate) inputs: Vec<String>,
     pub(crate) output: String,
+}
+
+impl Node {
+    /// Every value the node computes: its `output`, then the other parts of a `Split`.
+    pub(crate) fn outputs(&self) -> impl Iterator<Item = &String> {
+        let others = match &self.op {
+            Op::Split { others, .. } => others.as_slice(),
+            _ => &[],
+        };
+        std::iter::once(&self.output).chain(others)
+    }
 }
 
 /// The name and shape of the graph input or output.

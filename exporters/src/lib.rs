@@ -35,6 +35,7 @@ mod fold;
 mod ir;
 mod metadata;
 pub mod proto;
+mod rewrite;
 mod summary;
 
 #[cfg(test)]
@@ -42,8 +43,9 @@ mod testkit;
 
 pub use builder::GraphBuilder;
 pub use decode::decode_model;
-pub use encode::{IR_VERSION, OPSET_VERSION, PRODUCER};
+pub use encode::{Precision, IR_VERSION, OPSET_VERSION, PRODUCER};
 pub use error::OnnxError;
 pub use ir::{BatchNormParams, ConvAttrs, Dim, Graph, SliceAxis, Value};
 pub use metadata::{read_metadata, Metadata};
+pub use rewrite::Lowering;
 pub use summary::{summary, ModelSummary, ShapeDim, TensorSummary};

@@ -1,11 +1,14 @@
 //! Test support: a naive reference evaluator of the ONNX operators whose numerics the tests check, a
-//! deterministic pseudo-random source, and a graph that uses every builder method.
+//! deterministic pseudo-random source, a graph that uses every builder method, and the official ONNX
+//! checker (`onnx.checker.check_model`, from the package `cargo xtask setup` installs).
 //!
 //! The evaluator runs on the decoded [`ModelProto`], not on the IR, so it checks the ONNX encoding
 //! (attribute names, weight layout, broadcast shapes) as well as the passes. It computes in `f64` and is
 //! written for clarity, not speed.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Command;
 
 use crate::proto::tensor_proto::DataType;
 use crate::proto::{AttributeProto, ModelProto, NodeProto};
@@ -59,14 +62,16 @@ pub(crate) fn run_graph(graph: &Graph, input: &Array) -> Array {
     run(&model, input)
 }
 
-/// Evaluates a model with one input and one output. Supports Conv, BatchNormalization, Relu, Add and
-/// Mul (with broadcasting), Concat and Slice; panics on anything else.
+/// Evaluates a model with one input and one output. Supports every operator the IR has (`Add`,
+/// `Mul` and `Sum` with broadcasting, `Split` into equal parts); panics on anything else.
 pub(crate) fn run(model: &ModelProto, input: &Array) -> Array {
     let graph = model.graph.as_ref().expect("model has a graph");
     let mut env: HashMap<&str, Array> = HashMap::new();
     for t in &graph.initializer {
         let data: Vec<f64> = if t.data_type() == DataType::Int64 as i32 {
             t.raw_data().chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f64).collect()
+        } else if t.data_type() == DataType::Float16 as i32 {
+            t.raw_data().chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f64()).collect()
         } else {
             t.raw_data()
                 .chunks_exact(4)
@@ -77,20 +82,49 @@ pub(crate) fn run(model: &ModelProto, input: &Array) -> Array {
     }
     env.insert(graph.input[0].name(), input.clone());
     for node in &graph.node {
-        let args: Vec<&Array> = node.input.iter().map(|i| &env[i.as_str()]).collect();
-        let out = match node.op_type() {
-            "Conv" => conv(node, &args),
-            "BatchNormalization" => batch_norm(&args, attr(node, "epsilon").f().into()),
-            "Relu" => {
-                Array { dims: args[0].dims.clone(), data: args[0].data.iter().map(|v| v.max(0.0)).collect() }
+        let args: Vec<&Array> =
+            node.input.iter().filter(|i| !i.is_empty()).map(|i| &env[i.as_str()]).collect();
+        let map = |f: &dyn Fn(f64) -> f64| Array {
+            dims: args[0].dims.clone(),
+            data: args[0].data.iter().map(|&v| f(v)).collect(),
+        };
+        let outs = match node.op_type() {
+            "Conv" => vec![conv(node, &args)],
+            "BatchNormalization" => vec![batch_norm(&args, attr(node, "epsilon").f().into())],
+            "Relu" => vec![map(&|v| v.max(0.0))],
+            // To FLOAT16: rounded to half precision; to FLOAT: already representable.
+            "Cast" if attr(node, "to").i() == DataType::Float16 as i64 => {
+                vec![map(&|v| half::f16::from_f64(v).to_f64())]
             }
-            "Add" => broadcast(args[0], args[1], |a, b| a + b),
-            "Mul" => broadcast(args[0], args[1], |a, b| a * b),
-            "Concat" => concat(&args, attr(node, "axis").i() as usize),
-            "Slice" => slice(&args),
+            "Cast" => vec![args[0].clone()],
+            "Clip" => vec![map(&|v| v.max(args[1].data[0]).min(args[2].data[0]))],
+            "Add" => vec![broadcast(args[0], args[1], |a, b| a + b)],
+            "Mul" => vec![broadcast(args[0], args[1], |a, b| a * b)],
+            "Sum" => vec![args[1..].iter().fold(args[0].clone(), |acc, x| broadcast(&acc, x, |a, b| a + b))],
+            "AveragePool" | "MaxPool" => vec![pool(node, args[0])],
+            "GlobalAveragePool" => vec![global_avg_pool(args[0])],
+            "Flatten" => {
+                let n = args[0].dims[0];
+                vec![Array { dims: vec![n, args[0].data.len() / n], data: args[0].data.clone() }]
+            }
+            "Gemm" => vec![gemm(&args)],
+            "Concat" => vec![concat(&args, attr(node, "axis").i() as usize)],
+            "Split" => split(node, args[0], node.output.len()),
+            "Shape" => vec![Array {
+                dims: vec![args[0].dims.len()],
+                data: args[0].dims.iter().map(|&d| d as f64).collect(),
+            }],
+            "ConstantOfShape" => {
+                let dims: Vec<usize> = args[0].data.iter().map(|&d| d as usize).collect();
+                vec![Array { data: vec![0.0; dims.iter().product()], dims }]
+            }
+            "Slice" => vec![slice(&args)],
             other => panic!("reference evaluator has no {other}"),
         };
-        env.insert(node.output[0].as_str(), out);
+        assert_eq!(outs.len(), node.output.len(), "{}: outputs", node.name());
+        for (name, out) in node.output.iter().zip(outs) {
+            env.insert(name.as_str(), out);
+        }
     }
     env.remove(graph.output[0].name()).expect("output computed")
 }
@@ -135,6 +169,91 @@ fn conv(node: &NodeProto, args: &[&Array]) -> Array {
         }
     }
     out
+}
+
+/// `AveragePool` (with or without the padding counted) and `MaxPool` with square windows.
+fn pool(node: &NodeProto, x: &Array) -> Array {
+    let ints = |name| attr(node, name).ints.iter().map(|&v| v as usize).collect::<Vec<_>>();
+    let (k, s, p) = (ints("kernel_shape")[0], ints("strides")[0], ints("pads")[0]);
+    let max = node.op_type() == "MaxPool";
+    let include_pad = !max && attr(node, "count_include_pad").i() == 1;
+    let [n, c, h, w] = x.dims[..] else { panic!("pool input must be 4-D") };
+    let (oh, ow) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
+    let mut out = Array { dims: vec![n, c, oh, ow], data: Vec::with_capacity(n * c * oh * ow) };
+    for b in 0..n {
+        for ch in 0..c {
+            for y in 0..oh {
+                for xo in 0..ow {
+                    let (mut acc, mut count) = (if max { f64::NEG_INFINITY } else { 0.0 }, 0);
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            let iy = (y * s + ky) as isize - p as isize;
+                            let ix = (xo * s + kx) as isize - p as isize;
+                            if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                continue;
+                            }
+                            let v = x.at(&[b, ch, iy as usize, ix as usize]);
+                            acc = if max { acc.max(v) } else { acc + v };
+                            count += 1;
+                        }
+                    }
+                    out.data.push(match (max, include_pad) {
+                        (true, _) => acc,
+                        (false, true) => acc / (k * k) as f64,
+                        (false, false) => acc / count as f64,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+fn global_avg_pool(x: &Array) -> Array {
+    let inner: usize = x.dims[2..].iter().product();
+    let data = x.data.chunks(inner).map(|c| c.iter().sum::<f64>() / inner as f64).collect();
+    Array { dims: vec![x.dims[0], x.dims[1], 1, 1], data }
+}
+
+/// `x Wᵀ + b` (`transB = 1`, as the IR writes it).
+fn gemm(args: &[&Array]) -> Array {
+    let (x, w) = (args[0], args[1]);
+    let (n, k, m) = (x.dims[0], x.dims[1], w.dims[0]);
+    let mut data = Vec::with_capacity(n * m);
+    for i in 0..n {
+        for o in 0..m {
+            let dot: f64 = (0..k).map(|j| x.data[i * k + j] * w.data[o * k + j]).sum();
+            data.push(dot + args.get(2).map_or(0.0, |b| b.data[o]));
+        }
+    }
+    Array { dims: vec![n, m], data }
+}
+
+/// Splits of `x` along an axis: (outer, inner) blocks of the flat data.
+fn blocks(dims: &[usize], axis: usize) -> (usize, usize) {
+    (dims[..axis].iter().product(), dims[axis + 1..].iter().product())
+}
+
+/// `Split` into `parts` equal parts (no `split` input).
+fn split(node: &NodeProto, x: &Array, parts: usize) -> Vec<Array> {
+    let axis = attr(node, "axis").i() as usize;
+    let sizes = vec![x.dims[axis] / parts; parts];
+    let (outer, inner) = blocks(&x.dims, axis);
+    let mut start = 0;
+    sizes
+        .iter()
+        .map(|&size| {
+            let mut dims = x.dims.clone();
+            dims[axis] = size;
+            let mut data = Vec::new();
+            for o in 0..outer {
+                let row = o * x.dims[axis] * inner;
+                data.extend_from_slice(&x.data[row + start * inner..row + (start + size) * inner]);
+            }
+            start += size;
+            Array { dims, data }
+        })
+        .collect()
 }
 
 fn batch_norm(args: &[&Array], eps: f64) -> Array {
@@ -256,4 +375,38 @@ pub(crate) fn every_op_graph() -> Graph {
     let f = b.flatten(&g);
     let out = b.gemm(&f, uniform(10 * 8, 8, -0.3, 0.3), 10, 8, Some(uniform(10, 9, -0.1, 0.1)));
     b.finish(&out, vec![Dim::Batch, Dim::Fixed(10)])
+}
+
+/// The folder holding the `onnx` Python package (with numpy), installed by `cargo xtask setup`.
+fn onnx_site() -> PathBuf {
+    let deps =
+        std::env::var("PWSNAS_DEPS").ok().or_else(|| option_env!("PWSNAS_DEPS").map(String::from)).expect(
+            "PWSNAS_DEPS is not set; run the tests through cargo in the workspace after `cargo xtask setup`",
+        );
+    let site = PathBuf::from(deps).join("onnx-site");
+    assert!(
+        site.join("onnx").is_dir(),
+        "the ONNX checker is not installed at {}: run `cargo xtask setup`",
+        site.display()
+    );
+    site
+}
+
+/// Runs `onnx.checker.check_model(full_check=True)`; `Err` holds the checker's complaint.
+pub(crate) fn onnx_checker(bytes: &[u8]) -> Result<(), String> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.onnx");
+    std::fs::write(&path, bytes).unwrap();
+    let script = "import onnx,sys; m=onnx.load(sys.argv[1]); onnx.checker.check_model(m, full_check=True)";
+    let out = Command::new("python3")
+        .env("PYTHONPATH", onnx_site())
+        .args(["-c", script])
+        .arg(&path)
+        .output()
+        .expect("python3 (needed to run the ONNX checker) could not be started");
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
 }

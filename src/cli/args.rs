@@ -294,9 +294,20 @@ pub struct ExportArgs {
     pub dir: PathBuf,
     #[command(flatten)]
     pub ort: OrtArgs,
-    /// Parity tolerance on max |ORT - libtorch| / max |logit| over the validation batch.
-    #[arg(long, default_value_t = export::DEFAULT_TOLERANCE)]
-    pub tolerance: f64,
+    /// Parity tolerance on max |ORT - libtorch| / max |logit| over the validation batch
+    /// (default: 1e-4 in fp32, 1e-2 in fp16).
+    #[arg(long)]
+    pub tolerance: Option<f64>,
+    /// Keep the plain lowering: BatchNorm folded, no graph rewrites (for comparison).
+    #[arg(long)]
+    pub no_optimize: bool,
+    /// Precision of the parameters and the computation (input and output stay float32); fp16 is for
+    /// GPU deployment and is refused when it loses more than --max-accuracy-loss.
+    #[arg(long, value_enum, default_value = "fp32")]
+    pub precision: PrecisionArg,
+    /// Largest test-accuracy loss (percentage points, against libtorch in fp32) an fp16 export may have.
+    #[arg(long, default_value_t = export::DEFAULT_MAX_ACCURACY_LOSS_PP)]
+    pub max_accuracy_loss: f64,
     /// Timed runs per latency measurement (after the warm-up runs).
     #[arg(long, default_value_t = 100)]
     pub latency_runs: usize,
@@ -309,6 +320,22 @@ pub struct ExportArgs {
     /// libtorch device for parity, accuracy and latency (default: cpu with --ep cpu, cuda with --ep cuda).
     #[arg(long)]
     pub device: Option<String>,
+}
+
+/// `--precision`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PrecisionArg {
+    Fp32,
+    Fp16,
+}
+
+impl From<PrecisionArg> for pwsnas_onnx::Precision {
+    fn from(p: PrecisionArg) -> Self {
+        match p {
+            PrecisionArg::Fp32 => pwsnas_onnx::Precision::Fp32,
+            PrecisionArg::Fp16 => pwsnas_onnx::Precision::Fp16,
+        }
+    }
 }
 
 /// Flags of `pwsnas latency-table`.

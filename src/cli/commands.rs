@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use pwsnas_models::{Space, SpaceKind};
+use pwsnas_onnx::Lowering;
 use serde_json::json;
 
 use super::args::{
@@ -11,7 +12,6 @@ use super::args::{
 };
 use crate::data::RunData;
 use crate::eval::Evaluator;
-use crate::export::latency::Plan;
 use crate::fsutil::read_json;
 use crate::infer::Classifier;
 use crate::ort_runtime::SessionConfig;
@@ -19,6 +19,7 @@ use crate::progress::Progress;
 use crate::run::RunDir;
 use crate::search::ArchFile;
 use crate::settings::Settings;
+use crate::timing::Plan;
 use crate::{device, retrain, supernet};
 
 /// The space of a run: its (shrunk) space.json, else the full space of its settings fitted to its data.
@@ -307,11 +308,21 @@ pub fn export(args: &ExportArgs, progress: &Progress) -> Result<()> {
         plan: Plan { warmup: args.warmup, runs: args.latency_runs },
         device: args.device.clone(),
         parity_images: args.parity_images,
+        lowering: if args.no_optimize { Lowering::Plain } else { Lowering::Optimized },
+        precision: args.precision.into(),
+        max_accuracy_loss_pp: args.max_accuracy_loss,
     };
     let report = crate::export::run(dir, &opts, progress)?;
     if let Some(reason) = report.parity.reason.as_deref().filter(|_| !report.parity.passed) {
         anyhow::bail!(
             "the exported model failed the parity check: {reason}; {} says more (model.onnx was kept for inspection)",
+            dir.join("report.md").display()
+        );
+    }
+    if let Some(reason) = report.precision.as_ref().and_then(|c| c.reason.as_deref()) {
+        anyhow::bail!(
+            "the {} export is refused: {reason}; {} says more (model.onnx was kept for inspection; export in fp32, or allow more with --max-accuracy-loss)",
+            report.onnx.precision,
             dir.join("report.md").display()
         );
     }

@@ -148,7 +148,12 @@ fn row(dir: &Path, r: &Report) -> Row {
         params: r.params,
         flops: r.flops,
         model_bytes: r.onnx.bytes,
-        budget_ms: r.provenance.settings.get("max_latency_ms").and_then(serde_json::Value::as_f64),
+        budget_ms: r
+            .provenance
+            .settings
+            .pointer("/search/max_latency_ms")
+            .or_else(|| r.provenance.settings.get("max_latency_ms"))
+            .and_then(serde_json::Value::as_f64),
         predicted_ms: l.predicted_ms,
         prediction_error: l.prediction_error,
         pareto: false,

@@ -1,7 +1,7 @@
 //! Measuring a latency table: every piece of a space's network (`pwsnas_models::PieceKey`: stem,
 //! reductions, head, each op of each choice point, node sums) lowered alone at its real input shape,
-//! exported to ONNX with BatchNorm folded as `pwsnas export` does, and timed in ONNX Runtime at batch
-//! 1 with [`crate::export::latency::ort`] (warm-up, then the median of many runs, spread over
+//! exported to ONNX with BatchNorm folded and rewritten as `pwsnas export` does, and timed in ONNX Runtime at batch
+//! 1 with [`crate::timing::ort`] (warm-up, then the median of many runs, spread over
 //! several sweeps through all models).
 //!
 //! Why not simply time each piece alone: the pieces of a demo-sized child (about 0.1 ms in all)
@@ -28,16 +28,15 @@ use std::collections::HashMap;
 use anyhow::Result;
 use indicatif::ProgressBar;
 use pwsnas_models::{Arch, Space, SpaceKind, Supernet};
-use pwsnas_onnx::{Dim, Graph, GraphBuilder, Metadata};
+use pwsnas_onnx::{Dim, Graph, GraphBuilder, Lowering, Metadata};
 use rand::SeedableRng;
 use tch::Device;
 
-use super::table::{
-    CalibrationChild, CpuClock, Entry, LatencyTable, Machine, Method, SpaceId, Timing, TABLE_FORMAT,
-};
-use crate::export::latency::{self, percentile, Plan};
+use super::table::{CalibrationChild, Entry, LatencyTable, Machine, Method, SpaceId, Timing, TABLE_FORMAT};
+use crate::host::CpuClock;
 use crate::ort_runtime::{Runtime, SessionConfig};
 use crate::progress::Progress;
+use crate::timing::{self as latency, percentile, Plan};
 
 /// How to measure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,9 +64,10 @@ struct Bench<'a> {
 }
 
 impl Bench<'_> {
-    /// Adds `graph` (BatchNorm folded as in an export) with input `[1] + input`; returns its index.
+    /// Adds `graph` (prepared as `pwsnas export` prepares a model) with input `[1] + input`; returns
+    /// its index.
     fn add(&mut self, mut graph: Graph, input: [usize; 3]) -> usize {
-        graph.fold_batch_norm();
+        graph.prepare(Lowering::Optimized);
         let bytes = graph.to_onnx_bytes(&Metadata::new().with("purpose", "pwsnas latency table"));
         self.models.push((format!("the latency-table model {}", graph.name()), bytes, input));
         self.models.len() - 1

@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::measure::{self, BuildOptions};
-use crate::export::latency::cpu_model;
 use crate::fsutil::{read_json, write_json};
+use crate::host::{cpu_model, gpu_model};
 use crate::ort_runtime::{self, Ep, Runtime, SessionConfig};
 use crate::progress::Progress;
 
@@ -98,23 +98,6 @@ impl std::fmt::Display for Machine {
             write!(f, ", {gpu}")?;
         }
         write!(f, ", ONNX Runtime {} on {}, {} thread(s)", self.onnxruntime, self.ep.name(), self.threads)
-    }
-}
-
-/// The GPU model(s) the NVIDIA driver lists (`/proc/driver/nvidia/gpus/*/information`).
-fn gpu_model() -> String {
-    let mut models: Vec<String> = std::fs::read_dir("/proc/driver/nvidia/gpus")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| std::fs::read_to_string(e.path().join("information")).ok())
-        .filter_map(|text| text.lines().find_map(|l| l.strip_prefix("Model:").map(|m| m.trim().to_string())))
-        .collect();
-    models.sort();
-    if models.is_empty() {
-        "unknown GPU".into()
-    } else {
-        models.join(" + ")
     }
 }
 
@@ -288,8 +271,7 @@ pub fn check_file(
 /// The table for `req`: a matching one (the `first` file, then the cache) unless `rebuild`, else a
 /// new measurement written to the cache. Says on `progress` which it was and why.
 pub fn obtain(req: &Request<'_>, progress: &Progress) -> Result<Obtained> {
-    let rt = ort_runtime::runtime(req.ort_lib)?;
-    rt.check_ep(req.cfg.ep)?;
+    let rt = ort_runtime::runtime(req.ort_lib, req.cfg.ep)?;
     let space = SpaceId::of(req.kind);
     let machine = Machine::current(rt, req.cfg);
     let dir = cache_dir()?;
@@ -364,40 +346,6 @@ const BUSY: f64 = 0.1;
 /// Above this variation between sessions (see [`LatencyTable::session_spread`]), a new table comes
 /// with a warning.
 const SPREAD: f64 = 0.15;
-
-/// CPU time of the whole machine and of this process, for [`CpuClock::busy_elsewhere`].
-pub struct CpuClock {
-    /// All CPUs: total and idle ticks (`/proc/stat`).
-    total: u64,
-    idle: u64,
-    /// This process, every thread: user + system ticks (`/proc/self/stat`).
-    own: u64,
-}
-
-impl CpuClock {
-    /// Now; `None` where `/proc` cannot tell.
-    pub fn now() -> Option<CpuClock> {
-        let stat = std::fs::read_to_string("/proc/stat").ok()?;
-        let cpu: Vec<u64> =
-            stat.lines().next()?.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
-        // user nice system idle iowait irq softirq steal (guest time is already in user).
-        let total = cpu.iter().take(8).sum();
-        let idle = cpu.get(3)? + cpu.get(4).copied().unwrap_or(0);
-        let me = std::fs::read_to_string("/proc/self/stat").ok()?;
-        let fields: Vec<&str> = me.rsplit_once(')')?.1.split_whitespace().collect();
-        let own = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-        Some(CpuClock { total, idle, own })
-    }
-
-    /// The share of the machine's CPU time since `self` that other processes used.
-    pub fn busy_elsewhere(&self) -> Option<f64> {
-        let now = CpuClock::now()?;
-        let total = now.total.checked_sub(self.total)?;
-        let busy = total.checked_sub(now.idle.checked_sub(self.idle)?)?;
-        let elsewhere = busy.saturating_sub(now.own.checked_sub(self.own)?);
-        (total > 0).then(|| elsewhere as f64 / total as f64)
-    }
-}
 
 /// Refuses a table that is not for `kind`.
 pub fn check_space(table: &LatencyTable, kind: &SpaceKind) -> Result<()> {

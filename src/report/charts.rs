@@ -8,9 +8,9 @@ use anyhow::{bail, Result};
 use plotters::coord::combinators::BindKeyPoints;
 use plotters::prelude::*;
 
-use crate::export::latency::LatencyStats;
 use crate::search::SearchReport;
 use crate::shrink::report::ShrinkReport;
+use crate::timing::LatencyStats;
 
 const SIZE: (u32, u32) = (760, 360);
 const FONT: &str = "sans-serif";

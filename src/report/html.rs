@@ -179,6 +179,21 @@ fn validation(s: &mut String, r: &Report) {
     if let Some(acc) = a.retrain_test_accuracy {
         row(s, "test accuracy recorded by retraining", &pct(acc));
     }
+    if let Some(c) = &r.precision {
+        let verdict =
+            if c.passed { "accepted".to_string() } else { "<span class=\"fail\">REFUSED</span>".to_string() };
+        row(
+            s,
+            &format!("{} accuracy loss against libtorch in fp32", escape(&c.precision)),
+            &format!(
+                "{verdict}: {:+.2} pp (at most {:.2} pp allowed)",
+                c.accuracy_loss_pp, c.max_accuracy_loss_pp
+            ),
+        );
+        if let Some(reason) = &c.reason {
+            row(s, "why it was refused", &format!("<span class=\"fail\">{}</span>", escape(reason)));
+        }
+    }
     s.push_str("</table>\n</section>\n");
 }
 
@@ -229,7 +244,7 @@ fn latency(s: &mut String, r: &Report) {
         escape(&l.ep),
         escape(&l.libtorch_device),
         l.threads,
-        escape(&l.cpu),
+        escape(&format!("{}{}", l.cpu, l.gpu.as_deref().map(|g| format!(", GPU {g}")).unwrap_or_default())),
         l.ort.batch1.warmup
     );
     latency_rows(s, "ONNX Runtime", &l.ort);
@@ -293,6 +308,7 @@ fn model_file(s: &mut String, r: &Report) {
     s.push_str("<section>\n<h2>Model file</h2>\n<table class=\"kv\">\n");
     row(s, "file", &format!("<code>{}</code> · {} bytes", escape(&o.path), o.bytes));
     row(s, "format", &format!("ONNX IR version {}, opset {}", o.ir_version, o.opset));
+    row(s, "graph", &format!("{} lowering, {}", escape(&o.lowering), escape(&o.precision)));
     row(s, "input", &format!("<code>{}</code> (NCHW, float32)", escape(&o.input)));
     row(s, "output", &format!("<code>{}</code> (logits)", escape(&o.output)));
     let ops: Vec<String> = o.op_counts.iter().map(|(k, v)| format!("{} ×{v}", escape(k))).collect();
@@ -320,6 +336,7 @@ fn provenance(s: &mut String, r: &Report) {
         row(s, "retraining epochs", &e.to_string());
     }
     row(s, "settings", &format!("<code>{}</code>", escape(&p.settings.to_string())));
+    row(s, "export options", &format!("<code>{}</code>", escape(&p.export.to_string())));
     row(s, "exported at", &utc(p.exported_at));
     s.push_str("</table>\n</section>\n");
 }

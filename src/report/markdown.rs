@@ -1,6 +1,8 @@
 //! `report.md`: the export report as Markdown tables, for terminals, pull requests and notebooks.
 use std::fmt::Write;
 
+#[cfg(test)]
+use super::Accuracy;
 use super::{ms, pct, prediction_sentence, utc, LatencyPair, Report};
 
 /// The Markdown report.
@@ -44,16 +46,33 @@ pub fn render(r: &Report) -> String {
     if let Some(acc) = r.accuracy.retrain_test_accuracy {
         let _ = writeln!(s, "| test accuracy recorded by retraining | {} |", pct(acc));
     }
+    if let Some(c) = &r.precision {
+        let _ = writeln!(
+            s,
+            "| {} accuracy loss against libtorch in fp32 | **{}**: {:+.2} pp (at most {:.2} pp allowed) |",
+            c.precision,
+            if c.passed { "accepted" } else { "REFUSED" },
+            c.accuracy_loss_pp,
+            c.max_accuracy_loss_pp
+        );
+    }
     if let Some(reason) = &r.parity.reason {
         let _ = writeln!(s, "\n**Parity failed:** {reason}");
+    }
+    if let Some(reason) = r.precision.as_ref().and_then(|c| c.reason.as_ref()) {
+        let _ = writeln!(s, "\n**Precision refused:** {reason}");
     }
 
     let l = &r.latency;
     let _ = writeln!(s, "\n## Latency\n");
     let _ = writeln!(
         s,
-        "ONNX Runtime on `{}` and libtorch eager on `{}`, {} intra-op thread(s), {}. Times in ms per batch.\n",
-        l.ep, l.libtorch_device, l.threads, l.cpu
+        "ONNX Runtime on `{}` and libtorch eager on `{}`, {} intra-op thread(s), {}{}. Times in ms per batch.\n",
+        l.ep,
+        l.libtorch_device,
+        l.threads,
+        l.cpu,
+        l.gpu.as_deref().map(|g| format!(", GPU {g}")).unwrap_or_default()
     );
     let _ = writeln!(s, "| runtime | batch | runs | min | p50 | p90 | p99 | mean | images/s |");
     let _ = writeln!(s, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
@@ -73,6 +92,7 @@ pub fn render(r: &Report) -> String {
     let _ = writeln!(s, "| | |\n| --- | --- |");
     let _ = writeln!(s, "| file | `{}` ({} bytes) |", r.onnx.path, r.onnx.bytes);
     let _ = writeln!(s, "| ONNX | IR version {}, opset {} |", r.onnx.ir_version, r.onnx.opset);
+    let _ = writeln!(s, "| graph | {} lowering, {} |", r.onnx.lowering, r.onnx.precision);
     let ops: Vec<String> = r.onnx.op_counts.iter().map(|(k, v)| format!("{k} ×{v}")).collect();
     let _ = writeln!(s, "| nodes | {} ({}) |", r.onnx.nodes, ops.join(", "));
     let _ = writeln!(s, "| stored weights | {} |", r.onnx.parameters);
@@ -96,6 +116,7 @@ pub fn render(r: &Report) -> String {
         let _ = writeln!(s, "| retraining epochs | {e} |");
     }
     let _ = writeln!(s, "| settings | `{}` |", p.settings);
+    let _ = writeln!(s, "| export options | `{}` |", p.export);
     let _ = writeln!(s, "| exported at | {} |", utc(p.exported_at));
     s
 }
@@ -135,5 +156,17 @@ mod tests {
         r.parity.reason = Some("too far".into());
         let md = render(&r);
         assert!(md.contains("**FAILED**") && md.contains("**Parity failed:** too far"), "{md}");
+        assert!(md.contains("| graph | optimized lowering, fp32 |"), "{md}");
+        assert!(md.contains(r#"| export options | `{"ep":"cpu""#), "{md}");
+        r.latency.gpu = Some("NVIDIA H200".into());
+        r.precision = Some(crate::report::PrecisionCheck::judge(
+            "fp16",
+            &Accuracy { difference_pp: -1.0, ..r.accuracy.clone() },
+            0.5,
+        ));
+        let md = render(&r);
+        assert!(md.contains(", GPU NVIDIA H200."), "{md}");
+        assert!(md.contains("| fp16 accuracy loss against libtorch in fp32 | **REFUSED**: +1.00 pp"), "{md}");
+        assert!(md.contains("**Precision refused:** fp16 loses 1.00 pp"), "{md}");
     }
 }

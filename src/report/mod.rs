@@ -18,10 +18,10 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::export::latency::LatencyStats;
 use crate::fsutil::{read_json, write_atomic, write_json};
 use crate::search::SearchReport;
 use crate::shrink::report::ShrinkReport;
+use crate::timing::LatencyStats;
 
 /// Version of the `report.json` schema.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -40,6 +40,9 @@ pub struct Report {
     pub onnx: OnnxFacts,
     pub parity: Parity,
     pub accuracy: Accuracy,
+    /// With a reduced precision (`fp16`): the accuracy it loses and whether that was accepted.
+    #[serde(default)]
+    pub precision: Option<PrecisionCheck>,
     pub latency: Latency,
     pub provenance: Provenance,
 }
@@ -62,6 +65,20 @@ pub struct OnnxFacts {
     pub output: String,
     /// The model's metadata entries.
     pub metadata: BTreeMap<String, String>,
+    /// `optimized` (the graph rewrites) or `plain` (`--no-optimize`).
+    #[serde(default = "plain")]
+    pub lowering: String,
+    /// `fp32` or `fp16` (parameters and computation; input and output are `f32` in both).
+    #[serde(default = "fp32")]
+    pub precision: String,
+}
+
+fn plain() -> String {
+    "plain".into()
+}
+
+fn fp32() -> String {
+    "fp32".into()
 }
 
 /// ONNX Runtime against libtorch on one validation batch.
@@ -96,6 +113,41 @@ pub struct Accuracy {
     pub retrain_test_accuracy: Option<f64>,
 }
 
+/// A reduced-precision export judged by the test accuracy it loses.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PrecisionCheck {
+    pub precision: String,
+    /// `(libtorch - ORT) × 100` on the test split: what the reduced precision costs (negative: it
+    /// happened to gain).
+    pub accuracy_loss_pp: f64,
+    /// The largest loss accepted (`--max-accuracy-loss`).
+    pub max_accuracy_loss_pp: f64,
+    pub passed: bool,
+    /// Why it was refused.
+    pub reason: Option<String>,
+}
+
+impl PrecisionCheck {
+    /// Judges `precision` by `accuracy` (ONNX Runtime in that precision against libtorch in f32).
+    pub fn judge(precision: &str, accuracy: &Accuracy, max_accuracy_loss_pp: f64) -> PrecisionCheck {
+        let loss = -accuracy.difference_pp;
+        let reason = (loss > max_accuracy_loss_pp).then(|| {
+            format!(
+                "{precision} loses {loss:.2} pp of test accuracy ({:.2}% against {:.2}% in fp32), more than the {max_accuracy_loss_pp:.2} pp allowed (--max-accuracy-loss)",
+                accuracy.ort * 100.0,
+                accuracy.libtorch * 100.0
+            )
+        });
+        PrecisionCheck {
+            precision: precision.to_string(),
+            accuracy_loss_pp: loss,
+            max_accuracy_loss_pp,
+            passed: reason.is_none(),
+            reason,
+        }
+    }
+}
+
 /// Latency at batch 1 and batch 64 of one runtime.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LatencyPair {
@@ -122,6 +174,9 @@ pub struct Latency {
     /// The device libtorch ran on.
     pub libtorch_device: String,
     pub cpu: String,
+    /// The GPU model(s), when ONNX Runtime or libtorch ran on CUDA.
+    #[serde(default)]
+    pub gpu: Option<String>,
     /// libtorch p50 / ORT p50 at batch 1 (above 1: ORT is faster).
     pub batch1_speedup: f64,
     pub batch64_speedup: f64,
@@ -140,8 +195,11 @@ pub struct Provenance {
     pub onnxruntime: String,
     pub onnxruntime_library: String,
     pub retrain_epochs: Option<usize>,
-    /// The settings that shaped the model, in short.
+    /// The run's settings (every field of `run.json`'s settings).
     pub settings: Value,
+    /// The options of `pwsnas export` (execution provider, threads, lowering, precision, ...).
+    #[serde(default)]
+    pub export: Value,
 }
 
 impl Report {
@@ -259,6 +317,8 @@ pub(crate) mod tests {
                 input: "input [batch, 1, 8, 8]".into(),
                 output: "gemm_0 [batch, 4]".into(),
                 metadata: [("arch".to_string(), "|a|b|".to_string())].into_iter().collect(),
+                lowering: "optimized".into(),
+                precision: "fp32".into(),
             },
             parity: Parity {
                 images: 64,
@@ -278,6 +338,7 @@ pub(crate) mod tests {
                 prediction_agreement: 1.0,
                 retrain_test_accuracy: Some(0.9),
             },
+            precision: None,
             latency: Latency {
                 ort: LatencyPair {
                     batch1: stats(1, vec![0.1, 0.2, 0.3]),
@@ -294,6 +355,7 @@ pub(crate) mod tests {
                 ep: "cpu".into(),
                 libtorch_device: "cpu".into(),
                 cpu: "Test CPU (2 logical CPUs)".into(),
+                gpu: None,
                 batch1_speedup: 2.5,
                 batch64_speedup: 2.0,
             },
@@ -307,7 +369,8 @@ pub(crate) mod tests {
                 onnxruntime: "1.31.1".into(),
                 onnxruntime_library: "/x/libonnxruntime.so.1.31.1".into(),
                 retrain_epochs: Some(2),
-                settings: serde_json::json!({"space": "nb201"}),
+                settings: serde_json::json!({"space": "nb201", "search": {"max_latency_ms": null}}),
+                export: serde_json::json!({"ep": "cpu", "lowering": "optimized", "precision": "fp32"}),
             },
         }
     }
@@ -317,6 +380,33 @@ pub(crate) mod tests {
         assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
         assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
         assert_eq!(utc(1_795_821_190), "2026-11-27 23:13:10 UTC");
+    }
+
+    #[test]
+    fn precision_is_refused_above_the_allowed_loss() {
+        let mut acc = sample().accuracy;
+        acc.ort = 0.893;
+        let ok = PrecisionCheck::judge("fp16", &Accuracy { difference_pp: -0.7, ..acc.clone() }, 1.0);
+        assert!(ok.passed && ok.reason.is_none());
+        assert!((ok.accuracy_loss_pp - 0.7).abs() < 1e-12);
+        let refused = PrecisionCheck::judge("fp16", &Accuracy { difference_pp: -0.7, ..acc }, 0.5);
+        assert!(!refused.passed);
+        let why = refused.reason.unwrap();
+        assert!(why.contains("fp16 loses 0.70 pp") && why.contains("--max-accuracy-loss"), "{why}");
+    }
+
+    #[test]
+    fn reports_of_before_the_lowering_fields_still_load() {
+        let mut raw = serde_json::to_value(sample()).unwrap();
+        for key in ["lowering", "precision"] {
+            raw["onnx"].as_object_mut().unwrap().remove(key);
+        }
+        raw.as_object_mut().unwrap().remove("precision");
+        raw["latency"].as_object_mut().unwrap().remove("gpu");
+        raw["provenance"].as_object_mut().unwrap().remove("export");
+        let r: Report = serde_json::from_value(raw).unwrap();
+        assert_eq!((r.onnx.lowering.as_str(), r.onnx.precision.as_str()), ("plain", "fp32"));
+        assert_eq!((r.precision, r.latency.gpu), (None, None));
     }
 
     #[test]

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod fuzz;
+mod ort_gpu;
 
 const TORCH: &str = "torch==2.11.0";
 const ORT: &str = "onnxruntime==1.31.1";
@@ -32,22 +33,22 @@ fn real_main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let root = repo_root()?;
     match args.first().map(String::as_str) {
-        Some("setup") => setup(&root).map(|_| ()),
+        Some("setup") => setup(&root, &args[1..]).map(|_| ()),
         Some("test") => {
-            setup(&root)?;
+            setup(&root, &[])?;
             test(&root, &args[1..])
         }
         Some("demo") => {
-            setup(&root)?;
+            setup(&root, &[])?;
             demo(&root, &args[1..])
         }
         Some("fuzz") => {
-            setup(&root)?;
+            setup(&root, &[])?;
             fuzz::run(&root, &args[1..])
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <setup|test|demo|fuzz>\n  setup  install libtorch, ONNX Runtime, the ONNX checker and Fashion-MNIST into $PWSNAS_HOME\n  test   setup, then run every test of the workspace\n  demo   setup, build the release binary, run search then export on Fashion-MNIST at a small size\n  fuzz   [--seconds N] [--runs N] [TARGET...]: run the fuzz targets of fuzz/ (nightly + cargo-fuzz)"
+                "usage: cargo xtask <setup|test|demo|fuzz>\n  setup  install libtorch, ONNX Runtime, the ONNX checker and Fashion-MNIST into $PWSNAS_HOME\n         (--gpu: also onnxruntime-gpu, which is installed anyway when an NVIDIA GPU is visible)\n  test   setup, then run every test of the workspace\n  demo   setup, build the release binary, run search then export on Fashion-MNIST at a small size\n  fuzz   [--seconds N] [--runs N] [TARGET...]: run the fuzz targets of fuzz/ (nightly + cargo-fuzz)"
             );
             std::process::exit(2)
         }
@@ -71,8 +72,9 @@ fn say(msg: &str) {
     eprintln!("[xtask] {msg}");
 }
 
-/// Installs what is missing and (re)creates the `.deps/` links. Returns the cache folder.
-fn setup(root: &Path) -> Result<PathBuf> {
+/// Installs what is missing and (re)creates the `.deps/` links (`args`: `--gpu` adds ONNX Runtime's
+/// GPU build, see [`ort_gpu`]). Returns the cache folder.
+fn setup(root: &Path, args: &[String]) -> Result<PathBuf> {
     let home = home()?;
     let deps = home.join("deps");
     std::fs::create_dir_all(&deps).with_context(|| format!("cannot create {}", deps.display()))?;
@@ -89,6 +91,10 @@ fn setup(root: &Path) -> Result<PathBuf> {
     link(&fmnist, &links.join("fashion-mnist"))?;
     if !links.join(ORT_LIB).exists() {
         bail!("ONNX Runtime library missing at {}", links.join(ORT_LIB).display());
+    }
+    if ort_gpu::wanted(args) {
+        let lib = ort_gpu::setup(&deps, &links)?;
+        say(&format!("ready: ONNX Runtime 1.31.1 GPU build (CUDA execution provider) at {}", lib.display()));
     }
     say(&format!("ready: libtorch 2.11.0, ONNX Runtime 1.31.1, Fashion-MNIST (cache {})", home.display()));
     Ok(home)

@@ -1,10 +1,11 @@
 //! Latency measurement: warm-up runs, then timed runs, summarised as min/p50/p90/p99/mean/max and
 //! throughput; for any closure ([`measure`]), an ONNX Runtime session ([`ort()`]) and libtorch eager
-//! ([`libtorch`]), plus the host facts a latency number needs to be read ([`cpu_model`]).
+//! ([`libtorch`]). The facts a latency needs to be read (CPU and GPU model, load) are in
+//! [`crate::host`].
 //!
-//! Why here and public: `pwsnas export` times the exported model against libtorch with these
-//! functions, the latency benchmark uses them, and latency tables and comparisons of runs reuse them,
-//! so every latency pwsnas reports is measured the same way.
+//! Why a module of its own: `pwsnas export`, latency tables, `pwsnas bench export` and the latency
+//! benchmark all time models with these functions, so every latency pwsnas reports is measured the
+//! same way, and none of them has to import another to get at the timing.
 use std::time::Instant;
 
 use anyhow::Result;
@@ -15,7 +16,7 @@ use tch::{Device, Tensor};
 use crate::ort_runtime::OrtModel;
 
 /// How many runs to make.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Plan {
     /// Untimed runs first (caches, allocator arenas, lazy initialisation, CPU frequency).
     pub warmup: usize,
@@ -121,21 +122,6 @@ pub fn libtorch(net: &Supernet, arch: &Arch, input: &Tensor, plan: Plan) -> Resu
             Ok(())
         })
     })
-}
-
-/// The CPU model (`model name` of `/proc/cpuinfo`) and the number of logical CPUs.
-pub fn cpu_model() -> String {
-    let name = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|text| {
-            text.lines().find_map(|l| {
-                let (key, value) = l.split_once(':')?;
-                (key.trim() == "model name").then(|| value.trim().to_string())
-            })
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    format!("{name} ({cpus} logical CPUs)")
 }
 
 #[cfg(test)]
