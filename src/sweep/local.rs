@@ -42,40 +42,41 @@ pub fn run(sweep: &SweepDir, jobs: usize, progress: &Progress) -> Result<Summary
     let next = AtomicUsize::new(0);
     std::thread::scope(|scope| {
         for _ in 0..jobs.clamp(1, todo.len().max(1)) {
-            scope.spawn(|| loop {
-                let Some(&index) = todo.get(next.fetch_add(1, Ordering::SeqCst)) else { break };
-                let run = &sweep.plan().runs[index];
-                let line = multi.insert_before(&overall, progress.line(&run.name));
-                line.set_message("starting");
-                progress.event("sweep_run_started", json!({ "index": index, "run": run.name }));
-                let started = std::time::Instant::now();
-                let outcome = task::run(sweep, index, &|msg| line.set_message(msg.to_string()));
-                let took = HumanDuration(started.elapsed());
-                let mut summary = summary.lock().expect("summary");
-                match outcome {
-                    Ok(Outcome::Finished) => {
-                        summary.finished += 1;
-                        overall.inc(1);
-                        line.finish_with_message(format!("done in {took}"));
-                        progress.event("sweep_run_done", json!({ "index": index, "run": run.name }));
-                    }
-                    Ok(Outcome::AlreadyDone) => {
-                        summary.already_done += 1;
-                        overall.inc(1);
-                        line.finish_with_message("done before");
-                    }
-                    Ok(Outcome::Busy(who)) => {
-                        line.finish_with_message(format!("skipped: being run by {who}"));
-                        summary.busy.push((run.name.clone(), who));
-                    }
-                    Err(e) => {
-                        let error = format!("{e:#}");
-                        line.abandon_with_message(format!("FAILED after {took}: {error}"));
-                        progress.event(
-                            "sweep_run_failed",
-                            json!({ "index": index, "run": run.name, "error": error }),
-                        );
-                        summary.failed.push((run.name.clone(), error));
+            scope.spawn(|| {
+                while let Some(&index) = todo.get(next.fetch_add(1, Ordering::SeqCst)) {
+                    let run = &sweep.plan().runs[index];
+                    let line = multi.insert_before(&overall, progress.line(&run.name));
+                    line.set_message("starting");
+                    progress.event("sweep_run_started", json!({ "index": index, "run": run.name }));
+                    let started = std::time::Instant::now();
+                    let outcome = task::run(sweep, index, &|msg| line.set_message(msg.to_string()));
+                    let took = HumanDuration(started.elapsed());
+                    let mut summary = summary.lock().expect("summary");
+                    match outcome {
+                        Ok(Outcome::Finished) => {
+                            summary.finished += 1;
+                            overall.inc(1);
+                            line.finish_with_message(format!("done in {took}"));
+                            progress.event("sweep_run_done", json!({ "index": index, "run": run.name }));
+                        }
+                        Ok(Outcome::AlreadyDone) => {
+                            summary.already_done += 1;
+                            overall.inc(1);
+                            line.finish_with_message("done before");
+                        }
+                        Ok(Outcome::Busy(who)) => {
+                            line.finish_with_message(format!("skipped: being run by {who}"));
+                            summary.busy.push((run.name.clone(), who));
+                        }
+                        Err(e) => {
+                            let error = format!("{e:#}");
+                            line.abandon_with_message(format!("FAILED after {took}: {error}"));
+                            progress.event(
+                                "sweep_run_failed",
+                                json!({ "index": index, "run": run.name, "error": error }),
+                            );
+                            summary.failed.push((run.name.clone(), error));
+                        }
                     }
                 }
             });

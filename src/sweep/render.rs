@@ -258,10 +258,10 @@ pub fn html(r: &SweepReport) -> String {
         .collect();
     match charts::accuracy_latency(&points) {
         Ok(svg) => {
-            let _ = write!(
+            let _ = writeln!(
                 s,
                 "<figure>{svg}<figcaption>Every run (labelled by its grid values); the Pareto-optimal runs in red, \
-                 joined by the front.</figcaption></figure>\n"
+                 joined by the front.</figcaption></figure>"
             );
         }
         Err(e) => {

@@ -178,7 +178,9 @@ pub fn build(sweep: &SweepDir) -> Result<SweepReport> {
 /// metric.
 fn gains(runs: &[RunEntry]) -> Vec<Gain> {
     let none = Value::String("none".into());
-    let mut pairs: IndexMap<String, (IndexMap<String, Value>, Value, Vec<(&Row, &Row)>)> = IndexMap::new();
+    // Per (method, metric): the method's values, the metric, and the (shrunk, none) pairs.
+    type Pairs<'a> = (IndexMap<String, Value>, Value, Vec<(&'a Row, &'a Row)>);
+    let mut pairs: IndexMap<String, Pairs> = IndexMap::new();
     for e in runs {
         let Some(metric) = e.values.get(SHRINK_KEY).filter(|m| **m != none) else { continue };
         let mut partner_values = e.values.clone();
