@@ -2,18 +2,29 @@
 use anyhow::{bail, Result};
 use tch::Device;
 
-/// Parses a device name; `auto` picks the first CUDA device when libtorch sees one.
-pub fn parse(name: &str) -> Result<Device> {
+/// What a device name asks for, without checking that it is there (`None`: `auto`).
+fn requested(name: &str) -> Result<Option<Device>> {
     let name = name.trim();
-    let device = match name {
-        "auto" => Device::cuda_if_available(),
-        "cpu" => Device::Cpu,
-        "cuda" => Device::Cuda(0),
+    Ok(match name {
+        "auto" => None,
+        "cpu" => Some(Device::Cpu),
+        "cuda" => Some(Device::Cuda(0)),
         _ => match name.strip_prefix("cuda:").map(str::parse::<usize>) {
-            Some(Ok(n)) => Device::Cuda(n),
+            Some(Ok(n)) => Some(Device::Cuda(n)),
             _ => bail!("unknown device '{name}': expected auto, cpu, cuda or cuda:N"),
         },
-    };
+    })
+}
+
+/// Checks that a device name is well formed, for runs on another machine (a sweep's Slurm tasks),
+/// whose devices this one cannot see.
+pub fn check_name(name: &str) -> Result<()> {
+    requested(name).map(|_| ())
+}
+
+/// Parses a device name; `auto` picks the first CUDA device when libtorch sees one.
+pub fn parse(name: &str) -> Result<Device> {
+    let device = requested(name)?.unwrap_or_else(Device::cuda_if_available);
     if let Device::Cuda(n) = device {
         let count = tch::Cuda::device_count();
         if (n as i64) >= count {

@@ -11,7 +11,8 @@
 //!
 //! Latency: [`latency`] measures latency tables of a space's pieces in ONNX Runtime and predicts a
 //! child's latency from them (the search's `--max-latency-ms`, and `pwsnas export`'s prediction
-//! error); [`compare`] puts exported runs side by side with their Pareto front.
+//! error); [`compare`] puts exported runs side by side with their Pareto front. [`sweep`] runs a
+//! plan's grid of runs (locally, on Slurm or Kubernetes) and reports their means over seeds.
 pub mod bench;
 pub mod cli;
 pub mod compare;
@@ -35,5 +36,6 @@ pub mod search;
 pub mod settings;
 pub mod shrink;
 pub mod supernet;
+pub mod sweep;
 pub mod timing;
 pub mod train;

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{json, Value};
 
 pub struct Progress {
@@ -50,6 +50,30 @@ impl Progress {
         );
         bar.set_prefix(prefix.to_string());
         bar
+    }
+
+    /// Bars drawn together, one above the other (a sweep's run lines over its overall bar);
+    /// hidden when quiet or in JSON mode.
+    pub fn multi(&self) -> MultiProgress {
+        if self.quiet || self.json {
+            return MultiProgress::with_draw_target(ProgressDrawTarget::hidden());
+        }
+        MultiProgress::with_draw_target(ProgressDrawTarget::stderr())
+    }
+
+    /// A status line: a prefix, a spinner, the time since it started and a message (hidden when
+    /// quiet or in JSON mode).
+    pub fn line(&self, prefix: &str) -> ProgressBar {
+        if self.quiet || self.json {
+            return ProgressBar::hidden();
+        }
+        let line = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        line.set_style(
+            ProgressStyle::with_template("{spinner} {prefix} {elapsed:>4} {msg}").expect("valid template"),
+        );
+        line.set_prefix(prefix.to_string());
+        line.enable_steady_tick(std::time::Duration::from_millis(250));
+        line
     }
 
     /// A line for people.

@@ -283,8 +283,8 @@ impl RunDir {
     }
 }
 
-/// Human-readable differences between two fingerprints (`path: old → new`).
-fn diff(old: &Value, new: &Value) -> Vec<String> {
+/// Human-readable differences between two JSON values, e.g. fingerprints (`path: old → new`).
+pub(crate) fn diff(old: &Value, new: &Value) -> Vec<String> {
     fn walk(prefix: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
         match (a, b) {
             (Value::Object(x), Value::Object(y)) => {

@@ -116,6 +116,9 @@ pub enum Command {
         #[arg(long)]
         allow_mixed: bool,
     },
+    /// Many runs of one plan (a grid of settings × seeds): here in parallel, as a Slurm job array or a
+    /// Kubernetes Indexed Job; their status; their report (mean ± std over seeds, gains of shrinking).
+    Sweep(crate::sweep::cli::SweepArgs),
     /// Classify images with a model written by `pwsnas export` (ONNX Runtime; top classes with names).
     Infer {
         /// The exported model (model.onnx).
@@ -181,5 +184,6 @@ pub fn run(cli: Cli) -> Result<()> {
             commands::compare(&runs, &out, allow_mixed, cli.json, &progress)
         }
         Command::LatencyTable(args) => commands::latency_table(&args, &progress),
+        Command::Sweep(args) => crate::sweep::cli::run(args, &progress),
     }
 }

@@ -86,7 +86,7 @@ pub fn markdown(c: &Comparison) -> String {
 }
 
 /// One CSV field, quoted when it needs to be (RFC 4180).
-fn field(v: &str) -> String {
+pub(crate) fn field(v: &str) -> String {
     if v.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", v.replace('"', "\"\""))
     } else {

@@ -1,4 +1,4 @@
-//! `cargo xtask setup | test | demo | fuzz`: the project's only set-up.
+//! `cargo xtask setup | test | demo | fuzz | slurm-up | slurm-down`: the project's only set-up.
 //!
 //! Everything large (libtorch from the PyPI wheel `torch==2.11.0`, ONNX Runtime from the wheel
 //! `onnxruntime==1.31.1`, the official ONNX checker from `onnx`, Fashion-MNIST from Debian's
@@ -10,6 +10,8 @@
 //! Every install goes to a `*.partial` folder first and is renamed when complete, so an interrupted
 //! set-up never leaves a half-installed dependency that looks finished. A second run is quick: it
 //! only checks markers.
+mod slurm;
+
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -46,9 +48,11 @@ fn real_main() -> Result<()> {
             setup(&root, &[])?;
             fuzz::run(&root, &args[1..])
         }
+        Some("slurm-up") => slurm::up(&root).map(|_| ()),
+        Some("slurm-down") => slurm::down(&root),
         _ => {
             eprintln!(
-                "usage: cargo xtask <setup|test|demo|fuzz>\n  setup  install libtorch, ONNX Runtime, the ONNX checker and Fashion-MNIST into $PWSNAS_HOME\n         (--gpu: also onnxruntime-gpu, which is installed anyway when an NVIDIA GPU is visible)\n  test   setup, then run every test of the workspace\n  demo   setup, build the release binary, run search then export on Fashion-MNIST at a small size\n  fuzz   [--seconds N] [--runs N] [TARGET...]: run the fuzz targets of fuzz/ (nightly + cargo-fuzz)"
+                "usage: cargo xtask <setup|test|demo|fuzz|slurm-up|slurm-down>\n  setup       install libtorch, ONNX Runtime, the ONNX checker and Fashion-MNIST into $PWSNAS_HOME\n              (--gpu: also onnxruntime-gpu, which is installed anyway when an NVIDIA GPU is visible)\n  test        setup, bring up a private Slurm cluster, run every test of the workspace, stop the cluster\n  demo        setup, build the release binary, run search then export on Fashion-MNIST at a small size\n  fuzz        [--seconds N] [--runs N] [TARGET...]: run the fuzz targets of fuzz/ (nightly + cargo-fuzz)\n  slurm-up    install Slurm and munge if missing and start a single-node cluster in target/slurm\n  slurm-down  stop the daemons slurm-up started"
             );
             std::process::exit(2)
         }
@@ -226,11 +230,27 @@ fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string())
 }
 
+/// Every test, with a Slurm cluster for the sweep tests (`PWSNAS_REQUIRE_SLURM` makes them fail
+/// instead of skip without one); the daemons this run started are stopped even when tests fail.
 fn test(root: &Path, extra: &[String]) -> Result<()> {
+    let cluster = slurm::up(root)?;
     say("running every test of the workspace");
-    run(Command::new(cargo()).args(["test", "--workspace", "--all-targets"]).args(extra).current_dir(root))?;
-    say("doc tests");
-    run(Command::new(cargo()).args(["test", "--workspace", "--doc"]).current_dir(root))
+    let tests = run(Command::new(cargo())
+        .args(["test", "--workspace", "--all-targets"])
+        .args(extra)
+        .env("SLURM_CONF", &cluster.conf)
+        .env("PWSNAS_REQUIRE_SLURM", "1")
+        .current_dir(root))
+    .and_then(|_| {
+        say("doc tests");
+        run(Command::new(cargo()).args(["test", "--workspace", "--doc"]).current_dir(root))
+    });
+    if cluster.started {
+        if let Err(e) = slurm::down(root) {
+            say(&format!("could not stop the Slurm daemons: {e:#}"));
+        }
+    }
+    tests
 }
 
 fn demo(root: &Path, extra: &[String]) -> Result<()> {
