@@ -20,7 +20,8 @@ use tch::{Kind, Tensor};
 
 use crate::progress::Progress;
 use crate::settings::{Metric, Sampler, TrainSettings};
-use crate::shrink::score::{score_candidates, Scorer, Wanted};
+use crate::search::constraints::Constraints;
+use crate::shrink::score::{score_candidates, Pool, Scorer, Wanted};
 use crate::train::epoch::train_step;
 use crate::train::sampler;
 use crate::train::sgd::Sgd;
@@ -147,9 +148,10 @@ pub fn run(cmd: BenchCommand, progress: &Progress) -> Result<()> {
                 Wanted::for_metric(Metric::Angle, Composition::Ops),
             );
             let cps: Vec<usize> = (0..space.choices.len()).collect();
+            let unconstrained = Constraints::default();
             let scores = score_candidates(
                 &mut scorer,
-                &space,
+                &Pool::new(&space, &unconstrained, 0),
                 &cps,
                 Metric::Angle,
                 Composition::Ops,

@@ -20,7 +20,7 @@ pub use error::ModelError;
 pub use mobile::{MobileParams, MobileStage};
 pub use nb201::Nb201Params;
 pub use net::pieces::{composition, Piece, PieceKey};
-pub use net::{Mode, Param, Supernet};
+pub use net::{Mode, Param, Route, Supernet};
 pub use op::Op;
 pub use space::{Arch, ChoicePoint, Space, SpaceKind};
 pub use vector::{AngleMeter, Composition, Segment};

@@ -86,11 +86,11 @@ impl SpaceKind {
         }
     }
 
-    /// The choice point whose op picks the weight copy of `cp` (strategy 2), if any.
-    pub fn previous_choice(&self, cp: usize) -> Option<usize> {
+    /// The choice points whose op may pick the weight copy of `cp` (strategy 2), in order of preference.
+    pub fn previous_choices(&self, cp: usize) -> Vec<usize> {
         match self {
-            SpaceKind::Nb201(p) => p.previous_choice(cp),
-            SpaceKind::Mobile(p) => p.previous_choice(cp),
+            SpaceKind::Nb201(p) => p.previous_choices(cp),
+            SpaceKind::Mobile(p) => p.previous_choices(cp),
         }
     }
 

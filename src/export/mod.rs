@@ -249,6 +249,7 @@ pub fn run(dir: &Path, opts: &ExportOptions, progress: &Progress) -> Result<Repo
     }
 
     let cost = kind.cost(&arch);
+    let history = History::read(&run.root);
     let report = Report {
         schema_version: report::SCHEMA_VERSION,
         arch: arch_file.arch.clone(),
@@ -286,14 +287,16 @@ pub fn run(dir: &Path, opts: &ExportOptions, progress: &Progress) -> Result<Repo
                 "image_size": settings.image_size, "sampler": settings.sampler,
                 "supernet_epochs": settings.supernet.epochs, "shrink_metric": settings.shrink.metric,
                 "angle_vector": settings.shrink.angle_vector, "copies": settings.shrink.copies,
+                "param_budget": settings.shrink.param_budget, "epochs_after_shrink": settings.shrink.epochs_after_shrink,
                 "search_strategy": settings.search.strategy, "population": settings.search.population,
                 "generations": settings.search.generations, "retrain_epochs": settings.retrain.epochs,
                 "max_flops": settings.search.max_flops, "max_params": settings.search.max_params,
                 "max_latency_ms": settings.search.max_latency_ms,
             }),
         },
+        shrinking: history.shrink.as_ref().ok().and_then(report::Shrinking::of),
     };
-    let paths = report::write_all(&run.root, &report, &History::read(&run.root))?;
+    let paths = report::write_all(&run.root, &report, &history)?;
     progress.info(format!(
         "reports: {}",
         paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")

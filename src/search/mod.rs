@@ -198,6 +198,7 @@ pub fn run_stage(
         .iter()
         .max_by(|a, b| a.accuracy.total_cmp(&b.accuracy))
         .context("no child met the constraints: loosen --max-flops / --max-params / --max-latency-ms")?;
+    constraints.check_derived(&format!("the {:?} search", s.strategy).to_lowercase(), space, &space.parse_arch(&best.arch)?)?;
     let arch = ArchFile {
         space: space.kind.name().to_string(),
         params: space.kind.params_json(),
