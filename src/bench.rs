@@ -19,8 +19,8 @@ use serde_json::json;
 use tch::{Kind, Tensor};
 
 use crate::progress::Progress;
-use crate::settings::{Metric, Sampler, TrainSettings};
 use crate::search::constraints::Constraints;
+use crate::settings::{Metric, Sampler, TrainSettings};
 use crate::shrink::score::{score_candidates, Pool, Scorer, Wanted};
 use crate::train::epoch::train_step;
 use crate::train::sampler;

@@ -42,7 +42,12 @@ pub fn latency_config(settings: &Settings) -> SessionConfig {
 /// The constraints of the run's search settings, with the latency predictor of `kind` (see the
 /// module docs); with `predictions` false, the predictor is only obtained when `--max-latency-ms`
 /// needs it.
-pub fn constraints(run: &RunDir, kind: &SpaceKind, predictions: bool, progress: &Progress) -> Result<Constraints> {
+pub fn constraints(
+    run: &RunDir,
+    kind: &SpaceKind,
+    predictions: bool,
+    progress: &Progress,
+) -> Result<Constraints> {
     let s = &run.info.settings.search;
     let mut constraints = Constraints {
         max_flops: s.max_flops,

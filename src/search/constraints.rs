@@ -121,7 +121,11 @@ impl Constraints {
         }
         let f = self.facts(space, arch);
         let mut worst: f64 = 0.0;
-        for (max, value) in [(self.max_flops, Some(f.flops)), (self.max_params, Some(f.params)), (self.max_latency_ms, f.latency_ms)] {
+        for (max, value) in [
+            (self.max_flops, Some(f.flops)),
+            (self.max_params, Some(f.params)),
+            (self.max_latency_ms, f.latency_ms),
+        ] {
             if let (Some(max), Some(v)) = (max, value) {
                 worst = worst.max(v / max);
             }
@@ -152,15 +156,6 @@ impl Constraints {
         out
     }
 
-    /// Ok when the child meets every constraint; else which ones it breaks.
-    pub fn check(&self, space: &Space, arch: &Arch) -> Result<()> {
-        let broken = self.violations(space, arch);
-        if !broken.is_empty() {
-            bail!("{}", broken.join(", "));
-        }
-        Ok(())
-    }
-
     /// The check of the architecture a search method derives (evolution's best child; the hook for
     /// methods that derive an architecture from learned parameters, such as ProxylessNAS's binary
     /// gates or DARTS's genotype, which may not meet the budget they were trained for): Ok when it
@@ -180,9 +175,11 @@ impl Constraints {
     /// `--max-flops 3000000, --max-latency-ms 0.1`.
     pub fn describe(&self) -> String {
         let mut parts = Vec::new();
-        for (flag, v) in
-            [("--max-flops", self.max_flops), ("--max-params", self.max_params), ("--max-latency-ms", self.max_latency_ms)]
-        {
+        for (flag, v) in [
+            ("--max-flops", self.max_flops),
+            ("--max-params", self.max_params),
+            ("--max-latency-ms", self.max_latency_ms),
+        ] {
             if let Some(v) = v {
                 parts.push(format!("{flag} {v}"));
             }
@@ -199,7 +196,12 @@ impl Constraints {
         }
         if size <= EXACT_LIMIT {
             let n = space.enumerate().iter().filter(|a| self.admits(space, a)).count();
-            return Admissible { children: n as f64, fraction: n as f64 / size as f64, exact: true, sampled: None };
+            return Admissible {
+                children: n as f64,
+                fraction: n as f64 / size as f64,
+                exact: true,
+                sampled: None,
+            };
         }
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let hits = (0..SAMPLES).filter(|_| self.admits(space, &space.sample(&mut rng))).count();
@@ -234,7 +236,8 @@ impl Constraints {
     /// latency it reaches; else says how many of its children are admissible.
     pub fn require_admissible(&self, space: &Space, seed: u64) -> Result<Admissible> {
         let found = self.admissible(space, seed);
-        if !self.is_active() || found.children > 0.0 || self.cheapest_admissible(space, None, seed).is_some() {
+        if !self.is_active() || found.children > 0.0 || self.cheapest_admissible(space, None, seed).is_some()
+        {
             return Ok(found);
         }
         let reach = self.reach(space, seed);
@@ -246,7 +249,8 @@ impl Constraints {
             self.describe()
         );
         let arch = |a: &Arch| space.format_arch(a);
-        let _ = write!(msg, "FLOPs it reaches are {} multiply-adds ({})", reach.flops.0, arch(&reach.flops.1));
+        let _ =
+            write!(msg, "FLOPs it reaches are {} multiply-adds ({})", reach.flops.0, arch(&reach.flops.1));
         let _ = write!(msg, ", the fewest parameters {} ({})", reach.params.0, arch(&reach.params.1));
         if let Some((ms, a)) = &reach.latency_ms {
             let _ = write!(msg, ", the lowest predicted latency {ms:.4} ms ({})", arch(a));
@@ -263,7 +267,12 @@ impl Constraints {
 /// The child of `space` (with `fixed` applied) with the smallest `f`, and that value: every child of
 /// a small space, else a coordinate search (one choice point at a time, every op, until no change)
 /// from [`STARTS`] random children. Ties keep the first child found.
-pub fn minimize(space: &Space, fixed: Option<(usize, Op)>, seed: u64, f: impl Fn(&Arch) -> f64) -> (Arch, f64) {
+pub fn minimize(
+    space: &Space,
+    fixed: Option<(usize, Op)>,
+    seed: u64,
+    f: impl Fn(&Arch) -> f64,
+) -> (Arch, f64) {
     let size = fixed.map_or(space.size(), |(cp, _)| space.size_with(cp));
     let keeps = |a: &Arch| fixed.is_none_or(|(cp, op)| a.ops[cp] == op);
     let mut best: Option<(Arch, f64)> = None;
@@ -377,7 +386,10 @@ mod tests {
             .require_admissible(&space, 1)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("sampled and searched") && err.contains(&format!("{min} multiply-adds")), "{err}");
+        assert!(
+            err.contains("sampled and searched") && err.contains(&format!("{min} multiply-adds")),
+            "{err}"
+        );
     }
 
     #[test]
@@ -386,7 +398,12 @@ mod tests {
         let arch = space.kind.parse_arch("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|").unwrap();
         let c = Constraints { max_params: Some(10.0), ..Default::default() };
         let err = c.check_derived("DARTS", &space, &arch).unwrap_err().to_string();
-        assert!(err.contains("DARTS derived") && err.contains("--max-params 10") && err.contains("nor_conv_3x3~2"), "{err}");
+        assert!(
+            err.contains("DARTS derived")
+                && err.contains("--max-params 10")
+                && err.contains("nor_conv_3x3~2"),
+            "{err}"
+        );
         assert!(Constraints::default().check_derived("DARTS", &space, &arch).is_ok());
     }
 }

@@ -72,7 +72,9 @@ fn new_report(settings: &Settings, space: &Space, constraints: &Constraints) -> 
 /// Applies a recorded round to the supernet: drops its ops, grows its weight copies and sets their routes.
 fn apply_round(sn: &mut SupernetRun, round: &Round) -> Result<()> {
     let index = |space: &Space, name: &str| {
-        space.choice_point_index(name).with_context(|| format!("shrink.json names an unknown choice point '{name}'"))
+        space
+            .choice_point_index(name)
+            .with_context(|| format!("shrink.json names an unknown choice point '{name}'"))
     };
     for d in &round.dropped {
         let cp = index(&sn.space, &d.choice_point)?;
@@ -194,7 +196,8 @@ fn describe_round(round: &Round) -> String {
         s += &format!(" ({} meet the constraints)", a.describe(round.space_size_after));
     }
     if !round.protected.is_empty() {
-        let kept: Vec<String> = round.protected.iter().map(|d| format!("{} on {}", d.op, d.choice_point)).collect();
+        let kept: Vec<String> =
+            round.protected.iter().map(|d| format!("{} on {}", d.op, d.choice_point)).collect();
         s += &format!("; kept {} because every admissible child left needs them", kept.join(", "));
     }
     let (b, a) = (&round.sharing_degree.before, &round.sharing_degree.after);
@@ -232,8 +235,9 @@ pub fn run_stage(
     } else {
         let mut fresh = new_report(&settings, &sn.space, constraints);
         if constraints.is_active() {
-            fresh.admissible_before =
-                Some(constraints.require_admissible(&sn.space, derive_seed(settings.seed, "constraints", 0))?);
+            fresh.admissible_before = Some(
+                constraints.require_admissible(&sn.space, derive_seed(settings.seed, "constraints", 0))?,
+            );
         }
         fresh
     };

@@ -123,7 +123,14 @@ impl<'a> Pool<'a> {
     /// The children that pick `op` at `cp` a candidate is scored on: every one with `exhaustive`,
     /// else up to `samples` distinct ones drawn uniformly; admissible ones only under constraints.
     /// Empty when no admissible child picks `op` at `cp`.
-    pub fn children_of(&self, cp: usize, op: Op, samples: usize, exhaustive: bool, rng: &mut ChaCha8Rng) -> Vec<Arch> {
+    pub fn children_of(
+        &self,
+        cp: usize,
+        op: Op,
+        samples: usize,
+        exhaustive: bool,
+        rng: &mut ChaCha8Rng,
+    ) -> Vec<Arch> {
         let space = self.space;
         if !self.constraints.is_active() {
             return if exhaustive {
@@ -137,7 +144,10 @@ impl<'a> Pool<'a> {
             if exhaustive || with.len() <= samples {
                 return with.into_iter().cloned().collect();
             }
-            return rand::seq::index::sample(rng, with.len(), samples).into_iter().map(|i| with[i].clone()).collect();
+            return rand::seq::index::sample(rng, with.len(), samples)
+                .into_iter()
+                .map(|i| with[i].clone())
+                .collect();
         }
         let mut out: Vec<Arch> = Vec::new();
         for _ in 0..samples * REJECTION_TRIES {
@@ -336,7 +346,10 @@ mod tests {
         // next candidate goes instead.
         let keeps = |s: &Space| s.choices[0].ops.contains(&Op::NorConv3x3);
         let drops = choose_drops(&space, &scores, 4, false, keeps);
-        assert_eq!(drops.dropped, vec![(0, Op::None), (0, Op::SkipConnect), (0, Op::NorConv1x1), (0, Op::AvgPool3x3)]);
+        assert_eq!(
+            drops.dropped,
+            vec![(0, Op::None), (0, Op::SkipConnect), (0, Op::NorConv1x1), (0, Op::AvgPool3x3)]
+        );
         assert_eq!(drops.protected, vec![(0, Op::NorConv3x3)]);
         // Candidates without an admissible child (no score) go first, whatever the others score.
         let mut flagged = scores.clone();
@@ -411,14 +424,18 @@ mod tests {
             let drops = choose_drops(&space, &scores, 20, false, |s| pool.admits_some(s));
             assert_eq!(drops.dropped.len(), 20);
             for (i, &(cp, op)) in drops.dropped.iter().enumerate() {
-                let c = scores.iter().find(|c| c.choice_point == space.choices[cp].name && c.op == op).unwrap();
+                let c =
+                    scores.iter().find(|c| c.choice_point == space.choices[cp].name && c.op == op).unwrap();
                 assert_eq!(c.no_admissible_child, i < flagged, "drop {i}: {c:?}");
             }
             let mut after = space.clone();
             for &(cp, op) in &drops.dropped {
                 after.remove(cp, op).unwrap();
             }
-            assert!(after.enumerate().iter().any(|a| flops(a) <= cap), "the shrunk space keeps an admissible child");
+            assert!(
+                after.enumerate().iter().any(|a| flops(a) <= cap),
+                "the shrunk space keeps an admissible child"
+            );
         }
     }
 }

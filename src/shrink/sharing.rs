@@ -43,7 +43,9 @@ pub fn route_for(space: &Space, cp: usize) -> Option<Route> {
 pub fn routed_ops(route: &Route, k: usize) -> Vec<Vec<Op>> {
     let used = k.min(route.ops.len()).max(1);
     (0..used)
-        .map(|h| route.ops.iter().enumerate().filter(|(rank, _)| rank % k.max(1) == h).map(|(_, &o)| o).collect())
+        .map(|h| {
+            route.ops.iter().enumerate().filter(|(rank, _)| rank % k.max(1) == h).map(|(_, &o)| o).collect()
+        })
         .collect()
 }
 
@@ -59,10 +61,9 @@ pub fn used_copies(space: &Space, cp: usize, k: usize) -> usize {
 fn children_per_copy(space: &Space, cp: usize, k: usize) -> Vec<f64> {
     let per_op = space.size() as f64 / space.choices[cp].ops.len() as f64;
     match route_for(space, cp) {
-        Some(r) if k > 1 => routed_ops(&r, k)
-            .iter()
-            .map(|ops| per_op * ops.len() as f64 / r.ops.len() as f64)
-            .collect(),
+        Some(r) if k > 1 => {
+            routed_ops(&r, k).iter().map(|ops| per_op * ops.len() as f64 / r.ops.len() as f64).collect()
+        }
         _ => vec![per_op],
     }
 }
@@ -75,8 +76,8 @@ fn weighted_ops(space: &Space, cp: usize) -> usize {
 pub fn degree(space: &Space, copies: &[usize]) -> SharingDegree {
     let size = space.size() as f64;
     let mut counts = Vec::new();
-    for cp in 0..space.choices.len() {
-        let per_copy = children_per_copy(space, cp, copies[cp]);
+    for (cp, &k) in copies.iter().enumerate() {
+        let per_copy = children_per_copy(space, cp, k);
         for _ in 0..weighted_ops(space, cp) {
             counts.extend(&per_copy);
         }
@@ -109,7 +110,13 @@ pub fn effective_params(net: &Supernet, space: &Space, copies: &[usize]) -> i64 
 /// mean degree of sharing most per parameter it costs, while the effective parameter count stays
 /// at or below `budget`, no choice point has more than `max_copies`, and every copy is used by some
 /// child (at most the routing choice point's surviving ops). Copies never decrease.
-pub fn plan_copies(net: &Supernet, space: &Space, current: &[usize], max_copies: usize, budget: i64) -> Vec<usize> {
+pub fn plan_copies(
+    net: &Supernet,
+    space: &Space,
+    current: &[usize],
+    max_copies: usize,
+    budget: i64,
+) -> Vec<usize> {
     let mut copies = current.to_vec();
     let mut params = effective_params(net, space, &copies);
     let mut mean = degree(space, &copies).mean_children_per_weight;
@@ -259,7 +266,10 @@ mod tests {
                 assert!(r.degree_after.unwrap() < r.degree_before.unwrap(), "{r:?}");
             }
         }
-        assert!(degree(&space, &copies).mean_children_per_weight < degree(&space, &[1; 6]).mean_children_per_weight);
+        assert!(
+            degree(&space, &copies).mean_children_per_weight
+                < degree(&space, &[1; 6]).mean_children_per_weight
+        );
     }
 
     #[test]
