@@ -22,8 +22,9 @@ use tch::{Kind, Tensor};
 
 use crate::cli::args::SpaceShapeArgs;
 use crate::progress::Progress;
+use crate::search::constraints::Constraints;
 use crate::settings::{Metric, Sampler, TrainSettings};
-use crate::shrink::score::{score_candidates, Scorer, Wanted};
+use crate::shrink::score::{score_candidates, Pool, Scorer, Wanted};
 use crate::train::epoch::train_step;
 use crate::train::sampler;
 use crate::train::sgd::Sgd;
@@ -142,9 +143,10 @@ pub fn run(cmd: BenchCommand, progress: &Progress) -> Result<()> {
                 Wanted::for_metric(Metric::Angle, Composition::Ops),
             );
             let cps: Vec<usize> = (0..space.choices.len()).collect();
+            let unconstrained = Constraints::default();
             let scores = score_candidates(
                 &mut scorer,
-                &space,
+                &Pool::new(&space, &unconstrained, 0),
                 &cps,
                 Metric::Angle,
                 Composition::Ops,

@@ -1,5 +1,10 @@
 //! `pwsnas search`: supernet → shrink → search → retrain, each stage skipped when done.
 //!
+//! The constraints (`--max-flops`, `--max-params`, `--max-latency-ms`) are checked before anything
+//! trains: a space without a child that meets them is refused at once, naming the smallest FLOPs,
+//! parameters and latency it reaches ([`checked_constraints`], also used by `pwsnas supernet` and
+//! `pwsnas shrink`), instead of after hours of supernet training.
+//!
 //! The search stage always gets a latency predictor when it can: the latency table of the run's
 //! space for the search's latency settings (`search.latency_threads`, `search.latency_ep`) is reused
 //! or measured (a few seconds) before the supernet trains, kept in the run as `latency_table.json`,
@@ -24,6 +29,7 @@ use crate::run::{RunDir, Stage};
 use crate::search::constraints::{Constraints, TableRef};
 use crate::search::{self, ArchFile};
 use crate::settings::Settings;
+use crate::train::derive_seed;
 use crate::{device, shrink, supernet};
 
 /// The ONNX Runtime setting the search predicts latencies for.
@@ -36,8 +42,14 @@ pub fn latency_config(settings: &Settings) -> SessionConfig {
 }
 
 /// The constraints of the run's search settings, with the latency predictor of `kind` (see the
-/// module docs).
-pub fn constraints(run: &RunDir, kind: &SpaceKind, progress: &Progress) -> Result<Constraints> {
+/// module docs); with `predictions` false, the predictor is only obtained when `--max-latency-ms`
+/// needs it.
+pub fn constraints(
+    run: &RunDir,
+    kind: &SpaceKind,
+    predictions: bool,
+    progress: &Progress,
+) -> Result<Constraints> {
     let s = &run.info.settings.search;
     let mut constraints = Constraints {
         max_flops: s.max_flops,
@@ -46,6 +58,9 @@ pub fn constraints(run: &RunDir, kind: &SpaceKind, progress: &Progress) -> Resul
         predictor: None,
         latency_table: None,
     };
+    if !predictions && s.max_latency_ms.is_none() {
+        return Ok(constraints);
+    }
     let request = Request {
         kind,
         cfg: latency_config(&run.info.settings),
@@ -78,6 +93,31 @@ pub fn constraints(run: &RunDir, kind: &SpaceKind, progress: &Progress) -> Resul
     Ok(constraints)
 }
 
+/// The run's constraints (see [`constraints`]), checked against the space the run starts from
+/// before anything trains: refused when no child meets them, else the admissible share is printed.
+pub fn checked_constraints(
+    run: &RunDir,
+    data: &RunData,
+    predictions: bool,
+    progress: &Progress,
+) -> Result<Constraints> {
+    let settings = &run.info.settings;
+    let kind = supernet::space_kind(settings, data)?;
+    let constraints = constraints(run, &kind, predictions, progress)?;
+    if constraints.is_active() {
+        let space = supernet::initial_space(settings, &kind)?;
+        let found = constraints
+            .require_admissible(&space, derive_seed(settings.seed, "constraints", 0))
+            .context("checking the constraints before training")?;
+        progress.info(format!(
+            "constraints: {} of the space meet {}",
+            found.describe(space.size() as f64),
+            constraints.describe()
+        ));
+    }
+    Ok(constraints)
+}
+
 /// Runs (or resumes) every stage of a search into `out`.
 pub fn search(
     out: &Path,
@@ -101,9 +141,9 @@ pub fn search(
     let arch: ArchFile = if run.is_done(Stage::Search) {
         read_json(&run.path("arch.json"))?
     } else {
-        let constraints = constraints(&run, &supernet::space_kind(settings, &data)?, progress)?;
+        let constraints = checked_constraints(&run, &data, true, progress)?;
         let mut sn = supernet::run_stage(&mut run, &data, device, progress)?;
-        let space = shrink::run_stage(&mut run, &mut sn, &data, device, progress)?;
+        let space = shrink::run_stage(&mut run, &mut sn, &data, device, &constraints, progress)?;
         let arch = search::run_stage(&mut run, &sn.net, &space, &data, device, constraints, progress)?;
         if let Some(ms) = arch.predicted_latency_ms {
             progress.info(format!(

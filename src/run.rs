@@ -50,6 +50,13 @@ impl Stage {
         });
         if self >= Stage::Shrink {
             v["shrink"] = json!(s.shrink);
+            // Shrinking scores admissible children only and keeps what they need: the constraints shape it.
+            let c = &s.search;
+            v["constraints"] = json!({ "max_flops": c.max_flops, "max_params": c.max_params, "max_latency_ms": c.max_latency_ms });
+            if c.max_latency_ms.is_some() {
+                v["constraints"]["latency_threads"] = json!(c.latency_threads);
+                v["constraints"]["latency_ep"] = json!(c.latency_ep);
+            }
         }
         if self >= Stage::Search {
             v["search"] = json!(s.search);

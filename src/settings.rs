@@ -98,8 +98,14 @@ pub struct ShrinkSettings {
     pub epochs_between_rounds: usize,
     /// Stop when the space has at most this many children; the space's default when absent.
     pub target_size: Option<f64>,
-    /// Weight copies per surviving op after each round (strategy 2; 1 = off).
+    /// Most weight copies per choice point after each round (strategy 2; 1 = off).
     pub copies: usize,
+    /// What the copies may spend: the effective supernet (shared parts + surviving ops × copies)
+    /// stays at or below this multiple of the original supernet's parameters (1.0: only what
+    /// dropped ops freed).
+    pub param_budget: f64,
+    /// Supernet epochs after the last round, before the search (so the newest copies are trained).
+    pub epochs_after_shrink: usize,
     /// Training batches used to recalibrate BatchNorm before an accuracy evaluation.
     pub bn_batches: usize,
     /// Validation images used by the accuracy metric.
@@ -119,6 +125,8 @@ impl Default for ShrinkSettings {
             epochs_between_rounds: 1,
             target_size: None,
             copies: 1,
+            param_budget: 1.0,
+            epochs_after_shrink: 0,
             bn_batches: 4,
             val_images: 500,
         }
@@ -287,6 +295,10 @@ impl Settings {
         }
         if !(0.0..=1.0).contains(&self.search.mutation_prob) {
             bail!("setting search.mutation_prob must be in [0, 1], got {}", self.search.mutation_prob);
+        }
+        let budget = self.shrink.param_budget;
+        if !(budget.is_finite() && budget > 0.0) {
+            bail!("setting shrink.param_budget must be a positive multiple of the original supernet's parameters (1.0 = no growth), got {budget}");
         }
         if let Some(max) = self.search.max_latency_ms {
             if !(max.is_finite() && max > 0.0) {

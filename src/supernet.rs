@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use pwsnas_models::{Space, SpaceKind, Supernet};
+use pwsnas_models::{Route, Space, SpaceKind, Supernet};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tch::{Device, Tensor};
@@ -60,6 +60,11 @@ pub struct SupernetState {
     pub space: Value,
     /// Weight copies per choice point (strategy 2).
     pub copies: Vec<usize>,
+    /// How each choice point with copies routes a child to one (the choice point whose op picks it
+    /// and that choice point's surviving ops when the route was set), so a resumed supernet gives
+    /// every child the copies it had.
+    #[serde(default)]
+    pub routes: Vec<Option<Route>>,
     /// Shrinking rounds already applied to `space` and `copies`.
     pub rounds_applied: usize,
     pub seed: u64,
@@ -94,8 +99,8 @@ impl SupernetRun {
                 );
             }
             let mut net = Supernet::new(&built, device);
-            for (cp, &k) in state.copies.iter().enumerate() {
-                net.grow_copies(cp, k);
+            for (cp, &k) in state.copies.iter().enumerate().filter(|(_, &k)| k > 1) {
+                net.grow_copies(cp, k, state.routes.get(cp).cloned().flatten());
             }
             checkpoint::restore(&tensors, &net, &mut sgd, device)?;
             let space = Space::from_json(state.space.clone())?;
@@ -110,6 +115,7 @@ impl SupernetRun {
             built_space: space.to_json(),
             space: space.to_json(),
             copies: net.copies().to_vec(),
+            routes: net.routes().to_vec(),
             rounds_applied: 0,
             seed: settings.seed,
             rng: "per-epoch ChaCha8 generators seeded from (seed, purpose, epoch)".into(),
@@ -124,6 +130,7 @@ impl SupernetRun {
         let mut state = self.state.clone();
         state.space = self.space.to_json();
         state.copies = self.net.copies().to_vec();
+        state.routes = self.net.routes().to_vec();
         checkpoint::save(&self.dir, &self.net, &self.sgd, &state)
     }
 

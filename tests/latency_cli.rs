@@ -249,7 +249,12 @@ fn compare_tabulates_runs_and_refuses_mixed_settings() {
     let r = runs();
     let out = r.home.path().join("cmp");
     let stdout = ok(r.home.path(), ["compare", s(&r.unlimited), s(&r.budget), "--out", s(&out)]);
-    assert!(stdout.contains("| run | acc. libtorch | acc. ORT | p50 ms (b1) |"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "| run | acc. libtorch | acc. ORT | copies | supernet params | sharing | p50 ms (b1) |"
+        ),
+        "{stdout}"
+    );
     for f in ["compare.md", "compare.csv", "compare.json", "compare.html"] {
         assert!(out.join(f).exists(), "{f}");
     }

@@ -116,7 +116,10 @@ fn a_search_killed_in_any_stage_finishes_with_the_uninterrupted_result() {
     let dir = tempfile::tempdir().unwrap();
     let args = |out: &Path| {
         let mut a = set(set(tiny(out), "--warmup-epochs", "2"), "--retrain-epochs", "3");
-        a.push("--quiet".into());
+        a.extend(
+            ["--copies", "2", "--param-budget", "2", "--epochs-after-shrink", "1", "--quiet"]
+                .map(String::from),
+        );
         a
     };
     let whole = dir.path().join("whole");
@@ -156,4 +159,58 @@ fn a_search_killed_in_any_stage_finishes_with_the_uninterrupted_result() {
         Tensor::read_safetensors(d.join("retrain/weights.safetensors")).unwrap().into_iter().collect()
     };
     assert_eq!(max_diff(&load(&whole), &load(&killed)), 0.0);
+}
+
+#[test]
+fn a_shrink_killed_while_training_after_the_last_round_resumes_to_the_same_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let whole = dir.path().join("whole");
+    let mut supernet = set(set(tiny(&whole), "--warmup-epochs", "1"), "--steps-per-epoch", "40");
+    supernet[0] = "supernet".into();
+    supernet.push("--quiet".into());
+    ok(&supernet);
+    let killed = dir.path().join("killed");
+    copy_dir(&whole, &killed);
+    let shrink = |out: &Path| -> Vec<String> {
+        let flags =
+            ["--copies", "2", "--param-budget", "2", "--drop-per-round", "10", "--target-size", "5000"];
+        let mut a: Vec<String> = ["shrink", "--run", out.to_str().unwrap()].map(String::from).to_vec();
+        a.extend(flags.map(String::from));
+        a.extend(["--epochs-after-shrink", "3", "--device", "cpu", "--quiet"].map(String::from));
+        a
+    };
+    ok(shrink(&whole));
+
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pwsnas"))
+        .args(shrink(&killed))
+        .env("PWSNAS_HOME", test_home())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while epoch_of(&killed) < 2 && start.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let at_kill = epoch_of(&killed);
+    assert!((2..4).contains(&at_kill), "killed after epoch {at_kill}: inside the training after the round");
+    let state = json(&killed.join("supernet/state.json"));
+    assert!(
+        state["copies"].as_array().unwrap().iter().any(|k| k.as_u64() > Some(1)),
+        "copies were granted: {state}"
+    );
+
+    ok(shrink(&killed));
+    assert_eq!(epoch_of(&killed), 4);
+    let load = |d: &Path| -> HashMap<String, Tensor> {
+        Tensor::read_safetensors(d.join("supernet/last.safetensors")).unwrap().into_iter().collect()
+    };
+    assert_eq!(max_diff(&load(&whole), &load(&killed)), 0.0);
+    let (a, b) = (json(&whole.join("supernet/state.json")), json(&killed.join("supernet/state.json")));
+    assert_eq!((&a["copies"], &a["routes"], &a["space"]), (&b["copies"], &b["routes"], &b["space"]));
+    let shrunk = |d: &Path| {
+        let r = json(&d.join("shrink.json"));
+        (r["rounds"][0]["choice_points"].clone(), r["final_supernet"].clone(), r["final_epoch"].clone())
+    };
+    assert_eq!(shrunk(&whole), shrunk(&killed));
 }

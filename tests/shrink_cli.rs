@@ -1,6 +1,17 @@
-//! `pwsnas shrink`: scores for analysis on the 125-child space, and strategy 2 (weight copies).
+//! `pwsnas shrink`: scores for analysis on the 125-child space, strategy 2 (weight copies), and
+//! shrinking under constraints.
 mod common;
 use common::*;
+use pwsnas_models::{Arch, Space};
+
+/// The space of a run's `space.json`.
+fn run_space(out: &std::path::Path) -> Space {
+    Space::from_json(json(&out.join("space.json"))).unwrap()
+}
+
+fn flops(space: &Space, arch: &Arch) -> f64 {
+    space.kind.cost(arch).flops() as f64
+}
 
 #[test]
 fn score_only_exhaustive_scores_every_candidate_and_child_with_every_metric() {
@@ -55,28 +66,171 @@ fn copies_lower_the_degree_of_sharing_within_the_parameter_budget() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("copies");
     let mut args = tiny(&out);
-    args.extend(["--copies", "2", "--shrink", "angle"].map(String::from));
+    args.extend(
+        ["--copies", "2", "--param-budget", "1.5", "--drop-per-round", "10", "--target-size", "5000"]
+            .map(String::from),
+    );
+    args.extend(["--epochs-after-shrink", "1", "--shrink", "angle"].map(String::from));
     ok(&args);
     let report = json(&out.join("shrink.json"));
     let round = &report["rounds"][0];
     let params = &round["params"];
-    let (original, before, after) = (
-        params["original"].as_i64().unwrap(),
-        params["before"].as_i64().unwrap(),
-        params["after"].as_i64().unwrap(),
-    );
-    assert!(after > before, "copies add parameters: {params}");
-    assert!(after <= original, "but no more than the original supernet had: {params}");
+    let value = |k: &str| params[k].as_i64().unwrap();
+    assert!(value("after") > value("before"), "copies add parameters: {params}");
+    assert!(value("after") <= value("budget"), "within the budget: {params}");
+    assert_eq!(value("budget"), (1.5 * value("original") as f64).floor() as i64);
     let copies: Vec<u64> = round["copies"].as_array().unwrap().iter().map(|c| c.as_u64().unwrap()).collect();
     assert!(copies.contains(&2), "{copies:?}");
     let sharing = &round["sharing_degree"];
-    assert!(
-        sharing["after"]["mean_children_per_weight"].as_f64().unwrap()
-            < sharing["before"]["mean_children_per_weight"].as_f64().unwrap(),
-        "{sharing}"
-    );
-    // The supernet checkpoint carries the copies, and the search ran on it.
+    let mean = |k: &str| sharing[k]["mean_children_per_weight"].as_f64().unwrap();
+    assert!(mean("after") < mean("before"), "{sharing}");
+
+    // Per choice point: every granted copy is used by some child, and copies sit only behind a
+    // previous choice point with two surviving ops or more.
+    let space = run_space(&out);
+    let records = round["choice_points"].as_array().unwrap();
+    assert_eq!(records.len(), 6);
+    for (cp, r) in records.iter().enumerate() {
+        let k = r["copies"].as_u64().unwrap();
+        assert_eq!(k, copies[cp]);
+        let single_op_behind =
+            space.kind.previous_choices(cp).iter().all(|&p| space.choices[p].ops.len() < 2);
+        if single_op_behind {
+            assert_eq!(k, 1, "a copy behind single-op previous choice points: {r}");
+        }
+        if k > 1 {
+            assert_eq!(r["copies_used"], k, "{r}");
+            let by = r["routed_by"].as_str().unwrap();
+            let by = space.choice_point_index(by).unwrap();
+            assert!(space.kind.previous_choices(cp).contains(&by), "{r}");
+            let route: Vec<String> = serde_json::from_value(r["route_ops"].clone()).unwrap();
+            let survivors: Vec<String> = space.choices[by].ops.iter().map(|o| o.name().to_string()).collect();
+            assert_eq!(route, survivors, "routed by the rank among the surviving ops: {r}");
+            let per_copy = r["per_copy"].as_array().unwrap();
+            assert_eq!(per_copy.len() as u64, k);
+            for c in per_copy {
+                assert!(
+                    c["children"].as_f64().unwrap() >= 1.0 && !c["ops"].as_array().unwrap().is_empty(),
+                    "{r}"
+                );
+            }
+            assert!(r["degree_after"].as_f64().unwrap() < r["degree_before"].as_f64().unwrap(), "{r}");
+        }
+    }
+    // The supernet checkpoint carries the copies and their routes, trained one epoch after the round.
     let state = json(&out.join("supernet/state.json"));
     assert_eq!(state["copies"], round["copies"]);
+    for (cp, r) in records.iter().enumerate() {
+        if copies[cp] > 1 {
+            assert_eq!(state["routes"][cp]["ops"], r["route_ops"], "{cp}");
+        }
+    }
+    assert_eq!(state["epoch"], 3);
+    assert_eq!(report["final_epoch"], 3);
+    assert_eq!(report["final_supernet"]["copies"], round["copies"]);
     assert!(out.join("arch.json").exists());
+}
+
+#[test]
+fn a_budget_no_child_meets_is_refused_before_any_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tight");
+    let err = fails(set(tiny(&out), "--max-flops", "1000"));
+    assert!(
+        err.contains(
+            "no child of the nb201 space (15625 children, every one checked) meets --max-flops 1000"
+        ),
+        "{err}"
+    );
+    let kind = pwsnas_models::SpaceKind::from_params(
+        "nb201",
+        serde_json::json!({"channels": 4, "cells_per_stage": 1, "input_size": 8, "input_channels": 1, "classes": 4}),
+    )
+    .unwrap();
+    let full = Space::full(kind);
+    let min = full.enumerate().iter().map(|a| flops(&full, a)).fold(f64::INFINITY, f64::min);
+    assert!(err.contains(&format!("the smallest FLOPs it reaches are {min} multiply-adds")), "{err}");
+    assert!(!out.join("supernet/W0.safetensors").exists(), "refused before the supernet was built");
+
+    let other = dir.path().join("params");
+    let mut args = set(tiny(&other), "--max-params", "10");
+    args[0] = "supernet".into();
+    let err = fails(&args);
+    assert!(err.contains("meets --max-params 10") && err.contains("the fewest parameters"), "{err}");
+    assert!(!other.join("supernet/W0.safetensors").exists());
+}
+
+#[test]
+fn with_a_budget_every_child_scored_by_every_metric_is_admissible() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("small");
+    let mut sn = set(tiny(&out), "--warmup-epochs", "1");
+    sn[0] = "supernet".into();
+    sn.extend(["--nodes", "3"].map(String::from));
+    ok(&sn);
+    let space = run_space_of_supernet(&out);
+    let mut all: Vec<f64> = space.enumerate().iter().map(|a| flops(&space, a)).collect();
+    all.sort_by(f64::total_cmp);
+    let cap = all[all.len() / 3];
+    let cap_text = cap.to_string();
+    let run = out.to_str().unwrap();
+    let args =
+        ["shrink", "--run", run, "--score-only", "--exhaustive", "--max-flops", &cap_text, "--device", "cpu"];
+    ok(args.iter().chain(&["--quiet"]));
+    let report = json(&out.join("shrink.json"));
+    let admissible: Vec<Arch> = space.enumerate().into_iter().filter(|a| flops(&space, a) <= cap).collect();
+    assert_eq!(report["admissible_before"]["children"].as_f64().unwrap(), admissible.len() as f64);
+    assert_eq!(report["admissible_before"]["exact"], true);
+    let children = report["children"].as_array().unwrap();
+    assert_eq!(children.len(), admissible.len(), "exactly the admissible children are scored");
+    for child in children {
+        let arch = space.parse_arch(child["arch"].as_str().unwrap()).unwrap();
+        assert!(flops(&space, &arch) <= cap, "{child}");
+        for metric in ["angle", "angle_full", "accuracy", "magnitude"] {
+            assert!(child[metric].as_f64().unwrap().is_finite(), "{metric} of {child}");
+        }
+    }
+    let candidates = report["rounds"][0]["candidates"].as_array().unwrap();
+    assert_eq!(candidates.len(), 15);
+    for c in candidates {
+        let cp = space.choice_point_index(c["choice_point"].as_str().unwrap()).unwrap();
+        let op: pwsnas_models::Op = serde_json::from_value(c["op"].clone()).unwrap();
+        let with = admissible.iter().filter(|a| a.ops[cp] == op).count();
+        assert_eq!(c["children"], with, "{c}");
+        assert_eq!(c["no_admissible_child"].as_bool().unwrap_or(false), with == 0, "{c}");
+    }
+}
+
+/// The full space of a run whose supernet is trained (before any `space.json`).
+fn run_space_of_supernet(out: &std::path::Path) -> Space {
+    Space::from_json(json(&out.join("supernet/state.json"))["space"].clone()).unwrap()
+}
+
+#[test]
+fn shrinking_under_a_budget_keeps_admissible_children() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("budget");
+    // C=4, N=1 on 1×8×8 with 4 classes: children cost 31k (all `none`) to 197k (all 3x3 convs)
+    // multiply-adds; 45k admits a few 1x1 convs but no 3x3 conv.
+    let cap = 45_000.0;
+    let mut args = tiny(&out);
+    args.extend(["--max-flops", "45000", "--shrink", "angle"].map(String::from));
+    ok(&args);
+    let report = json(&out.join("shrink.json"));
+    let round = &report["rounds"][0];
+    let dropped = round["dropped"].as_array().unwrap();
+    let flagged: Vec<&serde_json::Value> =
+        round["candidates"].as_array().unwrap().iter().filter(|c| c["no_admissible_child"] == true).collect();
+    for c in &flagged {
+        assert!(c["score"].is_null(), "{c}");
+        assert!(
+            dropped.iter().any(|d| d["choice_point"] == c["choice_point"] && d["op"] == c["op"]),
+            "a candidate no admissible child contains is dropped: {c}"
+        );
+    }
+    let space = run_space(&out);
+    let admissible = space.enumerate().into_iter().filter(|a| flops(&space, a) <= cap).count();
+    assert!(admissible > 0, "the shrunk space holds admissible children");
+    assert_eq!(report["final_admissible"]["children"].as_f64().unwrap(), admissible as f64);
+    assert!(json(&out.join("arch.json"))["flops"].as_f64().unwrap() <= cap);
 }

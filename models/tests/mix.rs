@@ -5,7 +5,7 @@
 mod common;
 
 use common::tiny_mobile;
-use pwsnas_models::{Arch, Mix, Mode, Nb201Params, Space, SpaceKind, Supernet, Weighted};
+use pwsnas_models::{Arch, Mix, Mode, Nb201Params, Route, Space, SpaceKind, Supernet, Weighted};
 use rand::SeedableRng;
 use tch::{Device, Kind, Reduction, Tensor};
 
@@ -47,7 +47,10 @@ fn check_one_hot_equals_single_path(kind: SpaceKind, copies: usize) {
     let space = Space::full(kind.clone());
     let mut net = Supernet::new(&space, Device::Cpu);
     for cp in 0..space.choices.len() {
-        net.grow_copies(cp, copies);
+        // Routed by the first previous choice point, so that children use different copies.
+        let route =
+            kind.previous_choices(cp).first().map(|&by| Route { by, ops: space.choices[by].ops.clone() });
+        net.grow_copies(cp, copies, route);
     }
     // Copies that differ from copy 0, so that a wrong route shows.
     tch::no_grad(|| {

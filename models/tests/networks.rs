@@ -5,7 +5,7 @@ use std::collections::HashMap;
 mod common;
 
 use common::tiny_mobile;
-use pwsnas_models::{Arch, Mode, Nb201Params, Op, Space, SpaceKind, Supernet};
+use pwsnas_models::{Arch, Mode, Nb201Params, Op, Route, Space, SpaceKind, Supernet};
 use rand::SeedableRng;
 use tch::{Device, Kind, Tensor};
 
@@ -95,7 +95,9 @@ fn check_child_matches_supernet(kind: SpaceKind, copies: usize) {
     let space = Space::full(kind.clone());
     let mut supernet = Supernet::new(&space, Device::Cpu);
     for cp in 0..space.choices.len() {
-        supernet.grow_copies(cp, copies);
+        if let Some(&by) = kind.previous_choices(cp).first() {
+            supernet.grow_copies(cp, copies, Some(Route { by, ops: space.choices[by].ops.clone() }));
+        }
     }
     randomize(&supernet, 7);
     let [c, h, w] = kind.input_shape();
@@ -125,7 +127,9 @@ fn child_with_weight_copies_uses_the_routed_copy() {
     let kind = nb201(4, 1);
     let space = Space::full(kind.clone());
     let mut supernet = Supernet::new(&space, Device::Cpu);
-    supernet.grow_copies(2, 2); // edge 2<-1, routed by 1<-0
+    // Edge 2<-1, routed by 1<-0 whose surviving ops are these three (none and conv 3x3 dropped).
+    let survivors = vec![Op::SkipConnect, Op::NorConv1x1, Op::AvgPool3x3];
+    supernet.grow_copies(2, 2, Some(Route { by: 0, ops: survivors }));
     let base: Vec<Op> =
         kind.parse_arch("|none~0|+|none~0|nor_conv_3x3~1|+|none~0|none~1|skip_connect~2|").unwrap().ops;
     let route = |first: Op| {
@@ -133,14 +137,15 @@ fn child_with_weight_copies_uses_the_routed_copy() {
         ops[0] = first;
         supernet.route(&Arch { ops })[2]
     };
-    // NB201 op indices: none 0, skip 1, conv1x1 2, conv3x3 3, pool 4 → copy = index mod 2.
-    assert_eq!(route(Op::SkipConnect), 1);
-    assert_eq!(route(Op::NorConv1x1), 0);
+    // Copy = rank among the surviving ops mod 2; an op outside them (a child outside the space) uses copy 0.
+    assert_eq!(route(Op::SkipConnect), 0);
+    assert_eq!(route(Op::NorConv1x1), 1);
     assert_eq!(route(Op::AvgPool3x3), 0);
+    assert_eq!(route(Op::NorConv3x3), 0);
     // A fresh copy starts equal to copy 0; after perturbing one, outputs differ.
     let x = Tensor::randn([2, 3, 32, 32], (Kind::Float, Device::Cpu));
-    let a1 = Arch { ops: [vec![Op::SkipConnect], base[1..].to_vec()].concat() };
-    let a0 = Arch { ops: [vec![Op::AvgPool3x3], base[1..].to_vec()].concat() };
+    let a1 = Arch { ops: [vec![Op::NorConv1x1], base[1..].to_vec()].concat() };
+    let a0 = Arch { ops: [vec![Op::SkipConnect], base[1..].to_vec()].concat() };
     let segs = supernet.segments(&a1, pwsnas_models::Composition::Ops);
     let copy1 = segs
         .iter()

@@ -71,8 +71,8 @@ impl SpaceDef for OneInput {
     fn full_ops(&self) -> Vec<Vec<Op>> {
         self.0.full_ops()
     }
-    fn previous_choice(&self, cp: usize) -> Option<usize> {
-        self.0.previous_choice(cp)
+    fn previous_choices(&self, cp: usize) -> Vec<usize> {
+        self.0.previous_choices(cp)
     }
     fn linked(&self, cp: usize) -> Vec<usize> {
         match cp {

@@ -146,9 +146,15 @@ pub struct SettingsArgs {
     pub epochs_between_rounds: Option<usize>,
     #[arg(long)]
     pub target_size: Option<f64>,
-    /// Weight copies per surviving op after each round (strategy 2; 1 = off).
+    /// Most weight copies per choice point after each round (strategy 2; 1 = off).
     #[arg(long)]
     pub copies: Option<usize>,
+    /// Parameters the copies may bring the supernet to, as a multiple of the original supernet's (1.0 = no growth).
+    #[arg(long)]
+    pub param_budget: Option<f64>,
+    /// Supernet epochs after the last shrinking round, before the search.
+    #[arg(long)]
+    pub epochs_after_shrink: Option<usize>,
     #[arg(long, value_enum)]
     pub strategy: Option<Strategy>,
     #[arg(long)]
@@ -236,6 +242,8 @@ impl SettingsArgs {
             s.shrink.target_size = self.target_size;
         }
         set!(s.shrink.copies, self.copies);
+        set!(s.shrink.param_budget, self.param_budget);
+        set!(s.shrink.epochs_after_shrink, self.epochs_after_shrink);
         set!(s.search.strategy, self.strategy);
         set!(s.search.population, self.population);
         set!(s.search.generations, self.generations);

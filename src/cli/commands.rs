@@ -20,7 +20,7 @@ use crate::run::RunDir;
 use crate::search::ArchFile;
 use crate::settings::Settings;
 use crate::timing::Plan;
-use crate::{device, retrain, supernet};
+use crate::{device, pipeline, retrain, supernet};
 
 /// The space of a run: its (shrunk) space.json, else the full space of its settings fitted to its data.
 fn run_space(dir: &Path) -> Result<Space> {
@@ -206,14 +206,16 @@ fn open_run(
 
 pub fn supernet(out: &Path, args: &SettingsArgs, run: &RunArgs, progress: &Progress) -> Result<()> {
     let (mut r, data, device) = open_run(out, &settings_for(out, args)?, run, progress)?;
+    pipeline::checked_constraints(&r, &data, false, progress)?;
     supernet::run_stage(&mut r, &data, device, progress)?;
     Ok(())
 }
 
 pub fn shrink(dir: &Path, args: &SettingsArgs, run: &RunArgs, progress: &Progress) -> Result<()> {
     let (mut r, data, device) = open_run(dir, &args_over_run(dir, args)?, run, progress)?;
+    let constraints = pipeline::checked_constraints(&r, &data, false, progress)?;
     let mut sn = supernet::run_stage(&mut r, &data, device, progress)?;
-    let space = crate::shrink::run_stage(&mut r, &mut sn, &data, device, progress)?;
+    let space = crate::shrink::run_stage(&mut r, &mut sn, &data, device, &constraints, progress)?;
     progress.info(format!(
         "space: {} children (log10 {:.2}) in {}",
         space.size(),

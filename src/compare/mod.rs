@@ -1,4 +1,5 @@
-//! `pwsnas compare RUN...`: one table of the exported runs — accuracy (libtorch and ONNX Runtime),
+//! `pwsnas compare RUN...`: one table of the exported runs — accuracy (libtorch and ONNX Runtime)
+//! beside what strategy 2 gave the search (weight copies, supernet parameters, degree of sharing),
 //! ONNX Runtime latency (p50/p90 at batch 1, throughput at batch 64), parameters, FLOPs, model
 //! size, predicted latency and its error — with the Pareto-optimal runs (accuracy against batch-1
 //! latency) marked, written as `compare.md`, `compare.csv`, `compare.json` and a self-contained
@@ -73,6 +74,11 @@ pub struct Row {
     /// Test top-1 of libtorch and of ONNX Runtime.
     pub accuracy_libtorch: f64,
     pub accuracy_ort: f64,
+    /// Strategy 2 in the run's search: weight copies per choice point, effective supernet
+    /// parameters, and mean children per weight copy of the final space (when recorded).
+    pub copies: Option<Vec<usize>>,
+    pub supernet_params: Option<i64>,
+    pub sharing_degree: Option<f64>,
     /// ONNX Runtime at batch 1 (ms).
     pub latency_p50_ms: f64,
     pub latency_p90_ms: f64,
@@ -142,6 +148,9 @@ fn row(dir: &Path, r: &Report) -> Row {
         space: r.space.clone(),
         accuracy_libtorch: r.accuracy.libtorch,
         accuracy_ort: r.accuracy.ort,
+        copies: r.shrinking.as_ref().map(|s| s.copies.clone()),
+        supernet_params: r.shrinking.as_ref().map(|s| s.supernet_params),
+        sharing_degree: r.shrinking.as_ref().map(|s| s.sharing_degree),
         latency_p50_ms: l.ort.batch1.p50_ms,
         latency_p90_ms: l.ort.batch1.p90_ms,
         throughput_batch64: l.ort.batch64.throughput_per_s,
@@ -214,6 +223,9 @@ pub(crate) mod tests {
             space: "nb201".into(),
             accuracy_libtorch: acc,
             accuracy_ort: acc,
+            copies: Some(vec![2, 1, 1]),
+            supernet_params: Some(12_345),
+            sharing_degree: Some(2.5),
             latency_p50_ms: lat,
             latency_p90_ms: lat * 1.1,
             throughput_batch64: 1000.0,

@@ -26,12 +26,20 @@ fn setting_note(c: &Comparison) -> String {
     }
 }
 
+/// Copies per choice point as `2·1·1`.
+fn copies(v: &Option<Vec<usize>>, sep: &str) -> Option<String> {
+    v.as_ref().map(|c| c.iter().map(ToString::to_string).collect::<Vec<_>>().join(sep))
+}
+
 /// The columns of the main table, as text cells.
-fn cells(r: &Row) -> [String; 13] {
+fn cells(r: &Row) -> [String; 16] {
     [
         r.run.clone(),
         pct(r.accuracy_libtorch),
         pct(r.accuracy_ort),
+        copies(&r.copies, "·").unwrap_or_else(|| "–".into()),
+        r.supernet_params.map(|p| format!("{:.3} M", p as f64 / 1e6)).unwrap_or_else(|| "–".into()),
+        r.sharing_degree.map(|d| format!("{d:.2}")).unwrap_or_else(|| "–".into()),
         ms(r.latency_p50_ms),
         ms(r.latency_p90_ms),
         format!("{:.0}", r.throughput_batch64),
@@ -45,10 +53,13 @@ fn cells(r: &Row) -> [String; 13] {
     ]
 }
 
-const HEADERS: [&str; 13] = [
+const HEADERS: [&str; 16] = [
     "run",
     "acc. libtorch",
     "acc. ORT",
+    "copies",
+    "supernet params",
+    "sharing",
     "p50 ms (b1)",
     "p90 ms (b1)",
     "img/s (b64)",
@@ -62,7 +73,9 @@ const HEADERS: [&str; 13] = [
 ];
 
 /// What the short headers mean.
-const LEGEND: &str = "acc.: test top-1; ORT: ONNX Runtime; b1/b64: batch 1/64, ORT latency and throughput; MACs: \
+const LEGEND: &str = "acc.: test top-1; ORT: ONNX Runtime; copies: weight copies per choice point of the supernet the \
+    search used (strategy 2), supernet params: its effective parameters, sharing: children per weight copy of the \
+    final space (mean); b1/b64: batch 1/64, ORT latency and throughput; MACs: \
     multiply-adds per image; size: model.onnx; budget: the search's --max-latency-ms; predicted: the latency \
     table's prediction at batch 1, and its error, predicted / measured p50 − 1. ★ Pareto-optimal: no other run \
     is both at least as accurate (ORT) and at least as fast (p50 at batch 1), and better in one.";
@@ -98,7 +111,8 @@ pub(crate) fn field(v: &str) -> String {
 pub fn csv(c: &Comparison) -> String {
     let mut s = String::from(
         "run,arch,space,accuracy_libtorch,accuracy_ort,latency_p50_ms,latency_p90_ms,throughput_batch64_per_s,params,\
-         flops,model_bytes,budget_ms,predicted_ms,prediction_error,pareto,cpu,threads,ep,onnxruntime\n",
+         flops,model_bytes,budget_ms,predicted_ms,prediction_error,pareto,cpu,threads,ep,onnxruntime,copies,\
+         supernet_params,sharing_degree\n",
     );
     let opt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
     for r in &c.runs {
@@ -122,6 +136,9 @@ pub fn csv(c: &Comparison) -> String {
             r.setting.threads.to_string(),
             field(&r.setting.ep),
             field(&r.setting.onnxruntime),
+            copies(&r.copies, " ").unwrap_or_default(),
+            r.supernet_params.map(|p| p.to_string()).unwrap_or_default(),
+            opt(r.sharing_degree),
         ];
         let _ = writeln!(s, "{}", fields.join(","));
     }
@@ -213,7 +230,7 @@ mod tests {
     fn markdown_has_one_row_per_run_with_pareto_marks() {
         let md = markdown(&comparison());
         assert!(
-            md.contains("| runs/c | 80.00% | 80.00% | 0.1000 | 0.1100 | 1000 | 0.010 M | 1.00 M | 40.0 kB | – | 0.0900 | -10.0% | ★ |"),
+            md.contains("| runs/c | 80.00% | 80.00% | 2·1·1 | 0.012 M | 2.50 | 0.1000 | 0.1100 | 1000 | 0.010 M | 1.00 M | 40.0 kB | – | 0.0900 | -10.0% | ★ |"),
             "{md}"
         );
         assert_eq!(md.matches(" ★ |").count(), 2, "{md}");
@@ -231,7 +248,7 @@ mod tests {
             "{}",
             lines[1]
         );
-        assert!(lines[3].contains(",false,Test CPU,2,cpu,1.31.1"), "{}", lines[3]);
+        assert!(lines[3].contains(",false,Test CPU,2,cpu,1.31.1,2 1 1,12345,2.5"), "{}", lines[3]);
         assert_eq!(field("a\"b"), "\"a\"\"b\"");
     }
 

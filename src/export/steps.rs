@@ -333,6 +333,7 @@ pub fn assemble(
             settings: serde_json::to_value(settings).expect("settings serialise"),
             export: serde_json::to_value(&job.opts).expect("export options serialise"),
         },
+        shrinking: History::read(&job.run.root).shrink.as_ref().ok().and_then(report::Shrinking::of),
     }
 }
 

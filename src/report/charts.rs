@@ -140,10 +140,12 @@ pub fn candidate_scores(shrink: &ShrinkReport) -> Result<String> {
     for (ri, round) in shrink.rounds.iter().enumerate() {
         let n = round.candidates.len().max(2) as f64;
         for (ci, c) in round.candidates.iter().enumerate() {
+            // Candidates no admissible child contains have no score to plot.
+            let Some(score) = c.score else { continue };
             // Spread a round's candidates across a band around its index so that they do not overlap.
             let x = ri as f64 + (ci as f64 / (n - 1.0) - 0.5) * 0.7;
             let is_dropped = round.dropped.iter().any(|d| d.choice_point == c.choice_point && d.op == c.op);
-            if is_dropped { &mut dropped } else { &mut kept }.push((x, c.score));
+            if is_dropped { &mut dropped } else { &mut kept }.push((x, score));
         }
     }
     let (y0, y1) = bounds(kept.iter().chain(&dropped).map(|p| p.1));

@@ -272,7 +272,11 @@ fn latency(s: &mut String, r: &Report) {
 }
 
 fn search(s: &mut String, r: &Report, history: &History) {
-    s.push_str("<section>\n<h2>How the architecture was found</h2>\n<div class=\"charts\">\n");
+    s.push_str("<section>\n<h2>How the architecture was found</h2>\n");
+    if let Some(sh) = &r.shrinking {
+        let _ = writeln!(s, "<p>{}</p>", escape(&sh.sentence()));
+    }
+    s.push_str("<div class=\"charts\">\n");
     match &history.shrink {
         Ok(shrink) => {
             figure(

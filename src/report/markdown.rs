@@ -88,6 +88,10 @@ pub fn render(r: &Report) -> String {
         let _ = writeln!(s, "{}", prediction_sentence(p, l));
     }
 
+    if let Some(sh) = &r.shrinking {
+        let _ = writeln!(s, "\n## Shrinking\n\n{}", sh.sentence());
+    }
+
     let _ = writeln!(s, "\n## Model file\n");
     let _ = writeln!(s, "| | |\n| --- | --- |");
     let _ = writeln!(s, "| file | `{}` ({} bytes) |", r.onnx.path, r.onnx.bytes);
@@ -152,6 +156,11 @@ mod tests {
         assert!(md.contains("libtorch 90.00%, ONNX Runtime 90.00% (difference +0.00 pp)"), "{md}");
         assert!(md.contains("**2.50×**"), "{md}");
         assert!(md.contains("predicted 0.1800 ms at batch 1, -10.0% off the measured p50 0.2000 ms"), "{md}");
+        assert!(
+            md.contains("copies per choice point [2, 1, 1]")
+                && md.contains("20000 parameters (original 18000)"),
+            "{md}"
+        );
         r.parity.passed = false;
         r.parity.reason = Some("too far".into());
         let md = render(&r);

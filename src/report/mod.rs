@@ -12,6 +12,7 @@ pub mod html;
 pub mod markdown;
 
 use std::collections::BTreeMap;
+use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -45,6 +46,78 @@ pub struct Report {
     pub precision: Option<PrecisionCheck>,
     pub latency: Latency,
     pub provenance: Provenance,
+    /// How the space was shrunk and how much the supernet shared (from `shrink.json`), when recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shrinking: Option<Shrinking>,
+}
+
+/// The shrinking stage in short: what strategy 2 did to the supernet the search used, and how much
+/// of the final space meets the constraints.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Shrinking {
+    /// The metric (`none`: no shrinking).
+    pub metric: String,
+    pub rounds: usize,
+    pub final_space_size: f64,
+    /// `--copies` (most per choice point) and the copies held per choice point at the end.
+    pub max_copies: usize,
+    pub copies: Vec<usize>,
+    pub param_budget: f64,
+    pub epochs_after_shrink: usize,
+    /// Effective supernet parameters at the end, and of the original supernet.
+    pub supernet_params: i64,
+    pub supernet_params_original: i64,
+    /// Mean children per weight copy in the final space, with the copies and with one copy per op.
+    pub sharing_degree: f64,
+    pub sharing_degree_one_copy: f64,
+    /// Children of the final space that meet the constraints, when constraints were set.
+    pub admissible: Option<crate::search::constraints::Admissible>,
+}
+
+impl Shrinking {
+    /// The summary of a finished shrinking stage (`None` for one that did not record its final supernet).
+    pub fn of(s: &ShrinkReport) -> Option<Shrinking> {
+        let f = s.final_supernet.as_ref()?;
+        Some(Shrinking {
+            metric: format!("{:?}", s.metric).to_lowercase(),
+            rounds: s.rounds.len(),
+            final_space_size: s.final_space_size.unwrap_or(s.initial_space_size),
+            max_copies: s.copies,
+            copies: f.copies.clone(),
+            param_budget: s.param_budget,
+            epochs_after_shrink: s.epochs_after_shrink,
+            supernet_params: f.params,
+            supernet_params_original: f.params_original,
+            sharing_degree: f.sharing_degree.mean_children_per_weight,
+            sharing_degree_one_copy: f.sharing_degree_one_copy.mean_children_per_weight,
+            admissible: s.final_admissible.clone(),
+        })
+    }
+
+    /// One sentence for people.
+    pub fn sentence(&self) -> String {
+        let copies = self.copies.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+        let mut s = format!(
+            "Shrinking ({}, {} round(s)) left {} children; weight copies per choice point [{copies}] (at most {}, \
+             parameter budget {}× the original supernet, {} epoch(s) of training after the last round): the \
+             supernet has {} parameters (original {}) and each weight copy is shared by {:.1} children on average \
+             ({:.1} with one copy per op).",
+            self.metric,
+            self.rounds,
+            self.final_space_size,
+            self.max_copies,
+            self.param_budget,
+            self.epochs_after_shrink,
+            self.supernet_params,
+            self.supernet_params_original,
+            self.sharing_degree,
+            self.sharing_degree_one_copy
+        );
+        if let Some(a) = &self.admissible {
+            let _ = write!(s, " The constraints admit {}.", a.describe(self.final_space_size));
+        }
+        s
+    }
 }
 
 /// The exported file.
@@ -372,6 +445,20 @@ pub(crate) mod tests {
                 settings: serde_json::json!({"space": "nb201", "search": {"max_latency_ms": null}}),
                 export: serde_json::json!({"ep": "cpu", "lowering": "optimized", "precision": "fp32"}),
             },
+            shrinking: Some(Shrinking {
+                metric: "angle".into(),
+                rounds: 1,
+                final_space_size: 8.0,
+                max_copies: 2,
+                copies: vec![2, 1, 1],
+                param_budget: 1.5,
+                epochs_after_shrink: 1,
+                supernet_params: 20_000,
+                supernet_params_original: 18_000,
+                sharing_degree: 3.0,
+                sharing_degree_one_copy: 4.0,
+                admissible: None,
+            }),
         }
     }
 

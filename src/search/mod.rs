@@ -84,7 +84,7 @@ pub struct Judge<'a> {
 impl Judge<'_> {
     /// Whether the child meets every constraint.
     pub fn admissible(&mut self, arch: &Arch) -> bool {
-        let ok = self.constraints.check(self.space, arch).is_ok();
+        let ok = self.constraints.admits(self.space, arch);
         if !ok {
             self.rejected += 1;
         }
@@ -198,6 +198,11 @@ pub fn run_stage(
         .iter()
         .max_by(|a, b| a.accuracy.total_cmp(&b.accuracy))
         .context("no child met the constraints: loosen --max-flops / --max-params / --max-latency-ms")?;
+    constraints.check_derived(
+        &format!("the {:?} search", s.strategy).to_lowercase(),
+        space,
+        &space.parse_arch(&best.arch)?,
+    )?;
     let arch = ArchFile {
         space: space.kind.name().to_string(),
         params: space.kind.params_json(),

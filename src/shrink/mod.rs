@@ -1,11 +1,18 @@
-//! Progressive search-space shrinking (docs/method.md): score every operator candidate, drop the lowest,
-//! give the survivors weight copies (strategy 2), train the supernet further, repeat until the space
-//! is small enough. Writes `shrink.json` after every round and `space.json` at the end.
+//! Progressive search-space shrinking (`docs/method.md`): score every operator candidate, drop the
+//! lowest, give the survivors weight copies (strategy 2), train the supernet further, repeat until
+//! the space is small enough; then train the supernet `epochs_after_shrink` more epochs, so the
+//! copies made last are trained before the search. Writes `shrink.json` after every round and
+//! `space.json` at the end.
+//!
+//! Under constraints (`--max-flops`, `--max-params`, `--max-latency-ms`) the stage refuses a space
+//! without admissible children before it trains, scores candidates on admissible children only
+//! ([`score::Pool`]), drops the candidates that no admissible child contains first, and never drops
+//! a candidate that every admissible child left needs, so the shrunk space always holds one.
 //!
 //! Resuming: a round is first written to `shrink.json`, then applied to the supernet checkpoint
-//! (space and copies). A run killed between the two finds a round that the checkpoint has not
-//! applied yet and applies it; a run killed while training between rounds resumes that training
-//! from its last epoch.
+//! (space, copies and their routes). A run killed between the two finds a round that the checkpoint
+//! has not applied yet and applies it; a run killed while training between rounds or after the last
+//! one resumes that training from its last epoch.
 pub mod report;
 pub mod score;
 pub mod sharing;
@@ -14,7 +21,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use pwsnas_models::Space;
+use pwsnas_models::{Route, Space};
 use serde_json::json;
 use tch::{Device, Tensor};
 
@@ -23,17 +30,18 @@ use crate::eval::Evaluator;
 use crate::fsutil::{read_json, write_json};
 use crate::progress::Progress;
 use crate::run::{RunDir, Stage};
+use crate::search::constraints::Constraints;
 use crate::settings::{Metric, Settings};
 use crate::supernet::SupernetRun;
 use crate::train::derive_seed;
 use crate::train::epoch::Phase;
-use report::{Dropped, Params, Round, Sharing, ShrinkReport};
-use score::{choose_drops, score_candidates, Scorer, Wanted};
+use report::{Dropped, FinalSupernet, Limits, Params, Round, Sharing, ShrinkReport};
+use score::{choose_drops, score_candidates, Drops, Pool, Scorer, Wanted};
 
 /// Spaces larger than this are not enumerated by `--exhaustive`.
 pub const EXHAUSTIVE_LIMIT: u128 = 100_000;
 
-fn new_report(settings: &Settings, space: &Space) -> ShrinkReport {
+fn new_report(settings: &Settings, space: &Space, constraints: &Constraints) -> ShrinkReport {
     let sh = &settings.shrink;
     let candidates = space.choices.iter().map(|c| c.ops.len()).sum();
     let (drop, target) = sh.resolved_drop_and_target(&space.kind, candidates);
@@ -47,24 +55,37 @@ fn new_report(settings: &Settings, space: &Space) -> ShrinkReport {
         per_choice_point: sh.per_choice_point,
         target_size: target,
         copies: sh.copies,
+        param_budget: sh.param_budget,
+        epochs_after_shrink: sh.epochs_after_shrink,
+        constraints: Limits::of(constraints),
         initial_space_size: space.size() as f64,
+        admissible_before: None,
         rounds: Vec::new(),
         final_space_size: None,
+        final_admissible: None,
+        final_epoch: None,
+        final_supernet: None,
         children: Vec::new(),
     }
 }
 
-/// Applies a recorded round to the supernet: drops its ops and grows its weight copies.
+/// Applies a recorded round to the supernet: drops its ops, grows its weight copies and sets their routes.
 fn apply_round(sn: &mut SupernetRun, round: &Round) -> Result<()> {
+    let index = |space: &Space, name: &str| {
+        space
+            .choice_point_index(name)
+            .with_context(|| format!("shrink.json names an unknown choice point '{name}'"))
+    };
     for d in &round.dropped {
-        let cp = sn
-            .space
-            .choice_point_index(&d.choice_point)
-            .with_context(|| format!("shrink.json names an unknown choice point '{}'", d.choice_point))?;
+        let cp = index(&sn.space, &d.choice_point)?;
         sn.space.remove(cp, d.op)?;
     }
-    for (cp, &k) in round.copies.iter().enumerate() {
-        sn.net.grow_copies(cp, k);
+    for (cp, &k) in round.copies.iter().enumerate().filter(|(_, &k)| k > 1) {
+        let route = match round.choice_points.get(cp).and_then(|r| r.routed_by.as_deref().map(|by| (by, r))) {
+            Some((by, rec)) => Some(Route { by: index(&sn.space, by)?, ops: rec.route_ops.clone() }),
+            None => None,
+        };
+        sn.net.grow_copies(cp, k, route);
     }
     sn.state.rounds_applied += 1;
     Ok(())
@@ -74,12 +95,13 @@ fn current_tensors(sn: &SupernetRun) -> HashMap<String, Tensor> {
     sn.net.named_tensors().into_iter().collect()
 }
 
-/// Scores one round on the current supernet and decides what it drops.
+/// Scores one round on the current supernet and decides what it drops and which copies it grants.
 fn score_round(
     sn: &SupernetRun,
     report: &ShrinkReport,
     settings: &Settings,
     evaluator: Option<&Evaluator>,
+    constraints: &Constraints,
     w0: &HashMap<String, Tensor>,
     progress: &Progress,
 ) -> Result<(Round, Vec<report::ChildRecord>)> {
@@ -98,9 +120,11 @@ fn score_round(
     let cps: Vec<usize> =
         (0..space.choices.len()).filter(|&cp| sh.score_only || space.choices[cp].ops.len() > 1).collect();
     let start = Instant::now();
+    let constraint_seed = derive_seed(settings.seed, "constraints", r as u64);
+    let pool = Pool::new(space, constraints, constraint_seed);
     let candidates = score_candidates(
         &mut scorer,
-        space,
+        &pool,
         &cps,
         sh.metric,
         sh.angle_vector,
@@ -111,20 +135,24 @@ fn score_round(
     );
     let seconds = start.elapsed().as_secs_f64();
     let drops = if sh.score_only {
-        Vec::new()
+        Drops::default()
     } else {
-        choose_drops(space, &candidates, report.drop_per_round, sh.per_choice_point)
+        choose_drops(space, &candidates, report.drop_per_round, sh.per_choice_point, |s| pool.admits_some(s))
     };
     let mut after = space.clone();
-    for &(cp, op) in &drops {
+    for &(cp, op) in &drops.dropped {
         after.remove(cp, op)?;
     }
     let original = sharing::effective_params(&sn.net, sn.net.built_space(), &vec![1; space.choices.len()]);
+    let budget = (sh.param_budget * original as f64).floor() as i64;
     let before_copies = sn.net.copies().to_vec();
     let copies = if sh.score_only {
         before_copies.clone()
     } else {
-        sharing::plan_copies(&sn.net, &after, &before_copies, sh.copies, original)
+        sharing::plan_copies(&sn.net, &after, &before_copies, sh.copies, budget)
+    };
+    let named = |list: &[(usize, pwsnas_models::Op)]| -> Vec<Dropped> {
+        list.iter().map(|&(cp, op)| Dropped { choice_point: space.choices[cp].name.clone(), op }).collect()
     };
     let round = Round {
         round: r,
@@ -132,16 +160,17 @@ fn score_round(
         space_size: space.size() as f64,
         log10_space_size: space.log10_size(),
         candidates,
-        dropped: drops
-            .iter()
-            .map(|&(cp, op)| Dropped { choice_point: space.choices[cp].name.clone(), op })
-            .collect(),
+        dropped: named(&drops.dropped),
+        protected: named(&drops.protected),
         space_size_after: after.size() as f64,
         log10_space_size_after: after.log10_size(),
+        admissible_after: constraints.is_active().then(|| constraints.admissible(&after, constraint_seed)),
+        choice_points: sharing::choice_point_records(&sn.net, &after, &before_copies, &copies),
         params: Params {
             original,
             before: sharing::effective_params(&sn.net, &after, &before_copies),
             after: sharing::effective_params(&sn.net, &after, &copies),
+            budget,
         },
         sharing_degree: Sharing {
             before: sharing::degree(&after, &before_copies),
@@ -154,12 +183,43 @@ fn score_round(
     Ok((round, children))
 }
 
+/// One line about a round for people.
+fn describe_round(round: &Round) -> String {
+    let mut s = format!(
+        "shrink round {}: scored in {:.2}s, dropped {} → {} children",
+        round.round,
+        round.seconds,
+        round.dropped.len(),
+        round.space_size_after
+    );
+    if let Some(a) = &round.admissible_after {
+        s += &format!(" ({} meet the constraints)", a.describe(round.space_size_after));
+    }
+    if !round.protected.is_empty() {
+        let kept: Vec<String> =
+            round.protected.iter().map(|d| format!("{} on {}", d.op, d.choice_point)).collect();
+        s += &format!("; kept {} because every admissible child left needs them", kept.join(", "));
+    }
+    let (b, a) = (&round.sharing_degree.before, &round.sharing_degree.after);
+    s += &format!(
+        "; copies {:?}, {} → {} params (budget {}), sharing degree {:.1} → {:.1} children per weight",
+        round.copies,
+        round.params.before,
+        round.params.after,
+        round.params.budget,
+        b.mean_children_per_weight,
+        a.mean_children_per_weight
+    );
+    s
+}
+
 /// `pwsnas shrink` and the second stage of `pwsnas search`. Returns the shrunk space.
 pub fn run_stage(
     run: &mut RunDir,
     sn: &mut SupernetRun,
     data: &RunData,
     device: Device,
+    constraints: &Constraints,
     progress: &Progress,
 ) -> Result<Space> {
     let settings = run.info.settings.clone();
@@ -170,8 +230,17 @@ pub fn run_stage(
             .context("space.json of this run is not valid");
     }
     run.begin(Stage::Shrink)?;
-    let mut report: ShrinkReport =
-        if report_path.exists() { read_json(&report_path)? } else { new_report(&settings, &sn.space) };
+    let mut report: ShrinkReport = if report_path.exists() {
+        read_json(&report_path)?
+    } else {
+        let mut fresh = new_report(&settings, &sn.space, constraints);
+        if constraints.is_active() {
+            fresh.admissible_before = Some(
+                constraints.require_admissible(&sn.space, derive_seed(settings.seed, "constraints", 0))?,
+            );
+        }
+        fresh
+    };
     let evaluator = (sh.metric == Metric::Accuracy || sh.score_only).then(|| {
         Evaluator::new(
             data,
@@ -224,22 +293,53 @@ pub fn run_stage(
             sh.metric,
             sn.space.size()
         ));
-        let (round, children) = score_round(sn, &report, &settings, evaluator.as_ref(), &w0, progress)?;
-        progress.info(format!(
-            "shrink round {r}: scored in {:.2}s, dropped {} → {} children, copies {:?}",
-            round.seconds,
-            round.dropped.len(),
-            round.space_size_after,
-            round.copies
-        ));
-        progress.event("shrink_round", json!({ "round": r, "dropped": round.dropped, "space_size_after": round.space_size_after, "seconds": round.seconds }));
+        let (round, children) =
+            score_round(sn, &report, &settings, evaluator.as_ref(), constraints, &w0, progress)?;
+        progress.info(describe_round(&round));
+        progress.event(
+            "shrink_round",
+            json!({ "round": r, "dropped": round.dropped, "protected": round.protected,
+                    "space_size_after": round.space_size_after, "admissible_after": round.admissible_after,
+                    "copies": round.copies, "params": round.params, "sharing_degree": round.sharing_degree,
+                    "seconds": round.seconds }),
+        );
         if !children.is_empty() {
             report.children = children;
         }
         report.rounds.push(round);
         write_json(&report_path, &report)?;
     }
+    if !sh.score_only && sh.epochs_after_shrink > 0 {
+        let last = warmup + report.rounds.len().saturating_sub(1) * sh.epochs_between_rounds;
+        let required = last + sh.epochs_after_shrink;
+        if sn.state.epoch < required {
+            progress.info(format!(
+                "shrink: training the supernet {} more epoch(s) after the last round (to epoch {required}), so the newest copies are trained",
+                required - sn.state.epoch
+            ));
+            sn.train_to(required, Phase { start: last, end: required }, &settings, data, progress)?;
+        }
+    }
     report.final_space_size = Some(sn.space.size() as f64);
+    report.final_epoch = Some(sn.state.epoch);
+    let (copies, ones) = (sn.net.copies().to_vec(), vec![1; sn.space.choices.len()]);
+    report.final_supernet = Some(FinalSupernet {
+        params: sharing::effective_params(&sn.net, &sn.space, &copies),
+        params_original: sharing::effective_params(&sn.net, sn.net.built_space(), &ones),
+        sharing_degree: sharing::degree(&sn.space, &copies),
+        sharing_degree_one_copy: sharing::degree(&sn.space, &ones),
+        copies,
+    });
+    if constraints.is_active() {
+        let seed = derive_seed(settings.seed, "constraints", report.rounds.len() as u64);
+        let admissible = constraints.admissible(&sn.space, seed);
+        progress.info(format!(
+            "shrink: the final space holds {} that meet {}",
+            admissible.describe(sn.space.size() as f64),
+            constraints.describe()
+        ));
+        report.final_admissible = Some(admissible);
+    }
     write_json(&report_path, &report)?;
     write_json(&run.path("space.json"), &sn.space.to_json())?;
     run.finish(

@@ -19,6 +19,7 @@ use tch::Tensor;
 use super::report::{CandidateScore, ChildRecord};
 use crate::eval::Evaluator;
 use crate::progress::Progress;
+use crate::search::constraints::{Constraints, EXACT_LIMIT};
 use crate::settings::Metric;
 
 /// Which child metrics to compute.
@@ -98,27 +99,98 @@ impl<'a> Scorer<'a> {
     }
 }
 
-/// The children a candidate is scored on.
-pub fn children_of(
-    space: &Space,
-    cp: usize,
-    op: Op,
-    samples: usize,
-    exhaustive: bool,
-    rng: &mut ChaCha8Rng,
-) -> Vec<Arch> {
-    if exhaustive {
-        space.enumerate().into_iter().filter(|a| a.ops[cp] == op).collect()
-    } else {
-        space.sample_distinct_with(rng, cp, op, samples)
+/// Draws per wanted child when sampling admissible children by rejection on a large space.
+const REJECTION_TRIES: usize = 50;
+
+/// The children operator candidates are scored on: the space's children, or under constraints its
+/// admissible children only — sampling with the constraint, as ABS samples only children under its
+/// FLOPs cap — so that a candidate's score says how good it is *within the budget*.
+pub struct Pool<'a> {
+    pub space: &'a Space,
+    constraints: &'a Constraints,
+    /// Every admissible child, when constraints are set and the space has at most [`EXACT_LIMIT`] children.
+    listed: Option<Vec<Arch>>,
+    seed: u64,
+}
+
+impl<'a> Pool<'a> {
+    pub fn new(space: &'a Space, constraints: &'a Constraints, seed: u64) -> Pool<'a> {
+        let listed = (constraints.is_active() && space.size() <= EXACT_LIMIT)
+            .then(|| space.enumerate().into_iter().filter(|a| constraints.admits(space, a)).collect());
+        Pool { space, constraints, listed, seed }
+    }
+
+    /// The children that pick `op` at `cp` a candidate is scored on: every one with `exhaustive`,
+    /// else up to `samples` distinct ones drawn uniformly; admissible ones only under constraints.
+    /// Empty when no admissible child picks `op` at `cp`.
+    pub fn children_of(
+        &self,
+        cp: usize,
+        op: Op,
+        samples: usize,
+        exhaustive: bool,
+        rng: &mut ChaCha8Rng,
+    ) -> Vec<Arch> {
+        let space = self.space;
+        if !self.constraints.is_active() {
+            return if exhaustive {
+                space.enumerate().into_iter().filter(|a| a.ops[cp] == op).collect()
+            } else {
+                space.sample_distinct_with(rng, cp, op, samples)
+            };
+        }
+        if let Some(listed) = &self.listed {
+            let with: Vec<&Arch> = listed.iter().filter(|a| a.ops[cp] == op).collect();
+            if exhaustive || with.len() <= samples {
+                return with.into_iter().cloned().collect();
+            }
+            return rand::seq::index::sample(rng, with.len(), samples)
+                .into_iter()
+                .map(|i| with[i].clone())
+                .collect();
+        }
+        let mut out: Vec<Arch> = Vec::new();
+        for _ in 0..samples * REJECTION_TRIES {
+            if out.len() == samples {
+                break;
+            }
+            let a = space.sample_with(rng, cp, op);
+            if !out.contains(&a) && self.constraints.admits(space, &a) {
+                out.push(a);
+            }
+        }
+        if out.is_empty() {
+            out.extend(self.constraints.cheapest_admissible(space, Some((cp, op)), self.seed));
+        }
+        out
+    }
+
+    /// Whether `shrunk` (a sub-space of this pool's space) still holds an admissible child.
+    pub fn admits_some(&self, shrunk: &Space) -> bool {
+        match &self.listed {
+            _ if !self.constraints.is_active() => true,
+            Some(listed) => listed.iter().any(|a| shrunk.contains(a)),
+            None => self.constraints.cheapest_admissible(shrunk, None, self.seed).is_some(),
+        }
     }
 }
 
-/// Scores every candidate of the choice points in `cps` (their current ops).
+/// The key of `metric` in a candidate's `scores`.
+fn metric_key(metric: Metric, composition: Composition) -> &'static str {
+    match (metric, composition) {
+        (Metric::Angle, Composition::Ops) => "angle",
+        (Metric::Angle, Composition::Full) => "angle_full",
+        (Metric::Accuracy, _) => "accuracy",
+        (Metric::Magnitude, _) => "magnitude",
+        (Metric::Random | Metric::None, _) => "random",
+    }
+}
+
+/// Scores every candidate of the choice points in `cps` (their current ops) on the pool's children.
 #[allow(clippy::too_many_arguments)]
 pub fn score_candidates(
     scorer: &mut Scorer<'_>,
-    space: &Space,
+    pool: &Pool<'_>,
     cps: &[usize],
     metric: Metric,
     composition: Composition,
@@ -127,6 +199,7 @@ pub fn score_candidates(
     seed: u64,
     progress: &Progress,
 ) -> Vec<CandidateScore> {
+    let space = pool.space;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut random = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
     let total: usize = cps.iter().map(|&cp| space.choices[cp].ops.len()).sum();
@@ -134,7 +207,7 @@ pub fn score_candidates(
     let mut out = Vec::new();
     for &cp in cps {
         for &op in &space.choices[cp].ops {
-            let children = children_of(space, cp, op, samples, exhaustive, &mut rng);
+            let children = pool.children_of(cp, op, samples, exhaustive, &mut rng);
             let mut sums: BTreeMap<String, f64> = BTreeMap::new();
             for child in &children {
                 let rec = scorer.child(child);
@@ -151,20 +224,17 @@ pub fn score_candidates(
             }
             let n = children.len().max(1) as f64;
             let mut scores: BTreeMap<String, f64> = sums.into_iter().map(|(k, v)| (k, v / n)).collect();
-            scores.insert("random".into(), random.random::<f64>());
-            let key = match (metric, composition) {
-                (Metric::Angle, Composition::Ops) => "angle",
-                (Metric::Angle, Composition::Full) => "angle_full",
-                (Metric::Accuracy, _) => "accuracy",
-                (Metric::Magnitude, _) => "magnitude",
-                (Metric::Random | Metric::None, _) => "random",
-            };
-            let score = scores.get(key).copied().unwrap_or(f64::NAN);
+            let draw = random.random::<f64>();
+            let no_admissible_child = children.is_empty();
+            if !no_admissible_child {
+                scores.insert("random".into(), draw);
+            }
             out.push(CandidateScore {
                 choice_point: space.choices[cp].name.clone(),
                 op,
-                score,
+                score: scores.get(metric_key(metric, composition)).copied(),
                 children: children.len(),
+                no_admissible_child,
                 scores,
             });
             bar.inc(1);
@@ -174,15 +244,25 @@ pub fn score_candidates(
     out
 }
 
-/// The candidates to drop: the `k` lowest scores over all choice points (ties broken by choice point
-/// then op order), never the last op of a choice point; or, with `per_choice_point`, the lowest of
-/// every choice point that has more than one op.
+/// What a round drops, and what it kept only because the space would otherwise hold no admissible child.
+#[derive(Debug, Default, PartialEq)]
+pub struct Drops {
+    pub dropped: Vec<(usize, Op)>,
+    pub protected: Vec<(usize, Op)>,
+}
+
+/// The candidates to drop: the `k` lowest scores over all choice points (candidates no admissible
+/// child contains first, then ties broken by choice point and op order), never the last op of a
+/// choice point; or, with `per_choice_point`, the lowest of every choice point that has more than
+/// one op. A drop after which `keeps_admissible` fails is skipped (the candidate is *protected*:
+/// every admissible child left needs it) and the next candidate is taken instead.
 pub fn choose_drops(
     space: &Space,
     scores: &[CandidateScore],
     k: usize,
     per_choice_point: bool,
-) -> Vec<(usize, Op)> {
+    keeps_admissible: impl Fn(&Space) -> bool,
+) -> Drops {
     let mut ranked: Vec<(usize, usize, &CandidateScore)> = scores
         .iter()
         .map(|c| {
@@ -191,34 +271,43 @@ pub fn choose_drops(
             (cp, pos, c)
         })
         .collect();
-    ranked.sort_by(|a, b| a.2.score.total_cmp(&b.2.score).then(a.0.cmp(&b.0)).then(a.1.cmp(&b.1)));
-    let mut left: Vec<usize> = space.choices.iter().map(|c| c.ops.len()).collect();
-    let mut drops = Vec::new();
+    let key = |c: &CandidateScore| c.score.unwrap_or(f64::NEG_INFINITY);
+    ranked.sort_by(|a, b| key(a.2).total_cmp(&key(b.2)).then(a.0.cmp(&b.0)).then(a.1.cmp(&b.1)));
+    let mut after = space.clone();
+    let mut out = Drops::default();
     for (cp, _, c) in ranked {
-        if per_choice_point {
-            if left[cp] == space.choices[cp].ops.len() && left[cp] > 1 {
-                left[cp] -= 1;
-                drops.push((cp, c.op));
-            }
-        } else if drops.len() < k && left[cp] > 1 {
-            left[cp] -= 1;
-            drops.push((cp, c.op));
+        let wanted = if per_choice_point {
+            after.choices[cp].ops.len() == space.choices[cp].ops.len()
+        } else {
+            out.dropped.len() < k
+        };
+        if !wanted || after.choices[cp].ops.len() <= 1 {
+            continue;
+        }
+        let mut trial = after.clone();
+        trial.remove(cp, c.op).expect("a scored op of a choice point with two ops or more");
+        if keeps_admissible(&trial) {
+            after = trial;
+            out.dropped.push((cp, c.op));
+        } else {
+            out.protected.push((cp, c.op));
         }
     }
-    drops
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pwsnas_models::SpaceKind;
+    use pwsnas_models::{Nb201Params, SpaceKind};
 
     fn cand(space: &Space, cp: usize, op: Op, score: f64) -> CandidateScore {
         CandidateScore {
             choice_point: space.choices[cp].name.clone(),
             op,
-            score,
+            score: Some(score),
             children: 1,
+            no_admissible_child: false,
             scores: BTreeMap::new(),
         }
     }
@@ -236,10 +325,117 @@ mod tests {
                 scores.push(cand(&space, cp, op, cp as f64 + i as f64 / 10.0));
             }
         }
-        let drops = choose_drops(&space, &scores, 3, false);
-        assert_eq!(drops, vec![(0, Op::NorConv3x3), (1, Op::None), (1, Op::SkipConnect)]);
-        let per_cp = choose_drops(&space, &scores, 0, true);
+        let drops = choose_drops(&space, &scores, 3, false, |_| true);
+        assert_eq!(drops.dropped, vec![(0, Op::NorConv3x3), (1, Op::None), (1, Op::SkipConnect)]);
+        assert!(drops.protected.is_empty());
+        let per_cp = choose_drops(&space, &scores, 0, true, |_| true).dropped;
         assert_eq!(per_cp.len(), 6);
         assert!(per_cp.iter().all(|(cp, op)| *op == if *cp == 0 { Op::NorConv3x3 } else { Op::None }));
+    }
+
+    #[test]
+    fn a_drop_that_would_leave_no_admissible_child_is_skipped() {
+        let space = Space::full(SpaceKind::by_name("nb201").unwrap());
+        let mut scores = Vec::new();
+        for (cp, c) in space.choices.iter().enumerate() {
+            for (i, &op) in c.ops.iter().enumerate() {
+                scores.push(cand(&space, cp, op, (cp * 10 + i) as f64));
+            }
+        }
+        // Pretend only children with nor_conv_3x3 on 1<-0 are admissible: it is never dropped, the
+        // next candidate goes instead.
+        let keeps = |s: &Space| s.choices[0].ops.contains(&Op::NorConv3x3);
+        let drops = choose_drops(&space, &scores, 4, false, keeps);
+        assert_eq!(
+            drops.dropped,
+            vec![(0, Op::None), (0, Op::SkipConnect), (0, Op::NorConv1x1), (0, Op::AvgPool3x3)]
+        );
+        assert_eq!(drops.protected, vec![(0, Op::NorConv3x3)]);
+        // Candidates without an admissible child (no score) go first, whatever the others score.
+        let mut flagged = scores.clone();
+        flagged[29].score = None;
+        flagged[29].no_admissible_child = true;
+        let drops = choose_drops(&space, &flagged, 1, false, |_| true);
+        assert_eq!(drops.dropped, vec![(5, Op::AvgPool3x3)]);
+    }
+
+    #[test]
+    fn under_a_budget_every_metric_scores_admissible_children_only() {
+        let kind = SpaceKind::new(Nb201Params {
+            channels: 4,
+            cells_per_stage: 1,
+            input_size: 8,
+            input_channels: 1,
+            classes: 4,
+            ..Nb201Params::default()
+        });
+        let space = Space::full(kind);
+        let flops = |a: &Arch| space.kind.cost(a).flops() as f64;
+        let mut all: Vec<f64> = space.enumerate().iter().map(flops).collect();
+        all.sort_by(f64::total_cmp);
+        // A tight budget: about 4 % of the children, none with two 3x3 convs.
+        let cap = all[all.len() / 25];
+        let constraints = Constraints { max_flops: Some(cap), ..Constraints::default() };
+        tch::manual_seed(0);
+        let net = Supernet::new(&space, tch::Device::Cpu);
+        let w0: HashMap<String, Tensor> =
+            net.named_tensors().into_iter().map(|(n, t)| (n, t.detach().copy())).collect();
+        tch::no_grad(|| {
+            for (_, t) in net.named_tensors() {
+                let _ = t.shallow_clone().g_add_(&(Tensor::randn_like(&t) * 0.01));
+            }
+        });
+        let current: HashMap<String, Tensor> = net.named_tensors().into_iter().collect();
+        let wanted = Wanted { angle: true, angle_full: true, accuracy: false, magnitude: true };
+        for (samples, exhaustive) in [(8, false), (0, true)] {
+            let mut scorer = Scorer::new(&net, &w0, &current, None, wanted);
+            let pool = Pool::new(&space, &constraints, 0);
+            let cps: Vec<usize> = (0..space.choices.len()).collect();
+            let scores = score_candidates(
+                &mut scorer,
+                &pool,
+                &cps,
+                Metric::Angle,
+                Composition::Ops,
+                samples,
+                exhaustive,
+                3,
+                &Progress::silent(),
+            );
+            let scored = scorer.children();
+            assert!(!scored.is_empty());
+            for child in &scored {
+                let arch = space.parse_arch(&child.arch).unwrap();
+                assert!(flops(&arch) <= cap, "{} has {} FLOPs > {cap}", child.arch, flops(&arch));
+                assert!(child.angle.is_some() && child.angle_full.is_some() && child.magnitude.is_some());
+            }
+            let admissible: Vec<Arch> = space.enumerate().into_iter().filter(|a| flops(a) <= cap).collect();
+            for c in &scores {
+                let cp = space.choice_point_index(&c.choice_point).unwrap();
+                let with = admissible.iter().filter(|a| a.ops[cp] == c.op).count();
+                assert_eq!(c.no_admissible_child, with == 0, "{c:?}");
+                assert_eq!(c.score.is_none(), with == 0, "{c:?}");
+                assert_eq!(c.children, if exhaustive { with } else { with.min(samples) }, "{c:?}");
+            }
+            // 3x3 convs are too expensive on some edges; those candidates go first, and the shrunk
+            // space still holds an admissible child.
+            let flagged = scores.iter().filter(|c| c.no_admissible_child).count();
+            assert!(flagged > 0);
+            let drops = choose_drops(&space, &scores, 20, false, |s| pool.admits_some(s));
+            assert_eq!(drops.dropped.len(), 20);
+            for (i, &(cp, op)) in drops.dropped.iter().enumerate() {
+                let c =
+                    scores.iter().find(|c| c.choice_point == space.choices[cp].name && c.op == op).unwrap();
+                assert_eq!(c.no_admissible_child, i < flagged, "drop {i}: {c:?}");
+            }
+            let mut after = space.clone();
+            for &(cp, op) in &drops.dropped {
+                after.remove(cp, op).unwrap();
+            }
+            assert!(
+                after.enumerate().iter().any(|a| flops(a) <= cap),
+                "the shrunk space keeps an admissible child"
+            );
+        }
     }
 }

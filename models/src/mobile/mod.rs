@@ -217,9 +217,10 @@ impl SpaceDef for MobileParams {
             .collect()
     }
 
-    /// Layer `l` is routed by layer `l-1`.
-    fn previous_choice(&self, cp: usize) -> Option<usize> {
-        cp.checked_sub(1)
+    /// The choice points whose op may route the weight copies of layer `l` (strategy 2,
+    /// `docs/method.md`): layer `l-1`.
+    fn previous_choices(&self, cp: usize) -> Vec<usize> {
+        cp.checked_sub(1).into_iter().collect()
     }
 
     /// `mb_k3_e6,identity,mb_k5_e3,...`: one op per layer.

@@ -172,20 +172,14 @@ impl SpaceDef for Nb201Params {
         vec![self.ops.clone(); self.edges().len()]
     }
 
-    /// The choice point whose op routes the weight copies of edge `cp` (docs/method.md, strategy 2): the
-    /// edge `i<-(i-1)` into the source node `i`; for edges out of the cell input (node 0), the edge
-    /// that produces the cell output `(n-1)<-(n-2)`, since the previous cell shares the arch.
-    fn previous_choice(&self, cp: usize) -> Option<usize> {
+    /// The choice points whose op may route the weight copies of edge `cp` (strategy 2,
+    /// `docs/method.md`), in order of preference: the edges into its source node `i`, nearest first
+    /// (`i<-(i-1)`, `i<-(i-2)`, ...); for edges out of the cell input (node 0), the edges into the
+    /// cell output, which feed the next cell (every cell shares the arch). Never `cp` itself.
+    fn previous_choices(&self, cp: usize) -> Vec<usize> {
         let (_, from) = self.edges()[cp];
-        if self.nodes < 3 {
-            return None;
-        }
-        let prev = if from == 0 {
-            self.edge_index(self.nodes - 1, self.nodes - 2)
-        } else {
-            self.edge_index(from, from - 1)
-        };
-        (prev != cp).then_some(prev)
+        let node = if from == 0 { self.nodes - 1 } else { from };
+        (0..node).rev().map(|m| self.edge_index(node, m)).filter(|&e| e != cp).collect()
     }
 
     fn format_arch(&self, arch: &Arch) -> String {
@@ -258,14 +252,17 @@ mod tests {
     }
 
     #[test]
-    fn previous_choice_routes_through_the_source_node() {
+    fn previous_choices_are_the_edges_into_the_source_node() {
         let p = Nb201Params::default();
-        // 1<-0 and 2<-0 and 3<-0 come from the cell input: routed by 3<-2 (index 5).
-        assert_eq!(p.previous_choice(0), Some(5));
-        assert_eq!(p.previous_choice(3), Some(5));
-        // 2<-1 and 3<-1 leave node 1: routed by 1<-0; 3<-2 leaves node 2: routed by 2<-1.
-        assert_eq!(p.previous_choice(2), Some(0));
-        assert_eq!(p.previous_choice(4), Some(0));
-        assert_eq!(p.previous_choice(5), Some(2));
+        // 1<-0, 2<-0 and 3<-0 leave the cell input: routed by the edges into the cell output (3<-2 first).
+        assert_eq!(p.previous_choices(0), vec![5, 4, 3]);
+        assert_eq!(p.previous_choices(1), vec![5, 4, 3]);
+        assert_eq!(p.previous_choices(3), vec![5, 4]);
+        // 2<-1 and 3<-1 leave node 1: only 1<-0 enters it; 3<-2 leaves node 2: 2<-1, then 2<-0.
+        assert_eq!(p.previous_choices(2), vec![0]);
+        assert_eq!(p.previous_choices(4), vec![0]);
+        assert_eq!(p.previous_choices(5), vec![2, 1]);
+        // A 2-node cell has one edge and nothing to route it.
+        assert!(Nb201Params { nodes: 2, ..p }.previous_choices(0).is_empty());
     }
 }

@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 
 use pwsnas_onnx::{Dim, Graph, GraphBuilder};
+use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Tensor};
 
 pub mod layers;
@@ -28,13 +29,33 @@ pub use mix::{Mix, Weighted};
 pub use network::{Module, Network, OpSite};
 use pieces::{Piece, PieceKey};
 
+/// How a choice point with weight copies picks one for a child (strategy 2, see `docs/method.md`):
+/// by the rank of the child's op at choice point `by` among `ops`, modulo the copies. `ops` are the
+/// ops `by` allowed when the route was set (its surviving ops), so every copy up to `ops.len()` is
+/// used by some child.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    /// The choice point whose op picks the copy (one of [`SpaceKind::previous_choices`]).
+    pub by: usize,
+    /// Its ops in rank order.
+    pub ops: Vec<Op>,
+}
+
+impl Route {
+    /// The copy a child whose op at `by` is `op` uses among `copies`: its rank mod `copies`; copy 0
+    /// for an op outside `ops` (a child outside the space the route was set for).
+    pub fn copy_for(&self, op: Op, copies: usize) -> usize {
+        self.ops.iter().position(|o| *o == op).map_or(0, |rank| rank % copies.max(1))
+    }
+}
+
 /// A supernet (or stand-alone network) with its variables.
 pub struct Supernet {
     vs: nn::VarStore,
     space: Space,
-    full_ops: Vec<Vec<Op>>,
     net: Box<dyn Network>,
     copies: Vec<usize>,
+    routes: Vec<Option<Route>>,
 }
 
 impl Supernet {
@@ -46,9 +67,9 @@ impl Supernet {
         Supernet {
             vs,
             space: space.clone(),
-            full_ops: space.kind.full_ops(),
             net,
             copies: vec![1; space.choices.len()],
+            routes: vec![None; space.choices.len()],
         }
     }
 
@@ -79,27 +100,30 @@ impl Supernet {
         &self.copies
     }
 
-    /// Raises the copies of choice point `cp` to `k` (never lowers them).
-    pub fn grow_copies(&mut self, cp: usize, k: usize) {
-        if k <= self.copies[cp] {
-            return;
-        }
-        self.net.grow_copies(&self.vs.root(), cp, k);
-        self.copies[cp] = k;
+    /// How each choice point picks its copy (`None`: it has one copy).
+    pub fn routes(&self) -> &[Option<Route>] {
+        &self.routes
     }
 
-    /// The copy each choice point uses for this child: `index(previous choice) mod copies`.
+    /// Raises the copies of choice point `cp` to `k` (never lowers them: weights are kept for a later
+    /// resume) and routes children to them by `route` (`None`: every child uses copy 0). New copies
+    /// start from copy 0's weights.
+    pub fn grow_copies(&mut self, cp: usize, k: usize, route: Option<Route>) {
+        if k > self.copies[cp] {
+            self.net.grow_copies(&self.vs.root(), cp, k);
+            self.copies[cp] = k;
+        }
+        self.routes[cp] = route;
+    }
+
+    /// The copy each choice point uses for this child (see [`Route`]).
     pub fn route(&self, arch: &Arch) -> Vec<usize> {
-        (0..self.copies.len())
-            .map(|cp| {
-                let k = self.copies[cp];
-                match self.space.kind.previous_choice(cp) {
-                    Some(prev) if k > 1 => {
-                        let idx = self.full_ops[prev].iter().position(|o| *o == arch.ops[prev]).unwrap_or(0);
-                        idx % k
-                    }
-                    _ => 0,
-                }
+        self.copies
+            .iter()
+            .zip(&self.routes)
+            .map(|(&k, route)| match route {
+                Some(r) if k > 1 => r.copy_for(arch.ops[r.by], k),
+                _ => 0,
             })
             .collect()
     }

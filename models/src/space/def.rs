@@ -62,8 +62,9 @@ pub trait SpaceDef: Any + Send + Sync + fmt::Debug {
     /// The full op set of every choice point.
     fn full_ops(&self) -> Vec<Vec<Op>>;
 
-    /// The choice point whose op picks the weight copy of `cp` (strategy 2 of docs/method.md), if any.
-    fn previous_choice(&self, cp: usize) -> Option<usize>;
+    /// The choice points whose op may pick the weight copy of `cp` (strategy 2 of docs/method.md), in
+    /// order of preference; never `cp` itself.
+    fn previous_choices(&self, cp: usize) -> Vec<usize>;
 
     /// The other choice points whose op lists are tied to `cp`'s: dropping an op from one drops it
     /// from all (e.g. a DARTS edge's op list shared by its normal and its reduction cell). None by
