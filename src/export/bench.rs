@@ -426,9 +426,9 @@ fn bench_network(
         let mut rounds: Vec<Vec<f64>> = vec![Vec::new(); sessions.len()];
         for r in 0..args.rounds {
             let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity(plan.runs); sessions.len()];
-            for m in 0..sessions.len() {
+            for session in &mut sessions {
                 let warm = Plan { warmup: plan.warmup, runs: 1 };
-                timing::ort(&mut sessions[m], &x, [batch, c, h, w], warm)?;
+                timing::ort(session, &x, [batch, c, h, w], warm)?;
             }
             // Blocks of BLOCK runs, the models taking turns (in an order that rotates), each block
             // after one untimed run: a burst of load elsewhere falls on all models alike.
