@@ -60,6 +60,9 @@ impl Stage {
         }
         if self >= Stage::Search {
             v["search"] = json!(s.search);
+            if s.search.method.is_gradient() {
+                v["gradient"] = json!(s.gradient);
+            }
         }
         if self >= Stage::Retrain {
             v["retrain"] = json!(s.retrain);

@@ -13,6 +13,7 @@ use pwsnas_models::{Composition, SpaceKind};
 use serde_json::json;
 
 use crate::export;
+use crate::method::settings::{LatencyLoss, Method};
 use crate::ort_runtime::Ep;
 use crate::run::RunDir;
 use crate::settings::{Metric, Sampler, Settings, Strategy};
@@ -155,6 +156,21 @@ pub struct SettingsArgs {
     /// Supernet epochs after the last shrinking round, before the search.
     #[arg(long)]
     pub epochs_after_shrink: Option<usize>,
+    /// Search method on the (shrunk) space; fairnas also sets --sampler fair.
+    #[arg(long, value_enum)]
+    pub method: Option<Method>,
+    /// darts, pdarts, proxyless: epochs of the method (per stage for pdarts).
+    #[arg(long)]
+    pub method_epochs: Option<usize>,
+    /// proxyless: target latency (ms, batch 1) of the latency loss.
+    #[arg(long)]
+    pub target_latency_ms: Option<f64>,
+    /// proxyless: form of the latency loss.
+    #[arg(long, value_enum)]
+    pub latency_loss: Option<LatencyLoss>,
+    /// proxyless: λ of add-linear, β of mul-log.
+    #[arg(long)]
+    pub latency_weight: Option<f64>,
     #[arg(long, value_enum)]
     pub strategy: Option<Strategy>,
     #[arg(long)]
@@ -244,6 +260,19 @@ impl SettingsArgs {
         set!(s.shrink.copies, self.copies);
         set!(s.shrink.param_budget, self.param_budget);
         set!(s.shrink.epochs_after_shrink, self.epochs_after_shrink);
+        set!(s.search.method, self.method);
+        if s.search.method == Method::Fairnas && self.sampler.is_none() {
+            s.sampler = Sampler::Fair;
+        }
+        set!(s.gradient.epochs, self.method_epochs);
+        if self.target_latency_ms.is_some() {
+            s.gradient.target_latency_ms = self.target_latency_ms;
+        }
+        set!(s.gradient.latency_loss, self.latency_loss);
+        set!(s.gradient.latency_weight, self.latency_weight);
+        if self.steps_per_epoch.is_some() {
+            s.gradient.steps_per_epoch = self.steps_per_epoch;
+        }
         set!(s.search.strategy, self.strategy);
         set!(s.search.population, self.population);
         set!(s.search.generations, self.generations);
