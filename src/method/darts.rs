@@ -109,6 +109,62 @@ mod tests {
         rows.iter().map(|r| r.to_vec()).collect()
     }
 
+    /// A tiny problem where `skip_connect` is clearly better than `avg_pool_3x3`: the class is the
+    /// sign of a noisy stripe pattern of period 3 and zero sum per period (1, 1, −2, ...). Any
+    /// convolution (the stem) keeps such a pattern periodic with zero sum, so a 3×3 average erases
+    /// it (but at the borders), while the identity passes it on. DARTS's α steps must raise the
+    /// skip's α. (Not `none` against an op: the BatchNorm after a cell normalises the mix's scale
+    /// away, so α would learn nothing there.) (Not `none` against an op: the
+    /// BatchNorm after a cell normalises the mix's scale away, so α would learn nothing there.)
+    #[test]
+    fn alpha_learns_to_prefer_the_op_that_helps() {
+        use indexmap::IndexMap;
+        tch::manual_seed(0);
+        // One edge per cell (nodes 2), so that its op alone decides what the cell passes on.
+        let kind = SpaceKind::new(Nb201Params {
+            nodes: 2,
+            channels: 4,
+            cells_per_stage: 1,
+            classes: 2,
+            input_size: 8,
+            input_channels: 1,
+            ..Default::default()
+        });
+        let names = kind.choice_point_names();
+        let choices: IndexMap<String, Vec<Op>> = names.iter().map(|n| (n.clone(), vec![Op::AvgPool3x3, Op::SkipConnect])).collect();
+        let space = Space::with_choices(kind, &choices).unwrap();
+        let net = Supernet::new(&space, tch::Device::Cpu);
+        let alphas = Alphas::init(&space, 0, tch::Device::Cpu);
+        let mut adam = Adam::new(0.1, [0.5, 0.999], 1e-3, &alphas.t);
+        let cfg = TrainSettings { momentum: 0.9, nesterov: false, weight_decay: 3e-4, grad_clip: Some(5.0), ..Default::default() };
+        let mut sgd = Sgd::new(&cfg);
+        let cpu = (tch::Kind::Float, tch::Device::Cpu);
+        let y = Tensor::randint(2, [64], (tch::Kind::Int64, tch::Device::Cpu));
+        let stripes = Tensor::from_slice(&[1.0f32, 1.0, -2.0, 1.0, 1.0, -2.0, 1.0, 1.0]).view([1, 8]).repeat([8, 1]);
+        let sign = (y.to_kind(tch::Kind::Float) * 2.0 - 1.0).view([64, 1, 1, 1]);
+        let x = Tensor::randn([64, 1, 8, 8], cpu) * 0.3 + sign * stripes.view([1, 1, 8, 8]);
+        // Weights trained on the skip path first: under them, skip is clearly the better op. (From
+        // fresh weights, α rightly prefers the pool for a while: a mixed supernet's weights co-adapt
+        // and a smoothing op lowers the mix's loss first, DARTS's known early bias.)
+        let skips = Arch { ops: vec![Op::SkipConnect; names.len()] };
+        for _ in 0..25 {
+            crate::train::epoch::train_step(&net, &mut sgd, &cfg, &x, &y, &[skips.clone()], 0.05);
+        }
+        let before = alphas.probs();
+        for _ in 0..25 {
+            alpha_step(&net, &space, &alphas, &mut adam, &x, &y, &cfg);
+        }
+        let after = alphas.probs();
+        for (b, a) in before.iter().zip(&after) {
+            assert!(a != b, "α moved");
+        }
+        for ((name, cp), p) in names.iter().zip(&space.choices).zip(after) {
+            let skip = cp.ops.iter().position(|o| *o == Op::SkipConnect).unwrap();
+            assert!(p[skip] > 0.5, "{name}: p(skip_connect) = {:.4} after 25 α steps", p[skip]);
+        }
+        assert_eq!(space.derive_child(&alphas.probs()).ops, vec![Op::SkipConnect; names.len()]);
+    }
+
     #[test]
     fn derivation_leaves_none_out_and_pdarts_caps_skips_and_keeps_the_strongest() {
         let space = space();
