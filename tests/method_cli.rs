@@ -12,7 +12,10 @@ use common::*;
 /// A tiny search with `method` (nb201, 3 edges), without shrinking.
 fn args(out: &Path, method: &str) -> Vec<String> {
     let mut a = set(set(tiny(out), "--steps-per-epoch", "4"), "--warmup-epochs", "1");
-    a.extend(["--nodes", "3", "--method", method, "--method-epochs", "2", "--shrink", "none", "--quiet"].map(String::from));
+    a.extend(
+        ["--nodes", "3", "--method", method, "--method-epochs", "2", "--shrink", "none", "--quiet"]
+            .map(String::from),
+    );
     a
 }
 
@@ -74,7 +77,9 @@ fn a_killed_darts_search_resumes_to_the_uninterrupted_architecture() {
     ok(run(&killed));
     let (a, b) = (json(&whole.join("method.json")), json(&killed.join("method.json")));
     assert_eq!(a["derived"], b["derived"]);
-    let probs = |m: &serde_json::Value| m["history"].as_array().unwrap().iter().map(|e| e["probs"].clone()).collect::<Vec<_>>();
+    let probs = |m: &serde_json::Value| {
+        m["history"].as_array().unwrap().iter().map(|e| e["probs"].clone()).collect::<Vec<_>>()
+    };
     assert_eq!(probs(&a), probs(&b), "the α trajectory of the resumed run is the uninterrupted one");
     assert_eq!(json(&whole.join("arch.json"))["arch"], json(&killed.join("arch.json"))["arch"]);
 }
@@ -133,7 +138,18 @@ batch_size = 32
     let run = |out: &Path, target: &str| {
         pwsnas_in(
             &test_home(),
-            ["search", "--config", s(&config), "--out", s(out), "--device", "cpu", "--quiet", "--target-latency-ms", target],
+            [
+                "search",
+                "--config",
+                s(&config),
+                "--out",
+                s(out),
+                "--device",
+                "cpu",
+                "--quiet",
+                "--target-latency-ms",
+                target,
+            ],
         )
     };
     let out = dir.path().join("fast");

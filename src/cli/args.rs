@@ -459,6 +459,30 @@ mod tests {
     }
 
     #[test]
+    fn method_fairnas_is_the_fair_sampler_and_refuses_the_uniform_one() {
+        let s = flags(&["--method", "fairnas"]).unwrap().resolve(stored()).unwrap();
+        assert_eq!((s.search.method, s.sampler), (Method::Fairnas, Sampler::Fair));
+        let e =
+            flags(&["--method", "fairnas", "--sampler", "uniform"]).unwrap().resolve(stored()).unwrap_err();
+        assert!(
+            e.to_string().contains("search.method = fairnas trains its supernet with sampler = fair"),
+            "{e}"
+        );
+        let s = flags(&["--method", "proxyless", "--target-latency-ms", "2", "--latency-loss", "mul-log"])
+            .unwrap()
+            .resolve(stored())
+            .unwrap();
+        assert_eq!(s.gradient.target_latency_ms, Some(2.0));
+        assert_eq!(s.gradient.latency_loss, LatencyLoss::MulLog);
+        assert_eq!(s.sampler, Sampler::Uniform, "only fairnas changes the sampler");
+        let e = flags(&["--target-latency-ms=-1"]).unwrap().resolve(stored()).unwrap_err();
+        assert!(
+            e.to_string().contains("setting gradient.target_latency_ms must be a positive number"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn a_space_flag_for_another_space_drops_its_parameters() {
         let s = flags(&["--space", "mobile", "--width", "0.5"]).unwrap().resolve(stored()).unwrap();
         assert_eq!(s.space, "mobile");
@@ -473,6 +497,8 @@ mod tests {
             (&["--sampler", "fairnas"], "[possible values: uniform, fair]"),
             (&["--shrink", "angles"], "[possible values: angle, accuracy, magnitude, random, none]"),
             (&["--strategy", "grid"], "[possible values: evolution, random]"),
+            (&["--method", "enas"], "[possible values: spos, fairnas, darts, pdarts, proxyless]"),
+            (&["--latency-loss", "mul"], "[possible values: add-linear, mul-log]"),
             (&["--space", "darts2"], "unknown space 'darts2': expected one of nb201, mobile"),
             (&["--data", "imagenet:/x"], "unknown dataset kind \"imagenet\""),
         ] {

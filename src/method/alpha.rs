@@ -25,7 +25,9 @@ impl Alphas {
         let t = space
             .choices
             .iter()
-            .map(|cp| (Tensor::randn([cp.ops.len() as i64], (Kind::Float, device)) * 1e-3).set_requires_grad(true))
+            .map(|cp| {
+                (Tensor::randn([cp.ops.len() as i64], (Kind::Float, device)) * 1e-3).set_requires_grad(true)
+            })
             .collect();
         Alphas { t }
     }
@@ -37,7 +39,12 @@ impl Alphas {
 
     /// softmax(α) as numbers, per choice point.
     pub fn probs(&self) -> Vec<Vec<f64>> {
-        tch::no_grad(|| self.softmax().iter().map(|p| Vec::<f64>::try_from(p.to_kind(Kind::Double)).expect("1-D")).collect())
+        tch::no_grad(|| {
+            self.softmax()
+                .iter()
+                .map(|p| Vec::<f64>::try_from(p.to_kind(Kind::Double)).expect("1-D"))
+                .collect()
+        })
     }
 
     pub fn named(&self) -> Vec<(String, Tensor)> {
@@ -51,7 +58,12 @@ impl Alphas {
             let name = format!("{ALPHA}{cp}");
             let Some(a) = tensors.get(&name) else { bail!("the method checkpoint has no '{name}'") };
             if a.size() != [choice.ops.len() as i64] {
-                bail!("the method checkpoint's '{name}' has shape {:?}, but {} has {} ops", a.size(), choice.name, choice.ops.len());
+                bail!(
+                    "the method checkpoint's '{name}' has shape {:?}, but {} has {} ops",
+                    a.size(),
+                    choice.name,
+                    choice.ops.len()
+                );
             }
             t.push(a.to_kind(Kind::Float).to_device(device).set_requires_grad(true));
         }
@@ -73,7 +85,14 @@ pub struct Adam {
 impl Adam {
     pub fn new(lr: f64, betas: [f64; 2], weight_decay: f64, params: &[Tensor]) -> Adam {
         let zeros = |t: &Tensor| t.detach().zeros_like();
-        Adam { lr, betas, weight_decay, steps: 0, m: params.iter().map(zeros).collect(), v: params.iter().map(zeros).collect() }
+        Adam {
+            lr,
+            betas,
+            weight_decay,
+            steps: 0,
+            m: params.iter().map(zeros).collect(),
+            v: params.iter().map(zeros).collect(),
+        }
     }
 
     /// One update of `params` by `grads` (same order; an undefined gradient leaves its tensor alone).
@@ -102,13 +121,22 @@ impl Adam {
     }
 
     /// Restores the moments from a checkpoint (each must fit its parameter) and the step count.
-    pub fn load_state(&mut self, tensors: &HashMap<String, Tensor>, steps: usize, device: Device) -> Result<()> {
+    pub fn load_state(
+        &mut self,
+        tensors: &HashMap<String, Tensor>,
+        steps: usize,
+        device: Device,
+    ) -> Result<()> {
         for (prefix, slots) in [(MOMENT1, &mut self.m), (MOMENT2, &mut self.v)] {
             for (i, slot) in slots.iter_mut().enumerate() {
                 let name = format!("{prefix}{i}");
                 let Some(t) = tensors.get(&name) else { bail!("the method checkpoint has no '{name}'") };
                 if t.size() != slot.size() {
-                    bail!("the method checkpoint's '{name}' has shape {:?}, expected {:?}", t.size(), slot.size());
+                    bail!(
+                        "the method checkpoint's '{name}' has shape {:?}, expected {:?}",
+                        t.size(),
+                        slot.size()
+                    );
                 }
                 *slot = t.to_kind(Kind::Float).to_device(device);
             }

@@ -23,7 +23,15 @@ pub fn loss(net: &Supernet, mix: &Mix, x: &Tensor, y: &Tensor, cfg: &TrainSettin
 }
 
 /// One first-order α step on (x, y).
-pub fn alpha_step(net: &Supernet, space: &Space, alphas: &Alphas, adam: &mut Adam, x: &Tensor, y: &Tensor, cfg: &TrainSettings) -> f64 {
+pub fn alpha_step(
+    net: &Supernet,
+    space: &Space,
+    alphas: &Alphas,
+    adam: &mut Adam,
+    x: &Tensor,
+    y: &Tensor,
+    cfg: &TrainSettings,
+) -> f64 {
     let mix = Mix::weighted(space, &alphas.softmax());
     let (loss, _) = loss(net, &mix, x, y, cfg);
     let refs: Vec<&Tensor> = alphas.t.iter().collect();
@@ -74,12 +82,15 @@ pub fn keep_strongest(space: &Space, probs: &[Vec<f64>], k: usize) -> Space {
 /// the `max_skip` whose `skip_connect` weighs most keep it; the others take their strongest op
 /// that is neither `skip_connect` nor `none` (when they have one).
 pub fn cap_skips(space: &Space, probs: &[Vec<f64>], arch: &Arch, max_skip: usize) -> Arch {
-    let weight = |cp: usize, op: Op| space.choices[cp].ops.iter().position(|o| *o == op).map(|k| probs[cp][k]);
+    let weight =
+        |cp: usize, op: Op| space.choices[cp].ops.iter().position(|o| *o == op).map(|k| probs[cp][k]);
     let mut skips: Vec<usize> = (0..arch.ops.len()).filter(|&cp| arch.ops[cp] == Op::SkipConnect).collect();
     if skips.len() <= max_skip {
         return arch.clone();
     }
-    skips.sort_by(|&a, &b| weight(b, Op::SkipConnect).unwrap_or(0.0).total_cmp(&weight(a, Op::SkipConnect).unwrap_or(0.0)));
+    skips.sort_by(|&a, &b| {
+        weight(b, Op::SkipConnect).unwrap_or(0.0).total_cmp(&weight(a, Op::SkipConnect).unwrap_or(0.0))
+    });
     let mut out = arch.clone();
     for &cp in &skips[max_skip..] {
         let best = space.choices[cp]
@@ -101,7 +112,12 @@ mod tests {
     use pwsnas_models::{Nb201Params, SpaceKind};
 
     fn space() -> Space {
-        Space::full(SpaceKind::new(Nb201Params { channels: 4, cells_per_stage: 1, input_size: 8, ..Default::default() }))
+        Space::full(SpaceKind::new(Nb201Params {
+            channels: 4,
+            cells_per_stage: 1,
+            input_size: 8,
+            ..Default::default()
+        }))
     }
 
     /// NB201's op order: none, skip, conv1x1, conv3x3, avgpool.
@@ -131,16 +147,24 @@ mod tests {
             ..Default::default()
         });
         let names = kind.choice_point_names();
-        let choices: IndexMap<String, Vec<Op>> = names.iter().map(|n| (n.clone(), vec![Op::AvgPool3x3, Op::SkipConnect])).collect();
+        let choices: IndexMap<String, Vec<Op>> =
+            names.iter().map(|n| (n.clone(), vec![Op::AvgPool3x3, Op::SkipConnect])).collect();
         let space = Space::with_choices(kind, &choices).unwrap();
         let net = Supernet::new(&space, tch::Device::Cpu);
         let alphas = Alphas::init(&space, 0, tch::Device::Cpu);
         let mut adam = Adam::new(0.1, [0.5, 0.999], 1e-3, &alphas.t);
-        let cfg = TrainSettings { momentum: 0.9, nesterov: false, weight_decay: 3e-4, grad_clip: Some(5.0), ..Default::default() };
+        let cfg = TrainSettings {
+            momentum: 0.9,
+            nesterov: false,
+            weight_decay: 3e-4,
+            grad_clip: Some(5.0),
+            ..Default::default()
+        };
         let mut sgd = Sgd::new(&cfg);
         let cpu = (tch::Kind::Float, tch::Device::Cpu);
         let y = Tensor::randint(2, [64], (tch::Kind::Int64, tch::Device::Cpu));
-        let stripes = Tensor::from_slice(&[1.0f32, 1.0, -2.0, 1.0, 1.0, -2.0, 1.0, 1.0]).view([1, 8]).repeat([8, 1]);
+        let stripes =
+            Tensor::from_slice(&[1.0f32, 1.0, -2.0, 1.0, 1.0, -2.0, 1.0, 1.0]).view([1, 8]).repeat([8, 1]);
         let sign = (y.to_kind(tch::Kind::Float) * 2.0 - 1.0).view([64, 1, 1, 1]);
         let x = Tensor::randn([64, 1, 8, 8], cpu) * 0.3 + sign * stripes.view([1, 1, 8, 8]);
         // Weights trained on the skip path first: under them, skip is clearly the better op. (From
@@ -148,7 +172,7 @@ mod tests {
         // and a smoothing op lowers the mix's loss first, DARTS's known early bias.)
         let skips = Arch { ops: vec![Op::SkipConnect; names.len()] };
         for _ in 0..25 {
-            crate::train::epoch::train_step(&net, &mut sgd, &cfg, &x, &y, &[skips.clone()], 0.05);
+            crate::train::epoch::train_step(&net, &mut sgd, &cfg, &x, &y, std::slice::from_ref(&skips), 0.05);
         }
         let before = alphas.probs();
         for _ in 0..25 {

@@ -40,9 +40,9 @@ use crate::run::{RunDir, Stage};
 use crate::search::constraints::Constraints;
 use crate::search::ArchFile;
 use crate::settings::{Settings, TrainSettings};
+use crate::train::checkpoint;
 use crate::train::derive_seed;
 use crate::train::sgd::Sgd;
-use crate::train::checkpoint;
 use alpha::{Adam, Alphas};
 use proxyless::LatencyModel;
 use settings::Method;
@@ -233,7 +233,17 @@ pub fn run_stage(
     let report_path = run.path("method.json");
     while mr.state.stage < stages(&settings) {
         while mr.state.epoch < g.epochs {
-            let record = epoch(&mut mr, &settings, data, (&w_half, &a_half), &cfg, every, steps, latency.as_ref(), progress);
+            let record = epoch(
+                &mut mr,
+                &settings,
+                data,
+                (&w_half, &a_half),
+                &cfg,
+                every,
+                steps,
+                latency.as_ref(),
+                progress,
+            );
             progress.info(format!(
                 "{} stage {} epoch {}: loss {:.4}, train acc {:.3}, derived {}{}",
                 method.name(),
@@ -247,14 +257,25 @@ pub fn run_stage(
             mr.state.history.push(record);
             mr.state.epoch += 1;
             mr.save(&dir)?;
-            write_json(&report_path, &MethodReport { method, history: mr.state.history.clone(), derived: None })?;
+            write_json(
+                &report_path,
+                &MethodReport { method, history: mr.state.history.clone(), derived: None },
+            )?;
         }
         if mr.state.stage + 1 < stages(&settings) {
             let keep = g.pdarts_keep[mr.state.stage];
             mr.space = darts::keep_strongest(&mr.space, &mr.alphas.probs(), keep);
-            mr.alphas = Alphas::init(&mr.space, derive_seed(settings.seed, "method-alpha", mr.state.stage as u64 + 1), device);
+            mr.alphas = Alphas::init(
+                &mr.space,
+                derive_seed(settings.seed, "method-alpha", mr.state.stage as u64 + 1),
+                device,
+            );
             mr.adam = Adam::new(g.alpha_lr, g.alpha_betas, g.alpha_weight_decay, &mr.alphas.t);
-            progress.info(format!("pdarts: stage {} keeps {keep} ops per choice point ({} children)", mr.state.stage + 1, mr.space.size()));
+            progress.info(format!(
+                "pdarts: stage {} keeps {keep} ops per choice point ({} children)",
+                mr.state.stage + 1,
+                mr.space.size()
+            ));
         }
         mr.state.stage += 1;
         mr.state.epoch = 0;
@@ -263,11 +284,21 @@ pub fn run_stage(
     let arch = mr.derive(&settings);
     mr.space.check_child(&arch).with_context(|| format!("the child {} derived", method.name()))?;
     constraints.check_derived(method.name(), &mr.space, &arch)?;
-    let evaluator = Evaluator::new(data, settings.search.bn_batches, g.batch_size, settings.search.val_images, settings.seed, device);
+    let evaluator = Evaluator::new(
+        data,
+        settings.search.bn_batches,
+        g.batch_size,
+        settings.search.val_images,
+        settings.seed,
+        device,
+    );
     let accuracy = evaluator.accuracy(&mr.net, &arch);
     let facts = constraints.facts(&mr.space, &arch);
     let text = mr.space.format_arch(&arch);
-    write_json(&report_path, &MethodReport { method, history: mr.state.history.clone(), derived: Some(text.clone()) })?;
+    write_json(
+        &report_path,
+        &MethodReport { method, history: mr.state.history.clone(), derived: Some(text.clone()) },
+    )?;
     let file = ArchFile {
         space: start.kind.name().to_string(),
         params: start.kind.params_json(),
@@ -278,8 +309,15 @@ pub fn run_stage(
         predicted_latency_ms: facts.latency_ms,
     };
     write_json(&run.path("arch.json"), &file)?;
-    progress.info(format!("{}: derived {text} (accuracy with the method's weights {accuracy:.4}, {:.2} MFLOPs)", method.name(), facts.flops / 1e6));
-    run.finish(Stage::Search, json!({ "method": method.name(), "arch": text, "supernet_accuracy": accuracy }))?;
+    progress.info(format!(
+        "{}: derived {text} (accuracy with the method's weights {accuracy:.4}, {:.2} MFLOPs)",
+        method.name(),
+        facts.flops / 1e6
+    ));
+    run.finish(
+        Stage::Search,
+        json!({ "method": method.name(), "arch": text, "supernet_accuracy": accuracy }),
+    )?;
     Ok(file)
 }
 
@@ -304,7 +342,15 @@ fn epoch(
     let device = mr.net.device();
     let start = Instant::now();
     let bs = g.batch_size;
-    let mut w_batches = batches(w_half, &data.norm, bs, Order::Shuffled, &data.augment, true, derive_seed(settings.seed, "method-w", index));
+    let mut w_batches = batches(
+        w_half,
+        &data.norm,
+        bs,
+        Order::Shuffled,
+        &data.augment,
+        true,
+        derive_seed(settings.seed, "method-w", index),
+    );
     let a_seed = derive_seed(settings.seed, "method-a", index);
     // The α half is at least as large as the weight half, so it never runs out first.
     let mut a_batches = batches(a_half, &data.norm, bs, Order::Shuffled, &data.augment, true, a_seed);
@@ -315,13 +361,19 @@ fn epoch(
     for i in 0..steps {
         let Some(wb) = w_batches.next() else { break };
         let t = ep * steps + i;
-        let lr = g.w_lr_min + (g.w_lr - g.w_lr_min) * 0.5 * (1.0 + (std::f64::consts::PI * t as f64 / total as f64).cos());
+        let lr = g.w_lr_min
+            + (g.w_lr - g.w_lr_min) * 0.5 * (1.0 + (std::f64::consts::PI * t as f64 / total as f64).cos());
         if i % every == 0 {
             let Some(ab) = a_batches.next() else { break };
             let (xa, ya) = to_tensors(&ab, device);
             match method {
                 Method::Proxyless => {
-                    let before: Vec<Vec<f64>> = mr.alphas.t.iter().map(|a| Vec::<f64>::try_from(a.detach().to_kind(tch::Kind::Double)).expect("1-D")).collect();
+                    let before: Vec<Vec<f64>> = mr
+                        .alphas
+                        .t
+                        .iter()
+                        .map(|a| Vec::<f64>::try_from(a.detach().to_kind(tch::Kind::Double)).expect("1-D"))
+                        .collect();
                     let pairs = proxyless::sample_pairs(&mr.alphas.probs(), &mut rng);
                     let mix = proxyless::gated_mix(&mr.space, &mr.alphas, &pairs);
                     let (ce, _) = darts::loss(&mr.net, &mix, &xa, &ya, cfg);

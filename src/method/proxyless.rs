@@ -99,11 +99,9 @@ pub fn rescale_pairs(alphas: &Alphas, before: &[Vec<f64>], pairs: &[Pair]) {
             let new = [a.double_value(&[pair.active as i64]), a.double_value(&[other as i64])];
             let lse = |x: [f64; 2]| x[0].max(x[1]) + (1.0 + (-(x[0] - x[1]).abs()).exp()).ln();
             let offset = lse([old[pair.active], old[other]]) - lse(new);
-            let mut t = a.shallow_clone();
             for k in [pair.active, other] {
-                let _ = t.get(k as i64).g_add_scalar_(offset);
+                let _ = a.get(k as i64).g_add_scalar_(offset);
             }
-            let _ = &mut t;
         }
     });
 }
@@ -144,7 +142,13 @@ impl LatencyModel {
 
     /// E[lat] under `probs` (numbers).
     pub fn expected(&self, probs: &[Vec<f64>]) -> f64 {
-        self.fixed + self.ms.iter().zip(probs).map(|(m, p)| m.iter().zip(p).map(|(a, b)| a * b).sum::<f64>()).sum::<f64>()
+        self.fixed
+            + self
+                .ms
+                .iter()
+                .zip(probs)
+                .map(|(m, p)| m.iter().zip(p).map(|(a, b)| a * b).sum::<f64>())
+                .sum::<f64>()
     }
 
     /// The fastest child's predicted latency (the smallest op of every choice point).
@@ -156,7 +160,8 @@ impl LatencyModel {
     pub fn expected_tensor(&self, alphas: &Alphas) -> Tensor {
         let mut total = Tensor::from(self.fixed as f32);
         for (a, m) in alphas.t.iter().zip(&self.ms) {
-            let ms = Tensor::from_slice(&m.iter().map(|v| *v as f32).collect::<Vec<_>>()).to_device(a.device());
+            let ms =
+                Tensor::from_slice(&m.iter().map(|v| *v as f32).collect::<Vec<_>>()).to_device(a.device());
             total = total.to_device(a.device()) + (a.softmax(0, Kind::Float) * ms).sum(Kind::Float);
         }
         total
@@ -175,7 +180,12 @@ impl LatencyModel {
 }
 
 /// The loss with ProxylessNAS's latency term (`ce` alone without a target).
-pub fn with_latency(ce: Tensor, latency: Option<(&LatencyModel, f64)>, alphas: &Alphas, g: &GradientSettings) -> Tensor {
+pub fn with_latency(
+    ce: Tensor,
+    latency: Option<(&LatencyModel, f64)>,
+    alphas: &Alphas,
+    g: &GradientSettings,
+) -> Tensor {
     let Some((model, target)) = latency else { return ce };
     let expected = model.expected_tensor(alphas);
     match g.latency_loss {
@@ -209,8 +219,13 @@ mod tests {
     fn the_latency_loss_moves_alpha_towards_fast_ops_and_rescaling_keeps_other_ops() {
         let model = LatencyModel { fixed: 1.0, ms: vec![vec![0.0, 2.0, 4.0]] };
         assert!((model.fastest() - 1.0).abs() < 1e-12);
-        assert!(model.check_target(0.5).unwrap_err().to_string().contains("fastest child of the space (1.0000 ms"));
-        let alphas = Alphas { t: vec![Tensor::zeros([3], (Kind::Float, tch::Device::Cpu)).set_requires_grad(true)] };
+        assert!(model
+            .check_target(0.5)
+            .unwrap_err()
+            .to_string()
+            .contains("fastest child of the space (1.0000 ms"));
+        let alphas =
+            Alphas { t: vec![Tensor::zeros([3], (Kind::Float, tch::Device::Cpu)).set_requires_grad(true)] };
         assert!((model.expected(&alphas.probs()) - 3.0).abs() < 1e-6);
         for loss in [LatencyLoss::AddLinear, LatencyLoss::MulLog] {
             let g = GradientSettings { latency_loss: loss, latency_weight: 0.3, ..Default::default() };
@@ -222,7 +237,7 @@ mod tests {
         // Rescaling: after a step on the pair (0, 1), op 2's probability is what it was.
         let before = vec![vec![0.0, 0.0, 0.0]];
         tch::no_grad(|| {
-            let _ = alphas.t[0].shallow_clone().copy_(&Tensor::from_slice(&[0.5f32, -0.2, 0.0]));
+            alphas.t[0].shallow_clone().copy_(&Tensor::from_slice(&[0.5f32, -0.2, 0.0]));
         });
         rescale_pairs(&alphas, &before, &[Pair { active: 0, other: Some(1) }]);
         let p = alphas.probs();

@@ -130,7 +130,10 @@ impl GradientSettings {
         if !(self.w_lr > 0.0 && self.w_lr_min >= 0.0 && self.w_lr_min <= self.w_lr) {
             bail!("setting gradient.w_lr must be > 0 and gradient.w_lr_min in [0, w_lr]");
         }
-        if !(self.alpha_lr > 0.0) || self.alpha_betas.iter().any(|b| !(0.0..1.0).contains(b)) {
+        if self.alpha_lr.is_nan()
+            || self.alpha_lr <= 0.0
+            || self.alpha_betas.iter().any(|b| !(0.0..1.0).contains(b))
+        {
             bail!("setting gradient.alpha_lr must be > 0 and gradient.alpha_betas in [0, 1)");
         }
         if self.pdarts_keep.windows(2).any(|w| w[1] >= w[0]) || self.pdarts_keep.contains(&0) {
@@ -141,7 +144,9 @@ impl GradientSettings {
         }
         if let Some(t) = self.target_latency_ms {
             if !(t.is_finite() && t > 0.0) {
-                bail!("setting gradient.target_latency_ms must be a positive number of milliseconds, got {t}");
+                bail!(
+                    "setting gradient.target_latency_ms must be a positive number of milliseconds, got {t}"
+                );
             }
         }
         if !(self.latency_weight.is_finite() && self.latency_weight >= 0.0) {
