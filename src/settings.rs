@@ -269,7 +269,14 @@ impl Settings {
 
     /// Checks values that serde cannot.
     pub fn validate(&self) -> Result<()> {
-        SpaceKind::by_name(&self.space).context("setting space")?;
+        let kind = SpaceKind::by_name(&self.space).context("setting space")?;
+        if self.shrink.copies > 1 && !kind.weight_copies() {
+            bail!(
+                "setting shrink.copies (--copies) is {}, but the {} space has no weight copies (strategy 2): use 1",
+                self.shrink.copies,
+                self.space
+            );
+        }
         let positive = [
             ("supernet.batch_size", self.supernet.batch_size),
             ("retrain.batch_size", self.retrain.batch_size),
