@@ -181,6 +181,26 @@ impl SpaceDef for DartsParams {
         Genotype::from_ops(&arch.ops).map(|_| ())
     }
 
+    fn children_are_paths(&self) -> bool {
+        false
+    }
+
+    /// Genotypes of `space`: per node, the sum over its pairs of inputs of the product of their
+    /// edges' op counts, multiplied over the nodes of both cells.
+    fn child_count(&self, space: &Space) -> u128 {
+        nodes().fold(1u128, |acc, (kind, j)| {
+            let counts: Vec<u128> =
+                node_edges(kind, j).map(|(_, cp)| space.choices[cp].ops.len() as u128).collect();
+            let mut pairs = 0u128;
+            for a in 0..counts.len() {
+                for b in a + 1..counts.len() {
+                    pairs += counts[a] * counts[b];
+                }
+            }
+            acc.saturating_mul(pairs)
+        })
+    }
+
     /// A genotype: every node's two inputs drawn uniformly among its incoming edges, each with an op
     /// drawn uniformly from its edge's allowed ops.
     fn sample_child(&self, space: &Space, rng: &mut dyn RngCore) -> Arch {
@@ -335,6 +355,23 @@ mod tests {
             let path = space.sample(&mut rng);
             space.check_child(&space.mutate(&path, 0.0, &mut rng)).unwrap();
         }
+    }
+
+    #[test]
+    fn children_are_counted_as_genotypes() {
+        // Every edge down to one op: each node picks a pair of inputs, (1·3·6·10)² children.
+        let mut space = Space::full(SpaceKind::by_name("darts").unwrap());
+        for cp in 0..28 {
+            space.choices[cp].ops.truncate(1);
+        }
+        assert_eq!(space.size(), 1);
+        assert_eq!(space.kind.child_count(&space), 180 * 180);
+        // Node 2 with 7 ops on both inputs: 49 children for it alone.
+        let full = Space::full(SpaceKind::by_name("darts").unwrap());
+        let node2 = 49u128;
+        let node3 = 3 * 49u128;
+        assert!(full.kind.child_count(&full).is_multiple_of(node2 * node3));
+        assert!(!full.kind.children_are_paths());
     }
 
     #[test]

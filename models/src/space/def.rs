@@ -111,6 +111,17 @@ pub trait SpaceDef: Any + Send + Sync + fmt::Debug {
         Arch { ops: space.choices.iter().map(|cp| cp.ops[rng.random_range(0..cp.ops.len())]).collect() }
     }
 
+    /// Whether every path of a space of this kind is a child (true by default), so that
+    /// [`Space::enumerate`] lists the children and [`Space::size`] counts them.
+    fn children_are_paths(&self) -> bool {
+        true
+    }
+
+    /// Number of children of `space` (saturating at `u128::MAX`): [`Space::size`] by default.
+    fn child_count(&self, space: &Space) -> u128 {
+        space.size()
+    }
+
     /// A child drawn from `space`. By default every path is a child.
     fn sample_child(&self, space: &Space, rng: &mut dyn RngCore) -> Arch {
         self.sample_path(space, rng)
