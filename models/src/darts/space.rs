@@ -33,6 +33,9 @@ use crate::net::Network;
 use crate::op::Op;
 use crate::space::{Arch, ShrinkDefaults, Space, SpaceDef, SpaceKind, SpaceParams};
 
+/// The largest sep_conv/dil_conv kernel a space may list (DARTS uses 3 and 5).
+const MAX_KERNEL: u8 = 11;
+
 impl SpaceParams for DartsParams {
     const NAME: &'static str = "darts";
 }
@@ -82,12 +85,30 @@ impl SpaceDef for DartsParams {
                 ),
             );
         }
+        // Upper bounds far above any real network, so that a damaged or mistyped file is an error
+        // instead of a network that never finishes building or exhausts the memory.
+        for (field, value, max) in [
+            ("channels", self.channels, 4096),
+            ("layers", self.layers, 256),
+            ("classes", self.classes, 100_000),
+            ("input_channels", self.input_channels, 64),
+            ("input_size", self.input_size, 4096),
+        ] {
+            if value > max {
+                return bad(field, format!("{value} is more than the largest supported, {max}"));
+            }
+        }
         if self.channels == 0 {
             return bad("channels", "must be at least 1".into());
         }
         for (i, op) in self.ops.iter().enumerate() {
             if !is_darts_op(*op) {
                 return bad("ops", format!("'{op}' is not a darts op (expected among {})", darts_op_names()));
+            }
+            if let Op::SepConv { kernel } | Op::DilConv { kernel } = op {
+                if *kernel > MAX_KERNEL {
+                    return bad("ops", format!("'{op}': kernels above {MAX_KERNEL} are not supported"));
+                }
             }
             if self.ops[..i].contains(op) {
                 return bad("ops", format!("'{op}' appears twice"));
