@@ -470,4 +470,38 @@ mod tests {
         let shared = 9 * 6 + preprocessing + 3 * p.last_channels();
         assert_eq!(len(&ops, true) - len(&ops, false), shared);
     }
+
+    #[test]
+    fn an_extracted_genotype_is_the_evaluation_network_with_the_supernets_weights() {
+        let p = tiny();
+        let kind = SpaceKind::new(p.clone());
+        let net = Supernet::new(&Space::full(kind.clone()), Device::Cpu);
+        // Non-trivial BN statistics, so that copying them shows.
+        tch::no_grad(|| {
+            for (name, t) in net.named_tensors() {
+                if name.ends_with("running_var") {
+                    let _ = t.shallow_clone().g_add_(&(Tensor::rand_like(&t) * 0.5));
+                }
+            }
+        });
+        let x = Tensor::randn([3, 1, 8, 8], (Kind::Float, Device::Cpu));
+        // DARTS_V2's normal cell with its reduction cell's pools replaced by convs: no pool, so the
+        // search network and the evaluation network compute the same.
+        let mut ops = Genotype::named("DARTS_V2").unwrap().to_ops();
+        for op in ops.iter_mut().filter(|op| **op == Op::MaxPool3x3) {
+            *op = Op::DilConv { kernel: 5 };
+        }
+        let arch = Arch { ops };
+        let child = net.extract_child(&arch).unwrap();
+        assert_eq!(child.param_count(), net.param_count_for(&arch));
+        assert_eq!(child.param_count() as u64, p.cost(&arch.ops).params());
+        let a = tch::no_grad(|| net.forward(&x, &arch, Mode::EVAL));
+        let b = tch::no_grad(|| child.forward(&x, &arch, Mode::EVAL));
+        assert!((a - b).abs().max().double_value(&[]) < 1e-6);
+        // With pools the child has no BN after them (DARTS's model.py), the supernet has.
+        let v2 = kind.parse_arch("DARTS_V2").unwrap();
+        let child = net.extract_child(&v2).unwrap();
+        let pool_bns = |n: &Supernet| n.batch_norms_for(&v2).iter().filter(|bn| !bn.affine).count();
+        assert_eq!((pool_bns(&net) > 0, pool_bns(&child)), (true, 0));
+    }
 }
