@@ -277,7 +277,22 @@ impl Settings {
 
     /// Checks values that serde cannot.
     pub fn validate(&self) -> Result<()> {
-        SpaceKind::by_name(&self.space).context("setting space")?;
+        let params = Value::Object(self.space_params.clone());
+        let kind = SpaceKind::from_params(&self.space, params).context("setting space")?;
+        if self.shrink.copies > 1 && !kind.weight_copies() {
+            bail!(
+                "setting shrink.copies (--copies) is {}, but the {} space has no weight copies (strategy 2): use 1",
+                self.shrink.copies,
+                self.space
+            );
+        }
+        if !kind.children_are_paths() && (self.search.max_flops.is_some() || self.search.max_params.is_some())
+        {
+            bail!(
+                "settings search.max_flops / search.max_params (--max-flops, --max-params) are not available for the {} space yet: constraints are checked on paths, and its children are not paths",
+                self.space
+            );
+        }
         let positive = [
             ("supernet.batch_size", self.supernet.batch_size),
             ("retrain.batch_size", self.retrain.batch_size),

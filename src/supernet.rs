@@ -201,9 +201,14 @@ pub fn run_stage(
     run.begin(Stage::Supernet)?;
     let epochs = settings.supernet.epochs;
     progress.info(format!(
-        "supernet: {} space of {} children (log10 {:.2}), {} params, {} epochs from epoch {}",
+        "supernet: {} space of {} children ({}log10 {:.2}), {} params, {} epochs from epoch {}",
         sn.space.kind.name(),
-        sn.space.size(),
+        sn.space.kind.child_count(&sn.space),
+        if sn.space.kind.children_are_paths() {
+            String::new()
+        } else {
+            format!("{} paths, ", sn.space.size())
+        },
         sn.space.log10_size(),
         sn.net.param_count(),
         epochs,

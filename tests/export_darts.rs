@@ -11,7 +11,8 @@ use pwsnas_models::darts::net::{DartsNet, Role};
 use pwsnas_models::darts::ops::{DartsOp, FactorizedReduce, Preprocess};
 use pwsnas_models::darts::{cell, DartsParams, Genotype};
 use pwsnas_models::net::layers::BatchNorm;
-use pwsnas_models::{Mode, Op};
+use pwsnas_models::net::Module;
+use pwsnas_models::{Arch, Mix, Mode, Network, Op, SpaceDef};
 use pwsnas_onnx::{Dim, GraphBuilder, Metadata, Value};
 use tch::{nn, Device, Kind, Tensor};
 
@@ -166,8 +167,16 @@ fn tiny() -> DartsParams {
 fn network_parity(p: &DartsParams, lists: &[Vec<Op>], ops: &[Op], role: Role, what: &str) -> Exported {
     let vs = nn::VarStore::new(Device::Cpu);
     let net = DartsNet::new(&vs.root(), p, lists, role);
-    perturb(&net.batch_norms_for(ops));
-    assert_parity(what, p.input_shape(), |x| net.forward(x, ops, Mode::EVAL), |g, _| net.lower(g, ops))
+    let mut bns = net.shared_batch_norms();
+    bns.extend(net.edges().flat_map(|e| e.module(ops[e.cp]).batch_norms()));
+    perturb(&bns);
+    let mix = Mix::single(&Arch { ops: ops.to_vec() });
+    assert_parity(
+        what,
+        p.input_shape(),
+        |x| net.forward(x, &mix, &[], Mode::EVAL),
+        |g, _| net.lower(g, ops, &[]),
+    )
 }
 
 #[test]

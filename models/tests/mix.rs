@@ -1,16 +1,27 @@
 //! The weighted forward (`Mix`): with a one-hot weight it computes what the single path computes
 //! (weight copies routed alike), and gradients reach both the α the weights come from and the
 //! weights of every op with a non-zero weight, while `trainable_for_mix` lists exactly the tensors
-//! a mix uses.
+//! a mix uses; in `nb201`, `mobile` and the DARTS cell space.
 mod common;
 
 use common::tiny_mobile;
-use pwsnas_models::{Arch, Mix, Mode, Nb201Params, Route, Space, SpaceKind, Supernet, Weighted};
+use pwsnas_models::{Arch, DartsParams, Mix, Mode, Nb201Params, Route, Space, SpaceKind, Supernet, Weighted};
 use rand::SeedableRng;
 use tch::{Device, Kind, Reduction, Tensor};
 
 fn nb201() -> SpaceKind {
     SpaceKind::new(Nb201Params { channels: 4, cells_per_stage: 1, input_size: 8, ..Nb201Params::default() })
+}
+
+/// The DARTS cell space at a tiny size (3 cells: both reduction cells adjacent).
+fn tiny_darts() -> SpaceKind {
+    SpaceKind::new(DartsParams {
+        channels: 2,
+        layers: 3,
+        classes: 4,
+        input_size: 8,
+        ..DartsParams::default()
+    })
 }
 
 fn scalar(v: f64) -> Tensor {
@@ -78,6 +89,7 @@ fn check_one_hot_equals_single_path(kind: SpaceKind, copies: usize) {
 fn one_hot_mix_equals_the_single_path() {
     check_one_hot_equals_single_path(nb201(), 1);
     check_one_hot_equals_single_path(tiny_mobile(), 1);
+    check_one_hot_equals_single_path(tiny_darts(), 1);
 }
 
 #[test]
@@ -154,6 +166,8 @@ fn check_gradients_reach_alpha_and_every_op(kind: SpaceKind) {
 fn gradients_reach_alpha_and_the_weights_of_every_weighted_op() {
     check_gradients_reach_alpha_and_every_op(nb201());
     check_gradients_reach_alpha_and_every_op(tiny_mobile());
+    // DARTS's own relaxation: softmax over the 7 candidates of each of the 28 edges.
+    check_gradients_reach_alpha_and_every_op(tiny_darts());
 }
 
 /// ProxylessNAS's binary gates: two ops per choice point. `trainable_for_mix` lists the shared

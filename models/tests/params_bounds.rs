@@ -18,6 +18,10 @@ fn oversized_parameters_are_refused_at_once_naming_the_field() {
         ("mobile", json!({ "width": 1e9 }), "width"),
         ("mobile", json!({ "kernels": [3, 255] }), "kernels"),
         ("mobile", json!({ "head_channels": 1u64 << 30 }), "stages"),
+        ("darts", json!({ "layers": 100000 }), "layers"),
+        ("darts", json!({ "channels": 1u64 << 40 }), "channels"),
+        ("darts", json!({ "input_size": 1 << 20 }), "input_size"),
+        ("darts", json!({ "ops": ["sep_conv_101x101"] }), "ops"),
     ] {
         let start = Instant::now();
         let err = SpaceKind::from_params(space, params.clone()).unwrap_err().to_string();

@@ -38,9 +38,19 @@ pub struct SpaceShapeArgs {
     /// nb201: nodes per cell (4 = 6 edges; 3 = the 125-child space).
     #[arg(long)]
     pub nodes: Option<usize>,
-    /// nb201: channels of the first stage (C).
+    /// nb201: channels of the first stage (C); darts: channels of the first cells (C).
     #[arg(long)]
     pub channels: Option<usize>,
+    /// darts: cells in all (L, as DARTS counts them; at least 3).
+    #[arg(long)]
+    pub layers: Option<usize>,
+    /// darts: shrink the normal and the reduction cell's op lists apart (default: one list per
+    /// edge shared by both, as ABS).
+    #[arg(long, conflicts_with = "shared_cells")]
+    pub separate_cells: bool,
+    /// darts: one op list per edge shared by the normal and the reduction cell (the default).
+    #[arg(long)]
+    pub shared_cells: bool,
     /// nb201: cells per stage (N).
     #[arg(long)]
     pub cells: Option<usize>,
@@ -68,6 +78,9 @@ impl SpaceShapeArgs {
         set("nodes", self.nodes.map(|v| json!(v)));
         set("channels", self.channels.map(|v| json!(v)));
         set("cells_per_stage", self.cells.map(|v| json!(v)));
+        set("layers", self.layers.map(|v| json!(v)));
+        let linked = (self.separate_cells || self.shared_cells).then_some(self.shared_cells);
+        set("linked_cells", linked.map(|v| json!(v)));
         set("width", self.width.map(|v| json!(v)));
         set("classes", self.classes.map(|v| json!(v)));
         set("input_size", self.input_size.map(|v| json!(v)));
@@ -92,7 +105,7 @@ pub struct SettingsArgs {
     /// TOML file with settings (flags override it).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// nb201 or mobile.
+    /// nb201, mobile or darts.
     #[arg(long, value_parser = space_name)]
     pub space: Option<String>,
     /// fashion-mnist, mnist:PATH, cifar10:PATH, cifar100:PATH, folder:PATH, synthetic[:k=v,...].
@@ -499,7 +512,7 @@ mod tests {
             (&["--strategy", "grid"], "[possible values: evolution, random]"),
             (&["--method", "enas"], "[possible values: spos, fairnas, darts, pdarts, proxyless]"),
             (&["--latency-loss", "mul"], "[possible values: add-linear, mul-log]"),
-            (&["--space", "darts2"], "unknown space 'darts2': expected one of nb201, mobile"),
+            (&["--space", "darts2"], "unknown space 'darts2': expected one of nb201, mobile, darts"),
             (&["--data", "imagenet:/x"], "unknown dataset kind \"imagenet\""),
         ] {
             let e = flags(args).err().unwrap_or_else(|| panic!("{args:?} parsed"));

@@ -64,7 +64,8 @@ pub enum Command {
     Eval {
         #[arg(long = "run")]
         dir: PathBuf,
-        /// Arch string, e.g. '|nor_conv_3x3~0|+|none~0|skip_connect~1|+|...|'.
+        /// Arch string, e.g. '|nor_conv_3x3~0|+|none~0|skip_connect~1|+|...|'; darts: genotype text
+        /// or a published genotype's name (DARTS_V1, DARTS_V2, PDARTS).
         #[arg(long)]
         arch: String,
         #[arg(long, default_value_t = 4)]
@@ -140,6 +141,7 @@ pub enum ArchCommand {
     Info {
         #[arg(long, default_value = "nb201", value_parser = args::space_name)]
         space: String,
+        /// The space's arch string; darts: genotype text or a published genotype's name.
         #[arg(long)]
         arch: String,
         #[command(flatten)]

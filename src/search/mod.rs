@@ -145,7 +145,8 @@ pub fn run_stage(
     let evaluator =
         Evaluator::new(data, s.bn_batches, settings.supernet.batch_size, s.val_images, settings.seed, device);
     let budget = s.population * s.generations;
-    let exhaustive = space.size() <= budget as u128;
+    let children = space.kind.child_count(space);
+    let exhaustive = space.kind.children_are_paths() && space.size() <= budget as u128;
     let mut judge = Judge {
         net,
         space,
@@ -157,7 +158,7 @@ pub fn run_stage(
     };
     let mut report = SearchReport {
         strategy: s.strategy,
-        space_size: space.size() as f64,
+        space_size: children as f64,
         budget,
         exhaustive,
         constraints: constraints.clone(),
@@ -174,7 +175,7 @@ pub fn run_stage(
     progress.info(format!(
         "search: {:?} over {} children (budget {budget}{})",
         s.strategy,
-        space.size(),
+        children,
         if exhaustive { ", space small enough to evaluate every child" } else { "" }
     ));
     if exhaustive {

@@ -45,6 +45,8 @@ fn new_report(settings: &Settings, space: &Space, constraints: &Constraints) -> 
     let sh = &settings.shrink;
     let candidates = space.choices.iter().map(|c| c.ops.len()).sum();
     let (drop, target) = sh.resolved_drop_and_target(&space.kind, candidates);
+    // A space may drop one op per choice point by default (ABS's rule for DARTS).
+    let per_choice_point = sh.per_choice_point || space.kind.shrink_defaults(candidates).per_choice_point;
     ShrinkReport {
         metric: sh.metric,
         angle_vector: sh.angle_vector,
@@ -52,7 +54,7 @@ fn new_report(settings: &Settings, space: &Space, constraints: &Constraints) -> 
         exhaustive: sh.exhaustive,
         score_only: sh.score_only,
         drop_per_round: drop,
-        per_choice_point: sh.per_choice_point,
+        per_choice_point,
         target_size: target,
         copies: sh.copies,
         param_budget: sh.param_budget,
@@ -137,7 +139,9 @@ fn score_round(
     let drops = if sh.score_only {
         Drops::default()
     } else {
-        choose_drops(space, &candidates, report.drop_per_round, sh.per_choice_point, |s| pool.admits_some(s))
+        choose_drops(space, &candidates, report.drop_per_round, report.per_choice_point, |s| {
+            pool.admits_some(s)
+        })
     };
     let mut after = space.clone();
     for &(cp, op) in &drops.dropped {

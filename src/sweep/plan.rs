@@ -305,6 +305,16 @@ mod tests {
     use super::*;
     use crate::settings::{Metric, Sampler};
 
+    #[test]
+    fn the_example_plans_expand_with_their_runs_named() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+        for (file, runs) in [("sweep.toml", 12), ("constraints.toml", 6), ("ablation-copies.toml", 6)] {
+            let plan = Plan::load(&dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e:#}"));
+            assert_eq!(plan.runs.len(), runs, "{file}");
+            assert!(plan.runs.iter().all(|r| r.name.contains("seed=")), "{file}");
+        }
+    }
+
     const PLAN: &str = r#"
 [base]
 data = "synthetic"

@@ -1,5 +1,5 @@
-//! Arch strings of every space (`--arch`, `arch.json`, `search.json`): nb201 (3 and 4 nodes) and
-//! mobile. What parses formats back to a string that parses to the same child, and has a cost.
+//! Arch strings of every space (`--arch`, `arch.json`, `search.json`): nb201 (3 and 4 nodes),
+//! mobile and darts (genotype text, the edge form, published names). What parses formats back to a string that parses to the same child, and has a cost.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use pwsnas_models::{Nb201Params, Space, SpaceKind};
@@ -11,6 +11,7 @@ fuzz_target!(|data: &[u8]| {
             SpaceKind::new(Nb201Params::default()),
             SpaceKind::new(Nb201Params { nodes: 3, ..Nb201Params::default() }),
             SpaceKind::by_name("mobile").unwrap(),
+            SpaceKind::by_name("darts").unwrap(),
         ];
     }
     KINDS.with(|kinds| {

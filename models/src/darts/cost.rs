@@ -144,6 +144,7 @@ impl DartsParams {
 mod tests {
     use super::*;
     use crate::darts::Genotype;
+    use crate::space::SpaceDef;
 
     fn eval_params() -> DartsParams {
         DartsParams { channels: 36, layers: 20, ..DartsParams::default() }

@@ -15,7 +15,6 @@
 //! the order of [`cell::edges`].
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ModelError, Result};
 use crate::op::Op;
 
 pub mod arch;
@@ -25,6 +24,7 @@ pub mod genotype;
 pub mod net;
 pub mod ops;
 mod pyparse;
+mod space;
 
 pub use genotype::Genotype;
 
@@ -137,51 +137,6 @@ impl CellLayout {
 }
 
 impl DartsParams {
-    pub fn validate(&self) -> Result<()> {
-        let bad = |field: &str, reason: String| {
-            Err(ModelError::InvalidParam { space: "darts".into(), field: field.into(), reason })
-        };
-        if self.layers < 3 {
-            return bad(
-                "layers",
-                format!(
-                    "need at least 3 cells (DARTS puts reduction cells at layers/3 and 2·layers/3), got {}",
-                    self.layers
-                ),
-            );
-        }
-        if self.channels == 0 {
-            return bad("channels", "must be at least 1".into());
-        }
-        if self.ops.is_empty() {
-            return bad("ops", "the op set is empty".into());
-        }
-        for (i, op) in self.ops.iter().enumerate() {
-            if !is_darts_op(*op) {
-                return bad("ops", format!("'{op}' is not a darts op (expected among {})", darts_op_names()));
-            }
-            if self.ops[..i].contains(op) {
-                return bad("ops", format!("'{op}' appears twice"));
-            }
-        }
-        if self.classes < 2 {
-            return bad("classes", format!("need at least 2 classes, got {}", self.classes));
-        }
-        if self.input_channels == 0 {
-            return bad("input_channels", "must be at least 1".into());
-        }
-        if self.input_size < 4 || !self.input_size.is_multiple_of(4) {
-            return bad(
-                "input_size",
-                format!(
-                    "the two reduction cells halve the size and FactorizedReduce needs an even size at each, so it must be a multiple of 4, got {}",
-                    self.input_size
-                ),
-            );
-        }
-        Ok(())
-    }
-
     /// Indices of the reduction cells: `L/3` and `2L/3` (integer division, as DARTS's code).
     pub fn reduction_cells(&self) -> [usize; 2] {
         [self.layers / 3, 2 * self.layers / 3]
@@ -227,68 +182,15 @@ impl DartsParams {
         kind.offset() + cell::edge_index(to, from)
     }
 
-    /// `normal/2<-0`, …, `normal/5<-4`, `reduce/2<-0`, …, `reduce/5<-4`.
-    pub fn choice_point_names(&self) -> Vec<String> {
-        CellKind::BOTH
-            .iter()
-            .flat_map(|k| cell::edges().into_iter().map(move |(j, i)| format!("{}/{j}<-{i}", k.name())))
-            .collect()
-    }
-
     /// Number of choice points (28).
     pub fn choice_points(&self) -> usize {
         2 * cell::EDGES
-    }
-
-    /// The full op set of every choice point.
-    pub fn full_ops(&self) -> Vec<Vec<Op>> {
-        vec![self.ops.clone(); self.choice_points()]
     }
 
     /// The choice point whose op list `cp`'s must equal: the same edge of the other cell kind, when
     /// the cells are linked.
     pub fn linked_choice(&self, cp: usize) -> Option<usize> {
         self.linked_cells.then_some((cp + cell::EDGES) % (2 * cell::EDGES))
-    }
-
-    /// Checks op lists for the choice points (a space of this kind): one list per choice point, each a
-    /// non-empty subset of the op set, equal on linked choice points.
-    pub fn validate_space(&self, lists: &[Vec<Op>]) -> Result<()> {
-        let names = self.choice_point_names();
-        let bad = |reason: String| Err(ModelError::InvalidSpace(reason));
-        if lists.len() != names.len() {
-            return bad(format!(
-                "a darts space has {} choice points (normal/j<-i and reduce/j<-i), got {}",
-                names.len(),
-                lists.len()
-            ));
-        }
-        for (cp, ops) in lists.iter().enumerate() {
-            if ops.is_empty() {
-                return bad(format!("choice point {} has no op left", names[cp]));
-            }
-            if let Some(op) = ops.iter().find(|op| !self.ops.contains(op)) {
-                return bad(format!(
-                    "choice point {} allows '{op}', which is not in the space's op set",
-                    names[cp]
-                ));
-            }
-            if let Some(other) = self.linked_choice(cp) {
-                let same = ops.len() == lists[other].len() && ops.iter().all(|op| lists[other].contains(op));
-                if !same {
-                    return bad(format!(
-                        "choice points {} and {} must allow the same ops (linked_cells is true)",
-                        names[cp], names[other]
-                    ));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// `[channels, height, width]` of one input image.
-    pub fn input_shape(&self) -> [usize; 3] {
-        [self.input_channels, self.input_size, self.input_size]
     }
 }
 
@@ -315,6 +217,7 @@ pub(crate) fn darts_op_names() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::space::SpaceDef;
 
     #[test]
     fn layouts_follow_network_cifar() {
@@ -378,25 +281,5 @@ mod tests {
             assert!(!msg.contains('\n'), "{msg}");
         }
         DartsParams::default().validate().unwrap();
-    }
-
-    #[test]
-    fn spaces_must_fit_and_keep_linked_lists_equal() {
-        let p = DartsParams::default();
-        let mut lists = p.full_ops();
-        p.validate_space(&lists).unwrap();
-        lists[3].retain(|op| *op != Op::MaxPool3x3);
-        let msg = p.validate_space(&lists).unwrap_err().to_string();
-        assert!(msg.contains("normal/3<-1 and reduce/3<-1"), "{msg}");
-        lists[17].retain(|op| *op != Op::MaxPool3x3);
-        p.validate_space(&lists).unwrap();
-        DartsParams { linked_cells: false, ..p.clone() }.validate_space(&p.full_ops()).unwrap();
-        assert!(p.validate_space(&lists[..14]).unwrap_err().to_string().contains("28 choice points"));
-        lists[0] = vec![Op::NorConv1x1];
-        assert!(p
-            .validate_space(&lists)
-            .unwrap_err()
-            .to_string()
-            .contains("normal/2<-0 allows 'nor_conv_1x1'"));
     }
 }

@@ -1,19 +1,24 @@
 //! The darts network on libtorch: DARTS's `NetworkCIFAR` (stand-alone child) and its search network
-//! (supernet), from one code path. Each edge of each cell is an [`Edge`] holding a module for every op
-//! its choice point allows; a stand-alone network is the same network built from one op per choice
-//! point (and without the BN after pools, see [`Role`]).
+//! (supernet), from one code path, behind the [`Network`] trait. Each edge of each cell is an
+//! [`Edge`] (the [`OpSite`] of its choice point) holding a module for every op its choice point
+//! allows, and one for `none` (the edges a child does not keep); a stand-alone network is the same
+//! network built from one op per choice point (and without the BN after pools, see [`Role`]).
 //!
-//! Inputs are plain data (the darts parameters, the op lists per choice point, the ops of a child) so
-//! that the network trait can wrap [`DartsNet`] without this module knowing it.
+//! The forward takes a [`Mix`]: one op per edge (SPOS), or every allowed op weighted (DARTS's
+//! continuous relaxation), through [`OpSite::forward`]. Weight copies (strategy 2) are not supported:
+//! one module per op and edge.
 use std::collections::HashMap;
 
-use pwsnas_onnx::{GraphBuilder, SliceAxis, Value};
+use pwsnas_onnx::{Graph, GraphBuilder, SliceAxis, Value};
 use tch::{nn, Tensor};
 
 use super::cell::{self, INPUTS, LAST};
 use super::ops::{DartsOp, Preprocess};
 use super::{CellLayout, DartsParams, STEM_MULTIPLIER};
 use crate::net::layers::{Act, BatchNorm, ConvBn, Linear, Mode, Param};
+use crate::net::mix::Mix;
+use crate::net::network::{conv_magnitude, Module, Network, OpSite};
+use crate::net::pieces::Piece;
 use crate::op::Op;
 use crate::vector::Segment;
 
@@ -27,11 +32,13 @@ pub enum Role {
     Standalone,
 }
 
-/// One edge `j<-i` of one cell: a module per op its choice point allows.
+/// One edge `j<-i` of one cell: a module per op its choice point allows, and `none`.
 pub struct Edge {
     /// The choice point (0..28).
     pub cp: usize,
     pub stride: usize,
+    /// Channels of the edge's input and output.
+    pub channels: usize,
     pub candidates: Vec<(Op, DartsOp)>,
 }
 
@@ -43,6 +50,27 @@ impl Edge {
     pub fn module(&self, op: Op) -> &DartsOp {
         let found = self.candidates.iter().find(|(o, _)| *o == op);
         &found.unwrap_or_else(|| panic!("edge of choice point {} was not built with op {op}", self.cp)).1
+    }
+}
+
+impl OpSite for Edge {
+    fn cp(&self) -> usize {
+        self.cp
+    }
+
+    fn module(&self, op: Op, _copy: usize) -> &dyn Module {
+        Edge::module(self, op)
+    }
+
+    /// Parameter-free ops as their virtual kernels: a pool `1/9` everywhere, the identity an
+    /// identity kernel, none 0.
+    fn magnitude(&self, op: Op, _copy: usize) -> f64 {
+        match Edge::module(self, op) {
+            DartsOp::Zero => 0.0,
+            DartsOp::Identity => 1.0 / (self.channels as f64).sqrt(),
+            DartsOp::Pool(_) => 1.0 / 9.0,
+            m => conv_magnitude(m),
+        }
     }
 }
 
@@ -63,7 +91,8 @@ pub struct DartsNet {
 }
 
 impl DartsNet {
-    /// Builds the network with a module for every op of `lists` (one list per choice point, 28).
+    /// Builds the network with a module for every op of `lists` (one list per choice point, 28) and
+    /// for `none`.
     pub fn new(root: &nn::Path, params: &DartsParams, lists: &[Vec<Op>], role: Role) -> DartsNet {
         assert_eq!(lists.len(), params.choice_points(), "one op list per choice point");
         let stem_c = STEM_MULTIPLIER * params.channels;
@@ -82,13 +111,16 @@ impl DartsNet {
                         let cp = layout.kind().offset() + cell::edge_index(j, i);
                         let stride = layout.stride(i);
                         let ep = &p / format!("{j}<-{i}");
-                        let candidates = lists[cp]
+                        let mut candidates: Vec<(Op, DartsOp)> = lists[cp]
                             .iter()
                             .map(|&op| {
                                 (op, DartsOp::new(&(&ep / op.name()), op, c, stride, role == Role::Supernet))
                             })
                             .collect();
-                        Edge { cp, stride, candidates }
+                        if !lists[cp].contains(&Op::None) {
+                            candidates.push((Op::None, DartsOp::Zero));
+                        }
+                        Edge { cp, stride, channels: c, candidates }
                     })
                     .collect();
                 DartsCell {
@@ -112,12 +144,19 @@ impl DartsNet {
         }
     }
 
-    /// Logits of the child `ops` (one per choice point) for a batch `x` (NCHW).
-    pub fn forward(&self, x: &Tensor, ops: &[Op], mode: Mode) -> Tensor {
+    /// Every edge of every cell.
+    pub fn edges(&self) -> impl Iterator<Item = &Edge> {
+        self.cells.iter().flat_map(|c| c.edges.iter())
+    }
+}
+
+impl Network for DartsNet {
+    /// Logits of the ops and weights `mix` picks on every edge for a batch `x` (NCHW).
+    fn forward(&self, x: &Tensor, mix: &Mix, _route: &[usize], mode: Mode) -> Tensor {
         let s = self.stem.forward(x, mode);
         let (mut s0, mut s1) = (s.shallow_clone(), s);
         for cell in &self.cells {
-            let out = cell.forward(&s0, &s1, ops, mode);
+            let out = cell.forward(&s0, &s1, mix, mode);
             (s0, s1) = (s1, out);
         }
         let pooled = s1.adaptive_avg_pool2d([1, 1]).flatten(1, -1);
@@ -125,7 +164,7 @@ impl DartsNet {
     }
 
     /// The child `ops` as graph IR from the graph input to the logits.
-    pub fn lower(&self, g: &mut GraphBuilder, ops: &[Op]) -> Value {
+    fn lower(&self, g: &mut GraphBuilder, ops: &[Op], _route: &[usize]) -> Value {
         let input = g.input();
         let s = self.stem.lower(g, &input);
         let (mut s0, mut s1) = (s.clone(), s);
@@ -138,13 +177,22 @@ impl DartsNet {
         self.classifier.lower(g, &flat)
     }
 
+    /// None yet: the darts space refuses latency tables ([`crate::space::SpaceDef::latency_pieces`]).
+    fn pieces(&self) -> Vec<Piece> {
+        Vec::new()
+    }
+
+    fn piece_graph(&self, piece: &Piece, _name: &str, _copies: usize) -> Graph {
+        unreachable!("the darts network lists no latency pieces, so it is never asked for {}", piece.key)
+    }
+
     /// The child's weight vector (docs/method.md, strategy 1): per cell, over its 16 input→output
     /// paths ([`cell::paths`]) in order, the weights along each path; a path through `none` is left
     /// out, a pool adds a constant `[C, 3, 3]` kernel of 1/9, `skip_connect` adds nothing at stride 1
     /// and its FactorizedReduce's 2 convs at stride 2, a sep_conv its 4 convs, a dil_conv its 2. With
     /// `full`, the parts every child shares are added in network order: the stem, each cell's
     /// preprocessing (before its paths), the classifier.
-    pub fn segments(&self, ops: &[Op], full: bool, out: &mut Vec<Segment>) {
+    fn segments(&self, ops: &[Op], _route: &[usize], full: bool, out: &mut Vec<Segment>) {
         let paths = cell::paths();
         if full {
             out.push(Segment::of(&self.stem.conv.weight));
@@ -175,13 +223,8 @@ impl DartsNet {
         }
     }
 
-    /// Every edge of every cell.
-    pub fn edges(&self) -> impl Iterator<Item = &Edge> {
-        self.cells.iter().flat_map(|c| c.edges.iter())
-    }
-
     /// Trainable tensors every child uses: stem, preprocessing, classifier.
-    pub fn shared_trainable<'a>(&'a self, out: &mut Vec<&'a Param>) {
+    fn shared_trainable<'a>(&'a self, out: &mut Vec<&'a Param>) {
         self.stem.trainable(out);
         for cell in &self.cells {
             cell.preprocess0.trainable(out);
@@ -190,7 +233,7 @@ impl DartsNet {
         self.classifier.trainable(out);
     }
 
-    pub fn shared_batch_norms(&self) -> Vec<&BatchNorm> {
+    fn shared_batch_norms(&self) -> Vec<&BatchNorm> {
         let mut v = vec![&self.stem.bn];
         for cell in &self.cells {
             v.extend(cell.preprocess0.batch_norms());
@@ -199,39 +242,28 @@ impl DartsNet {
         v
     }
 
-    /// The modules the child `ops` uses, one per edge.
-    pub fn chosen<'a>(&'a self, ops: &'a [Op]) -> impl Iterator<Item = &'a DartsOp> + 'a {
-        self.edges().map(move |e| e.module(ops[e.cp]))
+    fn sites(&self) -> Box<dyn Iterator<Item = &dyn OpSite> + '_> {
+        Box::new(self.edges().map(|e| e as &dyn OpSite))
     }
 
-    /// Trainable tensors the child uses (shared parts and its modules).
-    pub fn trainable_for<'a>(&'a self, ops: &'a [Op]) -> Vec<&'a Param> {
-        let mut out = Vec::new();
-        self.shared_trainable(&mut out);
-        for m in self.chosen(ops) {
-            m.trainable(&mut out);
-        }
-        out
-    }
-
-    /// BatchNorms the child uses.
-    pub fn batch_norms_for<'a>(&'a self, ops: &'a [Op]) -> Vec<&'a BatchNorm> {
-        let mut out = self.shared_batch_norms();
-        out.extend(self.chosen(ops).flat_map(DartsOp::batch_norms));
-        out
+    /// Never called: the darts space has no weight copies ([`crate::space::SpaceDef::weight_copies`]),
+    /// so the settings refuse `shrink.copies` above 1 before a supernet is built.
+    fn grow_copies(&mut self, _root: &nn::Path, cp: usize, k: usize) {
+        unreachable!("the darts network has no weight copies (asked for {k} at choice point {cp})")
     }
 }
 
 impl DartsCell {
     /// Preprocesses `s0` (from two cells back) and `s1` (the previous cell), sums every node's edges
-    /// and concatenates the four intermediate nodes. A node whose edges are all `none` is zeros.
-    pub fn forward(&self, s0: &Tensor, s1: &Tensor, ops: &[Op], mode: Mode) -> Tensor {
+    /// (each edge's ops and weights from `mix`) and concatenates the four intermediate nodes. A node
+    /// whose edges all add nothing (`none`) is zeros.
+    pub fn forward(&self, s0: &Tensor, s1: &Tensor, mix: &Mix, mode: Mode) -> Tensor {
         let mut states = vec![self.preprocess0.forward(s0, mode), self.preprocess1.forward(s1, mode)];
         for j in INPUTS..=LAST {
             let mut sum: Option<Tensor> = None;
             for (i, state) in states.iter().enumerate() {
                 let edge = &self.edges[cell::edge_index(j, i)];
-                if let Some(y) = edge.module(ops[edge.cp]).forward(state, mode) {
+                if let Some(y) = edge.forward(state, mix.at(edge.cp), 0, mode) {
                     sum = Some(match sum {
                         Some(s) => s + y,
                         None => y,
@@ -247,7 +279,6 @@ impl DartsCell {
         }
         Tensor::cat(&states[INPUTS..], 1)
     }
-
     /// The cell as graph IR. A weight-free op applied twice to the same value (a bare pool) is emitted
     /// once; zeros are `Clip(x, 0, 0)` of the preprocessed input 1 (subsampled by a stride-2 Slice in a
     /// reduction cell), a shape ONNX Runtime knows before running.
@@ -301,6 +332,8 @@ mod tests {
 
     use super::*;
     use crate::darts::Genotype;
+    use crate::net::Supernet;
+    use crate::space::{Arch, Space, SpaceDef, SpaceKind};
     use crate::vector::vector_len;
 
     fn tiny() -> DartsParams {
@@ -318,11 +351,8 @@ mod tests {
         vs.trainable_variables().iter().map(|t| t.numel() as u64).sum()
     }
 
-    fn standalone(p: &DartsParams, ops: &[Op]) -> (nn::VarStore, DartsNet) {
-        let vs = nn::VarStore::new(Device::Cpu);
-        let lists: Vec<Vec<Op>> = ops.iter().map(|&op| vec![op]).collect();
-        let net = DartsNet::new(&vs.root(), p, &lists, Role::Standalone);
-        (vs, net)
+    fn mix(ops: &[Op]) -> Mix {
+        Mix::single(&Arch { ops: ops.to_vec() })
     }
 
     #[test]
@@ -334,12 +364,10 @@ mod tests {
         archs.push(vec![Op::SepConv { kernel: 5 }; 28]);
         archs.push(vec![Op::SkipConnect; 28]);
         for ops in &archs {
-            let (vs, net) = standalone(&p, ops);
-            assert_eq!(trainable_count(&vs), p.cost(ops).params(), "{}", p.format_arch(ops));
-            assert_eq!(
-                net.trainable_for(ops).iter().map(|t| t.tensor.numel() as u64).sum::<u64>(),
-                p.cost(ops).params()
-            );
+            let arch = Arch { ops: ops.clone() };
+            let net = Supernet::standalone(&SpaceKind::new(p.clone()), &arch, Device::Cpu);
+            assert_eq!(net.param_count() as u64, p.cost(ops).params(), "{}", p.format_arch(ops));
+            assert_eq!(net.param_count_for(&arch) as u64, p.cost(ops).params());
         }
         let vs = nn::VarStore::new(Device::Cpu);
         let net = DartsNet::new(&vs.root(), &p, &p.full_ops(), Role::Supernet);
@@ -362,31 +390,31 @@ mod tests {
         let vs = nn::VarStore::new(Device::Cpu);
         let net = DartsNet::new(&vs.root(), &p, &p.full_ops(), Role::Supernet);
         let v2 = Genotype::named("DARTS_V2").unwrap().to_ops();
-        assert_eq!(net.forward(&x, &v2, Mode::TRAIN).size(), [2, 3]);
+        assert_eq!(net.forward(&x, &mix(&v2), &[], Mode::TRAIN).size(), [2, 3]);
         // Every edge none: each cell outputs zeros, and so does its concatenation.
         let none = vec![Op::None; 28];
         let s = net.stem.forward(&x, Mode::EVAL);
-        let s1 = net.cells[0].forward(&s, &s, &none, Mode::EVAL);
+        let s1 = net.cells[0].forward(&s, &s, &mix(&none), Mode::EVAL);
         assert_eq!(s1.size(), [2, 8, 8, 8]);
-        let out = net.cells[1].forward(&s, &s1, &none, Mode::EVAL);
+        let out = net.cells[1].forward(&s, &s1, &mix(&none), Mode::EVAL);
         assert_eq!(out.size(), [2, 16, 4, 4]);
         assert_eq!(out.abs().sum(Kind::Float).double_value(&[]), 0.0);
-        assert_eq!(net.forward(&x, &none, Mode::EVAL).size(), [2, 3]);
+        assert_eq!(net.forward(&x, &mix(&none), &[], Mode::EVAL).size(), [2, 3]);
     }
 
     #[test]
     fn a_single_path_step_reaches_exactly_the_childs_weights() {
         let p = tiny();
-        let vs = nn::VarStore::new(Device::Cpu);
-        let net = DartsNet::new(&vs.root(), &p, &p.full_ops(), Role::Supernet);
-        let ops: Vec<Op> = (0..28).map(|cp| Op::DARTS[(cp * 5 + 2) % 8]).collect();
+        let net = Supernet::new(&Space::full(SpaceKind::new(p.clone())), Device::Cpu);
+        let vs = net.var_store();
+        let arch = Arch { ops: (0..28).map(|cp| Op::DARTS[(cp * 5 + 2) % 8]).collect() };
         let x = Tensor::randn([4, 1, 8, 8], (Kind::Float, Device::Cpu));
         let loss = net
-            .forward(&x, &ops, Mode::TRAIN)
+            .forward(&x, &arch, Mode::TRAIN)
             .cross_entropy_for_logits(&Tensor::from_slice(&[0i64, 1, 2, 0]));
         loss.backward();
         let used: std::collections::HashSet<String> =
-            net.trainable_for(&ops).iter().map(|t| t.name.clone()).collect();
+            net.trainable_for(&arch).iter().map(|t| t.name.clone()).collect();
         for (name, t) in vs.variables() {
             if !t.requires_grad() {
                 continue;
@@ -405,7 +433,7 @@ mod tests {
         let net = DartsNet::new(&vs.root(), &p, &p.full_ops(), Role::Supernet);
         let len = |ops: &[Op], full: bool| {
             let mut v = Vec::new();
-            net.segments(ops, full, &mut v);
+            net.segments(ops, &[], full, &mut v);
             vector_len(&v)
         };
         // The 16 paths hold 40 edges (each input: 8 paths of 1 to 4 edges).
@@ -441,5 +469,39 @@ mod tests {
         let preprocessing: usize = p.cells().iter().map(|l| (l.c_prev_prev + l.c_prev) * l.channels).sum();
         let shared = 9 * 6 + preprocessing + 3 * p.last_channels();
         assert_eq!(len(&ops, true) - len(&ops, false), shared);
+    }
+
+    #[test]
+    fn an_extracted_genotype_is_the_evaluation_network_with_the_supernets_weights() {
+        let p = tiny();
+        let kind = SpaceKind::new(p.clone());
+        let net = Supernet::new(&Space::full(kind.clone()), Device::Cpu);
+        // Non-trivial BN statistics, so that copying them shows.
+        tch::no_grad(|| {
+            for (name, t) in net.named_tensors() {
+                if name.ends_with("running_var") {
+                    let _ = t.shallow_clone().g_add_(&(Tensor::rand_like(&t) * 0.5));
+                }
+            }
+        });
+        let x = Tensor::randn([3, 1, 8, 8], (Kind::Float, Device::Cpu));
+        // DARTS_V2's normal cell with its reduction cell's pools replaced by convs: no pool, so the
+        // search network and the evaluation network compute the same.
+        let mut ops = Genotype::named("DARTS_V2").unwrap().to_ops();
+        for op in ops.iter_mut().filter(|op| **op == Op::MaxPool3x3) {
+            *op = Op::DilConv { kernel: 5 };
+        }
+        let arch = Arch { ops };
+        let child = net.extract_child(&arch).unwrap();
+        assert_eq!(child.param_count(), net.param_count_for(&arch));
+        assert_eq!(child.param_count() as u64, p.cost(&arch.ops).params());
+        let a = tch::no_grad(|| net.forward(&x, &arch, Mode::EVAL));
+        let b = tch::no_grad(|| child.forward(&x, &arch, Mode::EVAL));
+        assert!((a - b).abs().max().double_value(&[]) < 1e-6);
+        // With pools the child has no BN after them (DARTS's model.py), the supernet has.
+        let v2 = kind.parse_arch("DARTS_V2").unwrap();
+        let child = net.extract_child(&v2).unwrap();
+        let pool_bns = |n: &Supernet| n.batch_norms_for(&v2).iter().filter(|bn| !bn.affine).count();
+        assert_eq!((pool_bns(&net) > 0, pool_bns(&child)), (true, 0));
     }
 }

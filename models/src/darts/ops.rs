@@ -20,6 +20,7 @@ use pwsnas_onnx::{BatchNormParams, GraphBuilder, SliceAxis, Value};
 use tch::{nn, Tensor};
 
 use crate::net::layers::{to_vec, Act, BatchNorm, Conv, ConvBn, Mode, Param};
+use crate::net::network::Module;
 use crate::op::Op;
 
 /// DARTS's separable conv.
@@ -217,18 +218,6 @@ impl DartsOp {
         }
     }
 
-    /// The op's output, or `None` for `none`.
-    pub fn forward(&self, x: &Tensor, mode: Mode) -> Option<Tensor> {
-        match self {
-            DartsOp::Zero => None,
-            DartsOp::Identity => Some(x.shallow_clone()),
-            DartsOp::Reduce(m) => Some(m.forward(x, mode)),
-            DartsOp::Pool(m) => Some(m.forward(x, mode)),
-            DartsOp::SepConv(m) => Some(m.forward(x, mode)),
-            DartsOp::DilConv(m) => Some(m.forward(x, mode)),
-        }
-    }
-
     pub fn lower(&self, g: &mut GraphBuilder, x: &Value) -> Option<Value> {
         match self {
             DartsOp::Zero => None,
@@ -239,9 +228,24 @@ impl DartsOp {
             DartsOp::DilConv(m) => Some(m.lower(g, x)),
         }
     }
+}
+
+/// The darts op modules as the supernet sees them.
+impl Module for DartsOp {
+    /// The op's output, or `None` for `none`.
+    fn forward(&self, x: &Tensor, mode: Mode) -> Option<Tensor> {
+        match self {
+            DartsOp::Zero => None,
+            DartsOp::Identity => Some(x.shallow_clone()),
+            DartsOp::Reduce(m) => Some(m.forward(x, mode)),
+            DartsOp::Pool(m) => Some(m.forward(x, mode)),
+            DartsOp::SepConv(m) => Some(m.forward(x, mode)),
+            DartsOp::DilConv(m) => Some(m.forward(x, mode)),
+        }
+    }
 
     /// Conv weights in module order: a sep_conv's 4, a dil_conv's 2, a FactorizedReduce's 2.
-    pub fn conv_weights(&self) -> Vec<&Param> {
+    fn conv_weights(&self) -> Vec<&Param> {
         match self {
             DartsOp::Reduce(m) => vec![&m.conv_1.weight, &m.conv_2.weight],
             DartsOp::SepConv(m) => vec![&m.dw1.weight, &m.pw1.weight, &m.dw2.weight, &m.pw2.weight],
@@ -250,7 +254,7 @@ impl DartsOp {
         }
     }
 
-    pub fn batch_norms(&self) -> Vec<&BatchNorm> {
+    fn batch_norms(&self) -> Vec<&BatchNorm> {
         match self {
             DartsOp::Reduce(m) => vec![&m.bn],
             DartsOp::SepConv(m) => vec![&m.bn1, &m.bn2],
@@ -261,7 +265,7 @@ impl DartsOp {
     }
 
     /// Trainable tensors: conv weights and affine BN parameters.
-    pub fn trainable<'a>(&'a self, out: &mut Vec<&'a Param>) {
+    fn trainable<'a>(&'a self, out: &mut Vec<&'a Param>) {
         out.extend(self.conv_weights());
         for bn in self.batch_norms() {
             bn.trainable(out);
@@ -269,7 +273,7 @@ impl DartsOp {
     }
 
     /// Every variable (weights and BN statistics and constants), for copying one module into another.
-    pub fn all_params(&self) -> Vec<&Param> {
+    fn all_params(&self) -> Vec<&Param> {
         let mut out = self.conv_weights();
         for bn in self.batch_norms() {
             out.extend([&bn.weight, &bn.bias, &bn.running_mean, &bn.running_var]);

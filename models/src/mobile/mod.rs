@@ -301,7 +301,7 @@ impl SpaceDef for MobileParams {
 
     /// ABS drops 7 candidates per round from the MBConv chain space, down to 10⁶ children.
     fn shrink_defaults(&self, _candidates: usize) -> ShrinkDefaults {
-        ShrinkDefaults { drop_per_round: 7, target_size: 1e6 }
+        ShrinkDefaults { drop_per_round: 7, target_size: 1e6, per_choice_point: false }
     }
 
     fn build(&self, root: &nn::Path, space: &Space) -> Box<dyn Network> {

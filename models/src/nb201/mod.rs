@@ -230,6 +230,7 @@ impl SpaceDef for Nb201Params {
         ShrinkDefaults {
             drop_per_round: (candidates as f64 * 2.0 / 3.0).round() as usize,
             target_size: 100.0,
+            per_choice_point: false,
         }
     }
 

@@ -73,6 +73,26 @@ pub trait SpaceDef: Any + Send + Sync + fmt::Debug {
         Vec::new()
     }
 
+    /// Whether a child or path may pick `op` at a choice point that still allows `allowed`. By
+    /// default exactly the allowed ops; a space whose children cut edges (DARTS: an edge a node does
+    /// not keep is `none`, which is no operator candidate) accepts that marker everywhere too.
+    fn allows(&self, allowed: &[Op], op: Op) -> bool {
+        allowed.contains(&op)
+    }
+
+    /// Whether the space's network supports weight copies (strategy 2 of docs/method.md,
+    /// `--copies` above 1). True by default.
+    fn weight_copies(&self) -> bool {
+        true
+    }
+
+    /// Whether the space's network lists latency pieces ([`Network::pieces`] and
+    /// [`SpaceDef::composition`]), so that latency tables and predicted latency work. True by
+    /// default.
+    fn latency_pieces(&self) -> bool {
+        true
+    }
+
     /// The child's text form (the space's arch string).
     fn format_arch(&self, arch: &Arch) -> String;
 
@@ -89,6 +109,17 @@ pub trait SpaceDef: Any + Send + Sync + fmt::Debug {
     /// A path drawn uniformly from `space`: each choice point's op independently.
     fn sample_path(&self, space: &Space, rng: &mut dyn RngCore) -> Arch {
         Arch { ops: space.choices.iter().map(|cp| cp.ops[rng.random_range(0..cp.ops.len())]).collect() }
+    }
+
+    /// Whether every path of a space of this kind is a child (true by default), so that
+    /// [`Space::enumerate`] lists the children and [`Space::size`] counts them.
+    fn children_are_paths(&self) -> bool {
+        true
+    }
+
+    /// Number of children of `space` (saturating at `u128::MAX`): [`Space::size`] by default.
+    fn child_count(&self, space: &Space) -> u128 {
+        space.size()
     }
 
     /// A child drawn from `space`. By default every path is a child.
@@ -176,4 +207,7 @@ pub struct ShrinkDefaults {
     pub drop_per_round: usize,
     /// Shrinking stops once the space has at most this many children.
     pub target_size: f64,
+    /// Whether a round drops the lowest-scored op of every choice point (ABS's rule for DARTS)
+    /// rather than the `drop_per_round` lowest overall.
+    pub per_choice_point: bool,
 }

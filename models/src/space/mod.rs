@@ -160,7 +160,7 @@ impl Space {
         self.check(arch).is_ok()
     }
 
-    /// Checks that `arch` picks an allowed op at every choice point.
+    /// Checks that `arch` picks an allowed op at every choice point ([`SpaceDef::allows`]).
     pub fn check(&self, arch: &Arch) -> Result<()> {
         if arch.ops.len() != self.choices.len() {
             return Err(ModelError::MalformedArch {
@@ -169,7 +169,7 @@ impl Space {
             });
         }
         for (cp, op) in self.choices.iter().zip(&arch.ops) {
-            if !cp.ops.contains(op) {
+            if !self.kind.allows(&cp.ops, *op) {
                 return Err(ModelError::OutsideSpace {
                     arch: self.kind.format_arch(arch),
                     choice_point: cp.name.clone(),

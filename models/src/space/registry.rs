@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::def::{SpaceDef, SpaceParams};
 use super::SpaceKind;
+use crate::darts::DartsParams;
 use crate::error::{ModelError, Result};
 use crate::mobile::MobileParams;
 use crate::nb201::Nb201Params;
@@ -26,7 +27,11 @@ fn parse<P: SpaceParams>(params: serde_json::Value) -> serde_json::Result<Arc<dy
 }
 
 /// Every space, in the order the CLI lists them.
-pub const SPACES: &[Registration] = &[Registration::of::<Nb201Params>(), Registration::of::<MobileParams>()];
+pub const SPACES: &[Registration] = &[
+    Registration::of::<Nb201Params>(),
+    Registration::of::<MobileParams>(),
+    Registration::of::<DartsParams>(),
+];
 
 /// The names of every space.
 pub fn names() -> Vec<&'static str> {
@@ -55,7 +60,7 @@ mod tests {
 
     #[test]
     fn the_registry_lists_every_space_under_its_own_name() {
-        assert_eq!(names(), ["nb201", "mobile"]);
+        assert_eq!(names(), ["nb201", "mobile", "darts"]);
         for name in names() {
             let kind = SpaceKind::by_name(name).unwrap();
             assert_eq!(kind.name(), name);
