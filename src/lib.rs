@@ -25,6 +25,7 @@ pub mod fsutil;
 pub mod host;
 pub mod infer;
 pub mod latency;
+pub mod method;
 pub mod ort_probe;
 pub mod ort_runtime;
 pub mod pipeline;

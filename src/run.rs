@@ -60,6 +60,9 @@ impl Stage {
         }
         if self >= Stage::Search {
             v["search"] = json!(s.search);
+            if s.search.method.is_gradient() {
+                v["gradient"] = json!(s.gradient);
+            }
         }
         if self >= Stage::Retrain {
             v["retrain"] = json!(s.retrain);
@@ -274,7 +277,7 @@ impl RunDir {
         let outputs: &[&str] = match stage {
             Stage::Supernet => &["supernet"],
             Stage::Shrink => &["shrink.json", "space.json"],
-            Stage::Search => &["search.json", "arch.json"],
+            Stage::Search => &["search.json", "arch.json", "method.json", "method"],
             Stage::Retrain => &["retrain", "model.onnx", "report.json", "report.md", "report.html"],
         };
         for rel in outputs {

@@ -14,6 +14,7 @@ use pwsnas_models::{Composition, SpaceKind};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::method::settings::{GradientSettings, Method};
 use crate::ort_runtime::Ep;
 
 /// How the supernet picks children during training.
@@ -148,6 +149,9 @@ impl ShrinkSettings {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SearchSettings {
+    /// The method run on the (shrunk) space (see `crate::method`).
+    pub method: Method,
+    /// How `spos` and `fairnas` explore the space.
     pub strategy: Strategy,
     pub population: usize,
     pub generations: usize,
@@ -172,6 +176,7 @@ pub struct SearchSettings {
 impl Default for SearchSettings {
     fn default() -> Self {
         SearchSettings {
+            method: Method::Spos,
             strategy: Strategy::Evolution,
             population: 50,
             generations: 20,
@@ -208,6 +213,8 @@ pub struct Settings {
     pub supernet: TrainSettings,
     pub shrink: ShrinkSettings,
     pub search: SearchSettings,
+    /// The gradient-based methods' settings (`search.method` = darts, pdarts or proxyless).
+    pub gradient: GradientSettings,
     pub retrain: TrainSettings,
 }
 
@@ -225,6 +232,7 @@ impl Default for Settings {
             supernet: TrainSettings::default(),
             shrink: ShrinkSettings::default(),
             search: SearchSettings::default(),
+            gradient: GradientSettings::default(),
             retrain: TrainSettings { epochs: 10, lr: 0.05, ..TrainSettings::default() },
         }
     }
@@ -320,6 +328,10 @@ impl Settings {
                 bail!("setting search.max_latency_ms must be a positive number of milliseconds, got {max}");
             }
         }
+        if self.search.method == Method::Fairnas && self.sampler != Sampler::Fair {
+            bail!("setting search.method = fairnas trains its supernet with sampler = fair, not {:?}: drop the sampler setting or set it to fair", self.sampler);
+        }
+        self.gradient.validate()?;
         if self.search.latency_threads == Some(0) {
             bail!("setting search.latency_threads must be at least 1");
         }

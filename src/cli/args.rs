@@ -13,6 +13,7 @@ use pwsnas_models::{Composition, SpaceKind};
 use serde_json::json;
 
 use crate::export;
+use crate::method::settings::{LatencyLoss, Method};
 use crate::ort_runtime::Ep;
 use crate::run::RunDir;
 use crate::settings::{Metric, Sampler, Settings, Strategy};
@@ -168,6 +169,21 @@ pub struct SettingsArgs {
     /// Supernet epochs after the last shrinking round, before the search.
     #[arg(long)]
     pub epochs_after_shrink: Option<usize>,
+    /// Search method on the (shrunk) space; fairnas also sets --sampler fair.
+    #[arg(long, value_enum)]
+    pub method: Option<Method>,
+    /// darts, pdarts, proxyless: epochs of the method (per stage for pdarts).
+    #[arg(long)]
+    pub method_epochs: Option<usize>,
+    /// proxyless: target latency (ms, batch 1) of the latency loss.
+    #[arg(long)]
+    pub target_latency_ms: Option<f64>,
+    /// proxyless: form of the latency loss.
+    #[arg(long, value_enum)]
+    pub latency_loss: Option<LatencyLoss>,
+    /// proxyless: λ of add-linear, β of mul-log.
+    #[arg(long)]
+    pub latency_weight: Option<f64>,
     #[arg(long, value_enum)]
     pub strategy: Option<Strategy>,
     #[arg(long)]
@@ -257,6 +273,19 @@ impl SettingsArgs {
         set!(s.shrink.copies, self.copies);
         set!(s.shrink.param_budget, self.param_budget);
         set!(s.shrink.epochs_after_shrink, self.epochs_after_shrink);
+        set!(s.search.method, self.method);
+        if s.search.method == Method::Fairnas && self.sampler.is_none() {
+            s.sampler = Sampler::Fair;
+        }
+        set!(s.gradient.epochs, self.method_epochs);
+        if self.target_latency_ms.is_some() {
+            s.gradient.target_latency_ms = self.target_latency_ms;
+        }
+        set!(s.gradient.latency_loss, self.latency_loss);
+        set!(s.gradient.latency_weight, self.latency_weight);
+        if self.steps_per_epoch.is_some() {
+            s.gradient.steps_per_epoch = self.steps_per_epoch;
+        }
         set!(s.search.strategy, self.strategy);
         set!(s.search.population, self.population);
         set!(s.search.generations, self.generations);
@@ -443,6 +472,30 @@ mod tests {
     }
 
     #[test]
+    fn method_fairnas_is_the_fair_sampler_and_refuses_the_uniform_one() {
+        let s = flags(&["--method", "fairnas"]).unwrap().resolve(stored()).unwrap();
+        assert_eq!((s.search.method, s.sampler), (Method::Fairnas, Sampler::Fair));
+        let e =
+            flags(&["--method", "fairnas", "--sampler", "uniform"]).unwrap().resolve(stored()).unwrap_err();
+        assert!(
+            e.to_string().contains("search.method = fairnas trains its supernet with sampler = fair"),
+            "{e}"
+        );
+        let s = flags(&["--method", "proxyless", "--target-latency-ms", "2", "--latency-loss", "mul-log"])
+            .unwrap()
+            .resolve(stored())
+            .unwrap();
+        assert_eq!(s.gradient.target_latency_ms, Some(2.0));
+        assert_eq!(s.gradient.latency_loss, LatencyLoss::MulLog);
+        assert_eq!(s.sampler, Sampler::Uniform, "only fairnas changes the sampler");
+        let e = flags(&["--target-latency-ms=-1"]).unwrap().resolve(stored()).unwrap_err();
+        assert!(
+            e.to_string().contains("setting gradient.target_latency_ms must be a positive number"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn a_space_flag_for_another_space_drops_its_parameters() {
         let s = flags(&["--space", "mobile", "--width", "0.5"]).unwrap().resolve(stored()).unwrap();
         assert_eq!(s.space, "mobile");
@@ -457,6 +510,8 @@ mod tests {
             (&["--sampler", "fairnas"], "[possible values: uniform, fair]"),
             (&["--shrink", "angles"], "[possible values: angle, accuracy, magnitude, random, none]"),
             (&["--strategy", "grid"], "[possible values: evolution, random]"),
+            (&["--method", "enas"], "[possible values: spos, fairnas, darts, pdarts, proxyless]"),
+            (&["--latency-loss", "mul"], "[possible values: add-linear, mul-log]"),
             (&["--space", "darts2"], "unknown space 'darts2': expected one of nb201, mobile, darts"),
             (&["--data", "imagenet:/x"], "unknown dataset kind \"imagenet\""),
         ] {

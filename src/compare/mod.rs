@@ -71,6 +71,9 @@ pub struct Row {
     pub run: String,
     pub arch: String,
     pub space: String,
+    /// The search method that chose the architecture, when the report records it.
+    #[serde(default)]
+    pub method: Option<String>,
     /// Test top-1 of libtorch and of ONNX Runtime.
     pub accuracy_libtorch: f64,
     pub accuracy_ort: f64,
@@ -146,6 +149,7 @@ fn row(dir: &Path, r: &Report) -> Row {
         run: dir.display().to_string(),
         arch: r.arch.clone(),
         space: r.space.clone(),
+        method: r.method.clone(),
         accuracy_libtorch: r.accuracy.libtorch,
         accuracy_ort: r.accuracy.ort,
         copies: r.shrinking.as_ref().map(|s| s.copies.clone()),
@@ -221,6 +225,7 @@ pub(crate) mod tests {
             run: run.into(),
             arch: "|nor_conv_3x3~0|+|none~0|skip_connect~1|".into(),
             space: "nb201".into(),
+            method: Some("spos".into()),
             accuracy_libtorch: acc,
             accuracy_ort: acc,
             copies: Some(vec![2, 1, 1]),

@@ -334,6 +334,7 @@ pub fn assemble(
             export: serde_json::to_value(&job.opts).expect("export options serialise"),
         },
         shrinking: History::read(&job.run.root).shrink.as_ref().ok().and_then(report::Shrinking::of),
+        method: Some(settings.search.method.name().to_string()),
     }
 }
 

@@ -88,6 +88,9 @@ pub fn render(r: &Report) -> String {
         let _ = writeln!(s, "{}", prediction_sentence(p, l));
     }
 
+    if let Some(m) = &r.method {
+        let _ = writeln!(s, "\nSearch method: **{m}**.");
+    }
     if let Some(sh) = &r.shrinking {
         let _ = writeln!(s, "\n## Shrinking\n\n{}", sh.sentence());
     }
@@ -155,6 +158,7 @@ mod tests {
         assert!(md.contains("| ONNX Runtime | 1 | 3 | 0.1000 | 0.2000 |"), "{md}");
         assert!(md.contains("libtorch 90.00%, ONNX Runtime 90.00% (difference +0.00 pp)"), "{md}");
         assert!(md.contains("**2.50×**"), "{md}");
+        assert!(md.contains("Search method: **darts**."), "{md}");
         assert!(md.contains("predicted 0.1800 ms at batch 1, -10.0% off the measured p50 0.2000 ms"), "{md}");
         assert!(
             md.contains("copies per choice point [2, 1, 1]")

@@ -49,6 +49,9 @@ pub struct Report {
     /// How the space was shrunk and how much the supernet shared (from `shrink.json`), when recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shrinking: Option<Shrinking>,
+    /// The search method that chose the architecture (`search.method`; absent in older reports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
 }
 
 /// The shrinking stage in short: what strategy 2 did to the supernet the search used, and how much
@@ -445,6 +448,7 @@ pub(crate) mod tests {
                 settings: serde_json::json!({"space": "nb201", "search": {"max_latency_ms": null}}),
                 export: serde_json::json!({"ep": "cpu", "lowering": "optimized", "precision": "fp32"}),
             },
+            method: Some("darts".into()),
             shrinking: Some(Shrinking {
                 metric: "angle".into(),
                 rounds: 1,

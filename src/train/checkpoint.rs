@@ -17,9 +17,22 @@ const STATE_KEY: &str = "meta.state_json";
 
 /// Writes `dir/last.safetensors` (weights, optimiser, state) and `dir/state.json`.
 pub fn save<S: Serialize>(dir: &Path, net: &Supernet, sgd: &Sgd, state: &S) -> Result<()> {
+    save_with(dir, net, sgd, Vec::new(), state)
+}
+
+/// [`save`], with `extra` named tensors (e.g. a search method's α and its optimiser) committed in
+/// the same file.
+pub fn save_with<S: Serialize>(
+    dir: &Path,
+    net: &Supernet,
+    sgd: &Sgd,
+    extra: Vec<(String, Tensor)>,
+    state: &S,
+) -> Result<()> {
     let json = serde_json::to_vec(state)?;
     let mut tensors = net.named_tensors();
     tensors.extend(sgd.state());
+    tensors.extend(extra);
     tensors.push((STATE_KEY.to_string(), Tensor::from_slice(&json)));
     save_tensors(&dir.join("last.safetensors"), &tensors)?;
     write_json(&dir.join("state.json"), state)

@@ -155,6 +155,29 @@ pub trait SpaceDef: Any + Send + Sync + fmt::Debug {
         }
     }
 
+    /// The child a gradient-based method (DARTS, PDARTS, ProxylessNAS) derives from op strengths:
+    /// `strengths[cp][k]` for op `k` of `space.choices[cp]` (e.g. softmax(α)). By default the
+    /// strongest op of every choice point, `none` left out where another op survives (DARTS's rule,
+    /// Liu et al., ICLR 2019, as NAS-Bench-201's DARTS baseline applies it, Dong & Yang, ICLR
+    /// 2020). A space with topology rules overrides it so that the result passes
+    /// [`SpaceDef::check_child`] (e.g. a DARTS node keeping its two strongest incoming edges).
+    fn derive_child(&self, space: &Space, strengths: &[Vec<f64>]) -> Arch {
+        let ops = space
+            .choices
+            .iter()
+            .zip(strengths)
+            .map(|(cp, w)| {
+                let candidates = cp.ops.iter().zip(w);
+                let real = candidates.clone().filter(|(op, _)| **op != Op::None);
+                let best = |it: &mut dyn Iterator<Item = (&Op, &f64)>| {
+                    it.max_by(|a, b| a.1.total_cmp(b.1)).map(|(op, _)| *op)
+                };
+                best(&mut real.clone()).or_else(|| best(&mut candidates.clone())).expect("non-empty")
+            })
+            .collect();
+        Arch { ops }
+    }
+
     /// FLOPs and parameters of a child, layer by layer.
     fn cost(&self, arch: &Arch) -> Cost;
 

@@ -199,6 +199,19 @@ impl Space {
         self.kind.check_child(arch)
     }
 
+    /// The child a gradient-based method derives from per-op strengths (see
+    /// [`SpaceDef::derive_child`]).
+    ///
+    /// # Panics
+    /// If `strengths` does not have one value per allowed op of every choice point.
+    pub fn derive_child(&self, strengths: &[Vec<f64>]) -> Arch {
+        assert_eq!(strengths.len(), self.choices.len(), "one strength list per choice point");
+        for (cp, w) in self.choices.iter().zip(strengths) {
+            assert_eq!(cp.ops.len(), w.len(), "strengths of choice point {}", cp.name);
+        }
+        self.kind.derive_child(self, strengths)
+    }
+
     /// A path drawn uniformly from the space (what a single-path supernet step trains).
     pub fn sample<R: Rng>(&self, rng: &mut R) -> Arch {
         self.kind.sample_path(self, rng)
