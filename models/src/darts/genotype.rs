@@ -292,11 +292,25 @@ fn parse_concat(field: &str, value: PyValue) -> Result<()> {
         PyValue::List(items) => {
             items.iter().map(|v| if let PyValue::Int(i) = v { Some(*i) } else { None }).collect()
         }
-        PyValue::Call { name, args } if name == "range" => match &args[..] {
-            [(None, PyValue::Int(a)), (None, PyValue::Int(b))] => Some((*a..*b).collect()),
-            [(None, PyValue::Int(b))] => Some((0..*b).collect()),
-            _ => None,
-        },
+        PyValue::Call { name, args } if name == "range" => {
+            let (a, b) = match &args[..] {
+                [(None, PyValue::Int(a)), (None, PyValue::Int(b))] => (*a, *b),
+                [(None, PyValue::Int(b))] => (0, *b),
+                _ => return Err(err(field, format!("expected range(2, 6), got {}", value.describe()))),
+            };
+            // A cell has a handful of nodes: a longer range is refused before it is spelt out (a
+            // range of 10^9 would otherwise fill the memory).
+            if b.saturating_sub(a) > 64 {
+                return Err(err(
+                    field,
+                    format!(
+                        "range({a}, {b}) lists {} nodes, expected the {NODES} intermediate nodes range(2, 6)",
+                        b.saturating_sub(a)
+                    ),
+                ));
+            }
+            Some((a..b).collect())
+        }
         _ => None,
     };
     let expected: Vec<i64> = CONCAT.iter().map(|&n| n as i64).collect();
@@ -315,6 +329,17 @@ fn parse_concat(field: &str, value: PyValue) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_huge_concat_range_is_refused_without_spelling_it_out() {
+        // Found by the darts_arch fuzz target: range(1, 333333339) ran out of memory.
+        let text = "Genotype(normal=[('skip_connect', 0), ('dil_conv_3x3', 1), ('skip_connect', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 1), ('sep_conv_3x3', 3), ('sep_conv_3x3', 0), ('dil_conv_5x5', 4)], normal_concat=range(1, 333333339), reduce=[('skip_connect', 0), ('dil_conv_3x3', 1), ('skip_connect', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 1), ('sep_conv_3x3', 3), ('sep_conv_3x3', 0), ('dil_conv_5x5', 4)], reduce_concat=range(2, 6))";
+        let e = text.parse::<Genotype>().unwrap_err().to_string();
+        assert!(
+            e.contains("normal_concat") && e.contains("range(1, 333333339) lists 333333338 nodes"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn published_genotypes_round_trip() {
