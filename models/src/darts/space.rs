@@ -355,16 +355,7 @@ mod tests {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
         for space in [shrunk(true), shrunk(false)] {
             let parents: Vec<Arch> = (0..30).map(|_| space.sample_child(&mut rng)).collect();
-            for (a, b) in parents.iter().zip(parents.iter().rev()) {
-                space.check_child(a).unwrap();
-                for prob in [0.1, 0.5, 1.0] {
-                    space.check_child(&space.mutate(a, prob, &mut rng)).unwrap();
-                }
-                assert_eq!(&space.mutate(a, 0.0, &mut rng), a);
-                let child = space.crossover(a, b, &mut rng);
-                space.check_child(&child).unwrap();
-                assert!(child.ops.iter().enumerate().all(|(cp, op)| *op == a.ops[cp] || *op == b.ops[cp]));
-            }
+            crate::space::tests::check_hooks_on(&space, &parents, &mut rng);
             // Every input pair of every node, and every allowed op of every edge, gets drawn.
             let many: Vec<Arch> = (0..400).map(|_| space.sample_child(&mut rng)).collect();
             for (cp, choice) in space.choices.iter().enumerate() {

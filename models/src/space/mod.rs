@@ -391,7 +391,7 @@ fn names(ops: &[Op]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::nb201::Nb201Params;
     use rand::SeedableRng;
@@ -462,21 +462,28 @@ mod tests {
         vec![nb, mobile]
     }
 
+    /// Every parent, its mutations and its crossover with its mirror in `parents` are valid
+    /// children; mutation with probability 0 changes nothing; a crossover child takes each op from a
+    /// parent. Shared by the tests of every space's hooks.
+    pub(crate) fn check_hooks_on(space: &Space, parents: &[Arch], rng: &mut impl rand::Rng) {
+        for (a, b) in parents.iter().zip(parents.iter().rev()) {
+            space.check_child(a).unwrap();
+            for prob in [0.1, 0.5, 1.0] {
+                space.check_child(&space.mutate(a, prob, rng)).unwrap();
+            }
+            assert_eq!(&space.mutate(a, 0.0, rng), a);
+            let child = space.crossover(a, b, rng);
+            space.check_child(&child).unwrap();
+            assert!(child.ops.iter().enumerate().all(|(cp, op)| *op == a.ops[cp] || *op == b.ops[cp]));
+        }
+    }
+
     #[test]
     fn sampling_mutation_and_crossover_keep_children_inside_the_space() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
         for space in shrunk_spaces() {
             let parents: Vec<Arch> = (0..20).map(|_| space.sample_child(&mut rng)).collect();
-            for (a, b) in parents.iter().zip(parents.iter().rev()) {
-                space.check_child(a).unwrap();
-                for prob in [0.1, 0.5, 1.0] {
-                    space.check_child(&space.mutate(a, prob, &mut rng)).unwrap();
-                }
-                assert_eq!(&space.mutate(a, 0.0, &mut rng), a);
-                let child = space.crossover(a, b, &mut rng);
-                space.check_child(&child).unwrap();
-                assert!(child.ops.iter().enumerate().all(|(cp, op)| *op == a.ops[cp] || *op == b.ops[cp]));
-            }
+            check_hooks_on(&space, &parents, &mut rng);
             // Mutation with probability 1 redraws every choice point: over many draws, every
             // allowed op shows up at every choice point.
             let drawn: Vec<Arch> = (0..200).map(|_| space.mutate(&parents[0], 1.0, &mut rng)).collect();
