@@ -13,6 +13,8 @@
 //! child's latency from them (the search's `--max-latency-ms`, and `pwsnas export`'s prediction
 //! error); [`compare`] puts exported runs side by side with their Pareto front. [`sweep`] runs a
 //! plan's grid of runs (locally, on Slurm or Kubernetes) and reports their means over seeds.
+//! [`fidelity`] is the ranking study: every child of a small space trained stand-alone, and how
+//! well each shrinking metric ranks children and operator candidates against that truth.
 pub mod bench;
 pub mod cli;
 pub mod compare;
@@ -21,6 +23,7 @@ pub mod device;
 pub mod doctor;
 pub mod eval;
 pub mod export;
+pub mod fidelity;
 pub mod fsutil;
 pub mod host;
 pub mod infer;

@@ -120,6 +120,10 @@ pub enum Command {
     /// Many runs of one plan (a grid of settings × seeds): here in parallel, as a Slurm job array or a
     /// Kubernetes Indexed Job; their status; their report (mean ± std over seeds, gains of shrinking).
     Sweep(crate::sweep::cli::SweepArgs),
+    /// The ranking study: train every child of a small space stand-alone (`truth`), then rank every
+    /// metric of `--score-only --exhaustive` runs against it (`report`).
+    #[command(subcommand)]
+    Fidelity(crate::fidelity::FidelityCommand),
     /// Classify images with a model written by `pwsnas export` (ONNX Runtime; top classes with names).
     Infer {
         /// The exported model (model.onnx).
@@ -187,5 +191,6 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::LatencyTable(args) => commands::latency_table(&args, &progress),
         Command::Sweep(args) => crate::sweep::cli::run(args, &progress),
+        Command::Fidelity(cmd) => crate::fidelity::run(cmd, &progress),
     }
 }

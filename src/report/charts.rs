@@ -1,7 +1,8 @@
 //! The report's charts as SVG strings (plotters' SVG backend), for inlining into `report.html`: the
 //! shrinking trajectory (space size per round, candidate scores per round), the search's accuracy
 //! against FLOPs with the winner highlighted, and the per-run latency of ONNX Runtime and libtorch;
-//! and, for `compare.html`, the accuracy of runs against their latency with the Pareto front.
+//! for `compare.html`, the accuracy of runs against their latency with the Pareto front; and, for
+//! `fidelity.html`, a value per supernet epoch and metric.
 //!
 //! Each function returns the `<svg>` element or an error saying why there is nothing to draw.
 use anyhow::{bail, Result};
@@ -176,6 +177,52 @@ pub fn candidate_scores(shrink: &ShrinkReport) -> Result<String> {
             .label("dropped")
             .legend(|(x, y)| Cross::new((x, y), 4, RED.stroke_width(2)));
         legend(&mut chart, SeriesLabelPosition::UpperRight)?;
+        Ok(())
+    })
+}
+
+/// One line of [`by_epoch`]: a label and its `(epoch, value)` points.
+pub struct EpochSeries {
+    pub label: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// Lines of a value against the supernet epoch, one per series (the fidelity study's τ per metric).
+pub fn by_epoch(series: &[EpochSeries], y_desc: &str) -> Result<String> {
+    let all: Vec<(f64, f64)> = series.iter().flat_map(|s| s.points.iter().copied()).collect();
+    if all.is_empty() {
+        bail!("no value to draw");
+    }
+    let (x0, x1) = padded(bounds(all.iter().map(|p| p.0)).0, bounds(all.iter().map(|p| p.0)).1, 0.05);
+    let (y0, y1) = bounds(all.iter().map(|p| p.1));
+    let (y0, y1) = padded(y0.min(0.0), y1.max(0.0), 0.1);
+    let colors =
+        [BLUE, ORANGE, RED, RGBColor(44, 160, 44), RGBColor(148, 103, 189), RGBColor(140, 86, 75), GREY];
+    svg(|root| {
+        let mut chart = ChartBuilder::on(root)
+            .margin(14)
+            .x_label_area_size(42)
+            .y_label_area_size(56)
+            .build_cartesian_2d(x0..x1, y0..y1)?;
+        chart
+            .configure_mesh()
+            .x_desc("supernet epoch")
+            .y_desc(y_desc)
+            .x_label_formatter(&integer_label)
+            .label_style((FONT, 13))
+            .axis_desc_style((FONT, 14))
+            .light_line_style(LIGHT)
+            .bold_line_style(BOLD)
+            .draw()?;
+        for (i, s) in series.iter().enumerate() {
+            let color = colors[i % colors.len()];
+            chart
+                .draw_series(LineSeries::new(s.points.clone(), color.stroke_width(2)))?
+                .label(s.label.clone())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
+            chart.draw_series(s.points.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
+        }
+        legend(&mut chart, SeriesLabelPosition::LowerRight)?;
         Ok(())
     })
 }

@@ -151,9 +151,10 @@ fn coverage(r: &SweepReport) -> String {
 }
 
 /// A table as header and rows of cells; the columns in `numeric` are numbers (right-aligned).
-type Table = (Vec<String>, Vec<Vec<String>>);
+/// A table: its header and its rows (also used by `crate::fidelity::render`).
+pub(crate) type Table = (Vec<String>, Vec<Vec<String>>);
 
-fn md_table(s: &mut String, (head, rows): Table, numeric: Range<usize>) {
+pub(crate) fn md_table(s: &mut String, (head, rows): Table, numeric: Range<usize>) {
     let cell = |c: &str| c.replace('|', "\\|");
     let _ = writeln!(s, "| {} |", head.iter().map(|h| cell(h)).collect::<Vec<_>>().join(" | "));
     let align: Vec<&str> =
@@ -204,7 +205,7 @@ pub fn csv(r: &SweepReport) -> String {
     s
 }
 
-fn html_table(s: &mut String, (head, rows): Table, numeric: Range<usize>) {
+pub(crate) fn html_table(s: &mut String, (head, rows): Table, numeric: Range<usize>) {
     let class = |i: usize| if numeric.contains(&i) { " class=\"n\"" } else { "" };
     s.push_str("<table>\n<tr>");
     for (i, h) in head.iter().enumerate() {

@@ -74,7 +74,8 @@ pub fn sbatch() -> Result<PathBuf> {
     })
 }
 
-fn quote(p: &Path) -> Result<String> {
+/// `p` quoted for a shell script (Slurm scripts need UTF-8 paths).
+pub(crate) fn quote(p: &Path) -> Result<String> {
     let s =
         p.to_str().with_context(|| format!("{} is not UTF-8: Slurm scripts need text paths", p.display()))?;
     Ok(shlex::try_quote(s).map_err(|e| anyhow!("cannot quote {s} for the shell: {e}"))?.into_owned())
@@ -135,8 +136,8 @@ pub fn jobs(sweep: &SweepDir) -> Vec<Job> {
     read_json(&jobs_path(sweep)).unwrap_or_default()
 }
 
-/// Submits the script with `sbatch` and records the job.
-pub fn submit(sweep: &SweepDir, script: &Path, indices: &[usize], args: &[String]) -> Result<Job> {
+/// Submits `script` with `sbatch --parsable` and `args`; returns the job ID.
+pub fn sbatch_submit(script: &Path, args: &[String]) -> Result<String> {
     let sbatch = sbatch()?;
     let out = Command::new(&sbatch)
         .arg("--parsable")
@@ -156,6 +157,12 @@ pub fn submit(sweep: &SweepDir, script: &Path, indices: &[usize], args: &[String
     if job_id.is_empty() || !job_id.chars().all(|c| c.is_ascii_digit()) {
         bail!("sbatch did not print a job ID (it printed '{}')", stdout.trim());
     }
+    Ok(job_id)
+}
+
+/// Submits the script with `sbatch` and records the job.
+pub fn submit(sweep: &SweepDir, script: &Path, indices: &[usize], args: &[String]) -> Result<Job> {
+    let job_id = sbatch_submit(script, args)?;
     let job =
         Job { job_id, array: array_spec(indices), submitted_at: crate::run::now(), args: args.to_vec() };
     let mut all = jobs(sweep);
