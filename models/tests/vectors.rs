@@ -146,7 +146,10 @@ fn pwsnas_adds_an_identity_kernel_per_skip_and_the_ops_bn_affine_parameters() {
     // Each skip on each path: two skips on the 0→1→2 path add 2C per cell.
     let two = kind.parse_arch("|skip_connect~0|+|none~0|skip_connect~1|").unwrap();
     assert!(net.segments(&two, Composition::Ops).is_empty());
-    assert_eq!(vector_len(&net.segments(&two, Composition::Pwsnas)), channels.iter().map(|c| 2 * c).sum::<usize>());
+    assert_eq!(
+        vector_len(&net.segments(&two, Composition::Pwsnas)),
+        channels.iter().map(|c| 2 * c).sum::<usize>()
+    );
 }
 
 #[test]
@@ -186,7 +189,10 @@ fn the_pwsnas_angle_differs_from_the_ops_angle_on_a_trained_net() {
     perturb(&net, 3);
     let current = vars(&net);
     let meter = AngleMeter::new(&initial, &current);
-    for s in ["|nor_conv_3x3~0|+|nor_conv_1x1~0|nor_conv_3x3~1|", "|skip_connect~0|+|nor_conv_3x3~0|avg_pool_3x3~1|"] {
+    for s in [
+        "|nor_conv_3x3~0|+|nor_conv_1x1~0|nor_conv_3x3~1|",
+        "|skip_connect~0|+|nor_conv_3x3~0|avg_pool_3x3~1|",
+    ] {
         let arch = kind.parse_arch(s).unwrap();
         let ops = meter.angle(&net.segments(&arch, Composition::Ops));
         let pw = meter.angle(&net.segments(&arch, Composition::Pwsnas));
@@ -224,7 +230,8 @@ fn mobile_pwsnas_vectors_add_the_identity_of_the_layer_and_the_blocks_bns() {
     let current = vars(&net);
     let segs = net.segments(&arch, Composition::Pwsnas);
     let (a, b) = (materialize(&segs, &initial, true), materialize(&segs, &current, false));
-    let cos = (&a * &b).sum(Kind::Double).double_value(&[]) / (a.norm().double_value(&[]) * b.norm().double_value(&[]));
+    let cos = (&a * &b).sum(Kind::Double).double_value(&[])
+        / (a.norm().double_value(&[]) * b.norm().double_value(&[]));
     let got = AngleMeter::new(&initial, &current).angle(&segs);
     assert!((got - cos.clamp(-1.0, 1.0).acos()).abs() < 1e-9);
 }

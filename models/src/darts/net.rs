@@ -489,7 +489,13 @@ mod tests {
         let skip: usize = p
             .cells()
             .iter()
-            .map(|l| if l.reduction { 16 * (l.channels * l.channels + 2 * l.channels) + 24 * l.channels } else { 40 * l.channels })
+            .map(|l| {
+                if l.reduction {
+                    16 * (l.channels * l.channels + 2 * l.channels) + 24 * l.channels
+                } else {
+                    40 * l.channels
+                }
+            })
             .sum();
         assert_eq!(pw(&[Op::SkipConnect; 28]), skip);
         assert_eq!(pw(&[Op::MaxPool3x3; 28]), len(&[Op::MaxPool3x3; 28], false));
