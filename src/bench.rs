@@ -24,7 +24,7 @@ use crate::cli::args::SpaceShapeArgs;
 use crate::progress::Progress;
 use crate::search::constraints::Constraints;
 use crate::settings::{Metric, Sampler, TrainSettings};
-use crate::shrink::score::{score_candidates, Pool, Scorer, Wanted};
+use crate::shrink::score::{score_candidates, Origin, Pool, Scorer, Wanted};
 use crate::train::epoch::train_step;
 use crate::train::sampler;
 use crate::train::sgd::Sgd;
@@ -137,7 +137,7 @@ pub fn run(cmd: BenchCommand, progress: &Progress) -> Result<()> {
             let start = Instant::now();
             let mut scorer = Scorer::new(
                 &supernet,
-                &w0,
+                &[Origin { epoch: 0, w0: &w0 }],
                 &current,
                 None,
                 Wanted::for_metric(Metric::Angle, Composition::Ops),
@@ -148,8 +148,7 @@ pub fn run(cmd: BenchCommand, progress: &Progress) -> Result<()> {
                 &mut scorer,
                 &Pool::new(&space, &unconstrained, 0),
                 &cps,
-                Metric::Angle,
-                Composition::Ops,
+                "angle",
                 samples_per_op,
                 false,
                 0,

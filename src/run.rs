@@ -346,6 +346,18 @@ mod tests {
     }
 
     #[test]
+    fn the_w0_epoch_shapes_the_shrink_stage_not_the_supernet() {
+        // The supernet saves the snapshot of `shrink.w0_epoch`, but changing the setting later must
+        // not retrain it: the shrink stage refuses a missing snapshot itself.
+        let s = Settings::default();
+        let mut changed = s.clone();
+        changed.shrink.w0_epoch = 2;
+        assert_eq!(Stage::Supernet.fingerprint(&s), Stage::Supernet.fingerprint(&changed));
+        let diff = diff(&Stage::Shrink.fingerprint(&s), &Stage::Shrink.fingerprint(&changed));
+        assert_eq!(diff, vec!["shrink.w0_epoch: 0 → 2".to_string()]);
+    }
+
+    #[test]
     fn a_second_writer_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let _first = RunDir::open_or_create(dir.path(), &Settings::default(), "cpu", false).unwrap();

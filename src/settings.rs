@@ -86,6 +86,14 @@ impl Default for TrainSettings {
 pub struct ShrinkSettings {
     pub metric: Metric,
     pub angle_vector: Composition,
+    /// The `W0` of the angle: the supernet's weights after this many epochs (`--w0-epoch K`; 0 = at
+    /// initialisation, `supernet/W0.safetensors`). With `K > 0` the supernet saves its weights when
+    /// it completes epoch `K` (`supernet/W0-epochK.safetensors`), as ABS's DARTS code takes `W0`
+    /// after its warm-up; the driving angle is measured from them (keys `angle_w0eK`, ...), and
+    /// `score_only` records the angles from both (docs/method.md). At most `supernet.epochs`. It
+    /// shapes the shrink stage only: changing it later needs no retraining as long as the supernet
+    /// saved that epoch (the stage refuses to run without the file, naming the fix).
+    pub w0_epoch: usize,
     /// Children sampled per operator candidate (`S`).
     pub samples_per_op: usize,
     /// Score every child of the space (small spaces only).
@@ -118,6 +126,7 @@ impl Default for ShrinkSettings {
         ShrinkSettings {
             metric: Metric::Angle,
             angle_vector: Composition::Ops,
+            w0_epoch: 0,
             samples_per_op: 100,
             exhaustive: false,
             score_only: false,
@@ -319,6 +328,13 @@ impl Settings {
         if !(0.0..=1.0).contains(&self.search.mutation_prob) {
             bail!("setting search.mutation_prob must be in [0, 1], got {}", self.search.mutation_prob);
         }
+        if self.shrink.w0_epoch > self.supernet.epochs {
+            bail!(
+                "setting shrink.w0_epoch (--w0-epoch) is {}, but the supernet trains {} epoch(s) before the first round (supernet.epochs, --warmup-epochs): the W0 of the angle must be taken by then",
+                self.shrink.w0_epoch,
+                self.supernet.epochs
+            );
+        }
         let budget = self.shrink.param_budget;
         if !(budget.is_finite() && budget > 0.0) {
             bail!("setting shrink.param_budget must be a positive multiple of the original supernet's parameters (1.0 = no growth), got {budget}");
@@ -483,7 +499,7 @@ mod tests {
         let e = err("[search]\nlatency_ep = \"gpu\"\n");
         assert!(e.contains("line 2") && e.contains("unknown variant `gpu`, expected `cpu` or `cuda`"), "{e}");
         let e = err("[shrink]\nangle_vector = \"all\"\n");
-        assert!(e.contains("expected `ops` or `full`"), "{e}");
+        assert!(e.contains("expected one of `ops`, `full`, `pwsnas`"), "{e}");
         let e = err("sampler = \"fairnas\"\n");
         assert!(e.contains("expected `uniform` or `fair`"), "{e}");
         let e = err("[supernet]\nlr = nan\n");

@@ -1,5 +1,7 @@
 //! The supernet stage: build the supernet of the run's space, save `W0` before the first step, train
-//! with the SPOS or FairNAS sampler, checkpoint every epoch, resume from the last checkpoint.
+//! with the SPOS or FairNAS sampler, checkpoint every epoch, resume from the last checkpoint. With
+//! `shrink.w0_epoch = K > 0`, the weights after epoch `K` are saved too
+//! (`W0-epochK.safetensors`): the `W0` the angle is then measured from.
 //!
 //! The supernet is always built from the run's *initial* space (every op keeps its weights even after
 //! it is dropped, see docs/method.md); the current, possibly shrunk, space and the weight copies of strategy 2
@@ -137,11 +139,45 @@ impl SupernetRun {
     /// The weights at initialisation, checked against the network as first built (every variable
     /// there, with its shape), so that a damaged `W0` is refused before any angle is computed.
     pub fn w0(&self) -> Result<HashMap<String, Tensor>> {
-        let path = self.dir.join("W0.safetensors");
+        self.w0_at(0)
+    }
+
+    /// The file of the weights after `epoch` epochs: `W0.safetensors` for 0 (initialisation),
+    /// `W0-epochK.safetensors` for `K`.
+    pub fn w0_path(&self, epoch: usize) -> PathBuf {
+        if epoch == 0 {
+            self.dir.join("W0.safetensors")
+        } else {
+            self.dir.join(format!("W0-epoch{epoch}.safetensors"))
+        }
+    }
+
+    /// The weights after `epoch` epochs (`shrink.w0_epoch`), checked as [`SupernetRun::w0`]. A
+    /// missing snapshot is refused with the fix: it is only written while the supernet trains
+    /// through that epoch with the setting.
+    pub fn w0_at(&self, epoch: usize) -> Result<HashMap<String, Tensor>> {
+        let path = self.w0_path(epoch);
+        if epoch > 0 && !path.exists() {
+            bail!(
+                "{} is missing: shrink.w0_epoch = {epoch} measures the angle from the supernet's weights after epoch {epoch}, which are saved only when the supernet completes that epoch with the setting, and this supernet ({} epoch(s) trained) went past it without; retrain the supernet with --w0-epoch {epoch} (a new --out, or --force on the supernet stage) or use --w0-epoch 0 (the weights at initialisation)",
+                path.display(),
+                self.state.epoch
+            );
+        }
         let w0 = load_tensors(&path)?;
         let built = Space::from_json(self.state.built_space.clone())?;
         check_w0(&built, &w0).with_context(|| format!("{} does not fit the supernet", path.display()))?;
         Ok(w0)
+    }
+
+    /// Saves the weights as the `W0` of `shrink.w0_epoch = K` when the supernet stands at epoch
+    /// `K > 0` and they are not saved yet (after training epoch `K`, or on resuming there).
+    pub fn save_w0_snapshot(&self, w0_epoch: usize) -> Result<()> {
+        let path = self.w0_path(w0_epoch);
+        if w0_epoch > 0 && self.state.epoch == w0_epoch && !path.exists() {
+            save_tensors(&path, &self.net.named_tensors())?;
+        }
+        Ok(())
     }
 
     /// Trains on the current space until `end` epochs are complete, checkpointing every epoch.
@@ -181,6 +217,8 @@ impl SupernetRun {
             self.state.history.push(log);
             self.state.epoch += 1;
             self.save()?;
+            // After the checkpoint: a run killed in between resumes at epoch K and saves it then.
+            self.save_w0_snapshot(settings.shrink.w0_epoch)?;
         }
         Ok(())
     }
@@ -195,6 +233,7 @@ pub fn run_stage(
 ) -> Result<SupernetRun> {
     let settings = run.info.settings.clone();
     let mut sn = SupernetRun::open(run, data, device)?;
+    sn.save_w0_snapshot(settings.shrink.w0_epoch)?;
     if run.is_done(Stage::Supernet) {
         return Ok(sn);
     }

@@ -70,7 +70,7 @@ fn unknown_values_of_closed_sets_list_the_valid_ones() {
     let err = fails(set(tiny(&out), "--angle-vector", "all"));
     assert!(
         err.contains("invalid value 'all' for '--angle-vector")
-            && err.contains("[possible values: ops, full]"),
+            && err.contains("[possible values: ops, full, pwsnas]"),
         "{err}"
     );
     let err = fails(set(tiny(&out), "--latency-ep", "gpu"));

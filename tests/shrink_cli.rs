@@ -61,6 +61,137 @@ fn score_only_exhaustive_scores_every_candidate_and_child_with_every_metric() {
     assert!(space["choices"].as_object().unwrap().values().all(|v| v.as_array().unwrap().len() == 5));
 }
 
+/// The keys of every angle variant: from `W0` at initialisation and, with `--w0-epoch K`, after `K` epochs.
+fn angle_keys(k: usize) -> Vec<String> {
+    let base = ["angle", "angle_full", "angle_pwsnas"];
+    base.iter().map(|b| b.to_string()).chain(base.iter().map(|b| format!("{b}_w0e{k}"))).collect()
+}
+
+#[test]
+fn score_only_with_a_w0_after_warm_up_records_every_angle_variant() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("w0e");
+    let mut sn = set(tiny(&out), "--warmup-epochs", "2");
+    sn[0] = "supernet".into();
+    sn.extend(["--nodes", "3", "--w0-epoch", "1"].map(String::from));
+    ok(&sn);
+    assert!(out.join("supernet/W0.safetensors").exists());
+    assert!(out.join("supernet/W0-epoch1.safetensors").exists(), "the weights after epoch 1 are saved");
+    ok(["shrink", "--run", s(&out), "--score-only", "--exhaustive", "--device", "cpu", "--quiet"]);
+    let report = json(&out.join("shrink.json"));
+    assert_eq!(report["w0_epoch"], 1);
+    let candidates = report["rounds"][0]["candidates"].as_array().unwrap();
+    assert_eq!(candidates.len(), 15);
+    let mut keys = angle_keys(1);
+    keys.extend(["accuracy", "magnitude"].map(String::from));
+    for c in candidates {
+        for k in keys.iter().map(String::as_str).chain(["random"]) {
+            assert!(c["scores"][k].as_f64().is_some_and(f64::is_finite), "{k} of {c}");
+        }
+        // The driving score is the ops angle from the weights after epoch 1.
+        assert_eq!(c["score"], c["scores"]["angle_w0e1"], "{c}");
+    }
+    let children = report["children"].as_array().unwrap();
+    assert_eq!(children.len(), 125);
+    for child in children {
+        let fields: Vec<&String> = child.as_object().unwrap().keys().collect();
+        assert_eq!(fields.len(), 1 + keys.len(), "a flat record: {child}");
+        for k in &keys {
+            assert!(child[k].as_f64().is_some_and(f64::is_finite), "{k} of {child}");
+        }
+    }
+    // From the weights after epoch 1 the angles are smaller than from initialisation (one epoch
+    // of the two is not counted), and all differ.
+    let moved = children.iter().filter(|c| c["angle"].as_f64().unwrap() > 0.0).count();
+    assert!(moved > 0);
+    for child in children.iter().filter(|c| c["angle"].as_f64().unwrap() > 0.0) {
+        for k in ["angle", "angle_full", "angle_pwsnas"] {
+            let (init, warm) = (child[k].as_f64().unwrap(), child[format!("{k}_w0e1")].as_f64().unwrap());
+            assert!(warm != init, "{k} of {child}");
+        }
+    }
+}
+
+#[test]
+fn shrinking_by_the_pwsnas_angle_from_a_w0_after_warm_up_drives_with_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("drive");
+    let mut sn = set(tiny(&out), "--warmup-epochs", "2");
+    sn[0] = "supernet".into();
+    sn.extend(["--nodes", "3", "--w0-epoch", "1"].map(String::from));
+    ok(&sn);
+    ok([
+        "shrink",
+        "--run",
+        s(&out),
+        "--angle-vector",
+        "pwsnas",
+        "--samples-per-op",
+        "4",
+        "--device",
+        "cpu",
+        "--quiet",
+    ]);
+    let report = json(&out.join("shrink.json"));
+    assert_eq!((report["angle_vector"].as_str(), report["w0_epoch"].as_u64()), (Some("pwsnas"), Some(1)));
+    let round = &report["rounds"][0];
+    assert!(!round["dropped"].as_array().unwrap().is_empty());
+    for c in round["candidates"].as_array().unwrap() {
+        let keys: Vec<&String> = c["scores"].as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["angle_pwsnas_w0e1", "random"], "only the driving angle is computed: {c}");
+        assert_eq!(c["score"], c["scores"]["angle_pwsnas_w0e1"], "{c}");
+    }
+}
+
+#[test]
+fn a_w0_epoch_the_supernet_did_not_save_is_refused_naming_the_file_and_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("no-w0e");
+    let mut sn = set(tiny(&out), "--warmup-epochs", "2");
+    sn[0] = "supernet".into();
+    sn.extend(["--nodes", "3"].map(String::from));
+    ok(&sn);
+    let shrink = |k: &'static str| {
+        [
+            "shrink",
+            "--run",
+            s(&out),
+            "--w0-epoch",
+            k,
+            "--score-only",
+            "--exhaustive",
+            "--device",
+            "cpu",
+            "--quiet",
+        ]
+    };
+    // Epoch 1 was trained through without the setting: refused, before the stage starts and
+    // without retraining the supernet (the setting shapes the shrink stage only).
+    let err = fails(shrink("1"));
+    assert!(
+        err.contains("W0-epoch1.safetensors is missing")
+            && err.contains("--w0-epoch 1")
+            && err.contains("--w0-epoch 0"),
+        "{err}"
+    );
+    assert!(!out.join("shrink.json").exists());
+    let run = json(&out.join("run.json"));
+    assert!(run["stages"].get("shrink").is_none(), "{run}");
+    assert_eq!(run["stages"]["supernet"]["status"], "done");
+    // Past the warm-up: refused by the settings.
+    let err = fails(shrink("3"));
+    assert!(err.contains("shrink.w0_epoch") && err.contains("supernet.epochs"), "{err}");
+    // The epoch the supernet stands at: saved on resuming, and every warm-up angle is 0.
+    ok(shrink("2"));
+    assert!(out.join("supernet/W0-epoch2.safetensors").exists());
+    let report = json(&out.join("shrink.json"));
+    for child in report["children"].as_array().unwrap() {
+        for k in ["angle_w0e2", "angle_full_w0e2", "angle_pwsnas_w0e2"] {
+            assert!(child[k].as_f64().unwrap().abs() < 1e-6, "{k} of {child}");
+        }
+    }
+}
+
 #[test]
 fn copies_lower_the_degree_of_sharing_within_the_parameter_budget() {
     let dir = tempfile::tempdir().unwrap();

@@ -15,18 +15,41 @@ use std::collections::HashMap;
 use tch::{Kind, Tensor};
 
 use crate::net::layers::Param;
+use crate::net::network::Module;
 use crate::net::OpSite;
 use crate::op::Op;
 
-/// Which parts of the network enter the vector (`--angle-vector`).
+/// Which parts of the network enter the vector (`--angle-vector`; docs/method.md, strategy 1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Composition {
-    /// Operator weights only (default, ours).
+    /// Operator weights only (default, ours): each op's conv weights; `skip_connect` and the
+    /// identity add nothing, a pool its constant kernel.
     Ops,
-    /// Plus the parts every child shares: stem, fixed blocks, classifier (ABS's code).
+    /// Plus the parts every child shares: stem, fixed blocks, classifier (ABS's code; Hu et al.,
+    /// "Angle-based Search Space Shrinking for Neural Architecture Search", ECCV 2020).
     Full,
+    /// PWSNAS's vector as its code builds it (the extension of ABS, IEEE TNNLS 2022, DOI
+    /// 10.1109/TNNLS.2022.3156373): as [`Composition::Ops`], but `skip_connect` and the identity add
+    /// an identity kernel ([`Segment::identity`]) instead of nothing, and each op's BatchNorm affine
+    /// parameters (γ then β of each of its BNs, in module order, only where they are trainable)
+    /// follow its conv weights.
+    Pwsnas,
+}
+
+impl Composition {
+    pub const ALL: [Composition; 3] = [Composition::Ops, Composition::Full, Composition::Pwsnas];
+
+    /// The key of this angle in a candidate's `scores` and in a child record of `shrink.json`:
+    /// `angle` (ops), `angle_full`, `angle_pwsnas`.
+    pub fn angle_key(self) -> &'static str {
+        match self {
+            Composition::Ops => "angle",
+            Composition::Full => "angle_full",
+            Composition::Pwsnas => "angle_pwsnas",
+        }
+    }
 }
 
 /// One part of a weight vector.
@@ -44,10 +67,25 @@ impl Segment {
         Segment::Tensor { current: p.name.clone(), initial: p.name.clone(), numel: p.tensor.numel() }
     }
 
-    /// The conv weights of `op`'s copy `copy` at a site, paired with copy 0's names for `W0`.
-    pub fn of_module(site: &dyn OpSite, op: Op, copy: usize) -> Vec<Segment> {
-        let current = site.module(op, copy).conv_weights();
-        let initial = site.module(op, 0).conv_weights();
+    /// The identity kernel of `channels` channels (`skip_connect`, the identity) in the
+    /// [`Composition::Pwsnas`] vector: `channels` ones.
+    ///
+    /// Why ones and not the `C×C` identity matrix: the angle only needs `<w0, wt>`, `|w0|²` and
+    /// `|wt|²`, and the kernel is the same constant in `W0` and `Wt`. The matrix's `C² - C` zeros add
+    /// nothing to any of the three sums, its `C` ones add `C` to each, so `C` ones give every angle
+    /// the matrix gives (only [`vector_len`] tells them apart).
+    pub fn identity(channels: usize) -> Segment {
+        Segment::Constant { len: channels, value: 1.0 }
+    }
+
+    /// The part of `op`'s copy `copy` at a site in a vector of `composition`, paired with copy 0's
+    /// names for `W0`: its conv weights, and with [`Composition::Pwsnas`] γ and β of its BNs with
+    /// trainable affine parameters after them (a BN without, e.g. after a pool in the darts
+    /// supernet, holds constants and adds nothing). Parameter-free ops give nothing here; the
+    /// networks add their virtual kernels.
+    pub fn of_module(site: &dyn OpSite, op: Op, copy: usize, composition: Composition) -> Vec<Segment> {
+        let current = vector_params(site.module(op, copy), composition);
+        let initial = vector_params(site.module(op, 0), composition);
         current
             .iter()
             .zip(initial)
@@ -69,6 +107,18 @@ impl Segment {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// The variables of a module that enter a vector of `composition` (see [`Segment::of_module`]).
+fn vector_params(m: &dyn Module, composition: Composition) -> Vec<&Param> {
+    let mut out = m.conv_weights();
+    if composition == Composition::Pwsnas {
+        for bn in m.batch_norms().into_iter().filter(|bn| bn.affine) {
+            out.push(&bn.weight);
+            out.push(&bn.bias);
+        }
+    }
+    out
 }
 
 /// Total length of a vector.

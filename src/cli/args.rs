@@ -146,6 +146,9 @@ pub struct SettingsArgs {
     /// Weight-vector composition of the angle (see docs/method.md).
     #[arg(long, value_enum)]
     pub angle_vector: Option<Composition>,
+    /// Measure the angle from the supernet's weights after K epochs (0 = at initialisation).
+    #[arg(long, value_name = "K")]
+    pub w0_epoch: Option<usize>,
     #[arg(long)]
     pub samples_per_op: Option<usize>,
     #[arg(long)]
@@ -259,6 +262,7 @@ impl SettingsArgs {
         }
         set!(s.shrink.metric, self.metric);
         set!(s.shrink.angle_vector, self.angle_vector);
+        set!(s.shrink.w0_epoch, self.w0_epoch);
         set!(s.shrink.samples_per_op, self.samples_per_op);
         s.shrink.exhaustive |= self.exhaustive;
         s.shrink.score_only |= self.score_only;
@@ -505,7 +509,7 @@ mod tests {
     #[test]
     fn closed_sets_are_refused_with_the_valid_values_of_their_type() {
         for (args, expected) in [
-            (&["--angle-vector", "all"][..], "[possible values: ops, full]"),
+            (&["--angle-vector", "all"][..], "[possible values: ops, full, pwsnas]"),
             (&["--latency-ep", "gpu"], "[possible values: cpu, cuda]"),
             (&["--sampler", "fairnas"], "[possible values: uniform, fair]"),
             (&["--shrink", "angles"], "[possible values: angle, accuracy, magnitude, random, none]"),

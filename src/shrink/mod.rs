@@ -36,7 +36,7 @@ use crate::supernet::SupernetRun;
 use crate::train::derive_seed;
 use crate::train::epoch::Phase;
 use report::{Dropped, FinalSupernet, Limits, Params, Round, Sharing, ShrinkReport};
-use score::{choose_drops, score_candidates, Drops, Pool, Scorer, Wanted};
+use score::{choose_drops, metric_key, score_candidates, Drops, Origin, Pool, Scorer, Wanted};
 
 /// Spaces larger than this are not enumerated by `--exhaustive`.
 pub const EXHAUSTIVE_LIMIT: u128 = 100_000;
@@ -50,6 +50,7 @@ fn new_report(settings: &Settings, space: &Space, constraints: &Constraints) -> 
     ShrinkReport {
         metric: sh.metric,
         angle_vector: sh.angle_vector,
+        w0_epoch: sh.w0_epoch,
         samples_per_op: sh.samples_per_op,
         exhaustive: sh.exhaustive,
         score_only: sh.score_only,
@@ -104,7 +105,7 @@ fn score_round(
     settings: &Settings,
     evaluator: Option<&Evaluator>,
     constraints: &Constraints,
-    w0: &HashMap<String, Tensor>,
+    origins: &[Origin<'_>],
     progress: &Progress,
 ) -> Result<(Round, Vec<report::ChildRecord>)> {
     let sh = &settings.shrink;
@@ -118,7 +119,7 @@ fn score_round(
     }
     let wanted = if sh.score_only { Wanted::all() } else { Wanted::for_metric(sh.metric, sh.angle_vector) };
     let current = current_tensors(sn);
-    let mut scorer = Scorer::new(&sn.net, w0, &current, evaluator, wanted);
+    let mut scorer = Scorer::new(&sn.net, origins, &current, evaluator, wanted);
     let cps: Vec<usize> =
         (0..space.choices.len()).filter(|&cp| sh.score_only || space.choices[cp].ops.len() > 1).collect();
     let start = Instant::now();
@@ -128,8 +129,7 @@ fn score_round(
         &mut scorer,
         &pool,
         &cps,
-        sh.metric,
-        sh.angle_vector,
+        &metric_key(sh.metric, sh.angle_vector, sh.w0_epoch),
         sh.samples_per_op,
         sh.exhaustive,
         derive_seed(settings.seed, "shrink", r as u64),
@@ -233,6 +233,19 @@ pub fn run_stage(
         return Space::from_json(read_json(&run.path("space.json"))?)
             .context("space.json of this run is not valid");
     }
+    // The `W0`s the angles are measured from: the driving angle's (initialisation, or after
+    // `w0_epoch` epochs), and with `score_only` both; loaded before the stage begins, so a missing
+    // snapshot leaves no started stage behind.
+    let angles = sh.score_only || sh.metric == Metric::Angle;
+    let init = (angles && (sh.w0_epoch == 0 || sh.score_only)).then(|| sn.w0()).transpose()?;
+    let warm = (angles && sh.w0_epoch > 0).then(|| sn.w0_at(sh.w0_epoch)).transpose()?;
+    let mut origins = Vec::new();
+    if let Some(w0) = &init {
+        origins.push(Origin { epoch: 0, w0 });
+    }
+    if let Some(w0) = &warm {
+        origins.push(Origin { epoch: sh.w0_epoch, w0 });
+    }
     run.begin(Stage::Shrink)?;
     let mut report: ShrinkReport = if report_path.exists() {
         read_json(&report_path)?
@@ -255,7 +268,6 @@ pub fn run_stage(
             device,
         )
     });
-    let w0 = sn.w0()?;
     let warmup = settings.supernet.epochs;
     loop {
         while sn.state.rounds_applied < report.rounds.len() {
@@ -298,7 +310,7 @@ pub fn run_stage(
             sn.space.size()
         ));
         let (round, children) =
-            score_round(sn, &report, &settings, evaluator.as_ref(), constraints, &w0, progress)?;
+            score_round(sn, &report, &settings, evaluator.as_ref(), constraints, &origins, progress)?;
         progress.info(describe_round(&round));
         progress.event(
             "shrink_round",

@@ -22,7 +22,9 @@ pub struct CandidateScore {
     /// No child that meets the constraints picks this op here.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub no_admissible_child: bool,
-    /// Every metric computed this round, by name (`angle`, `angle_full`, `accuracy`, `magnitude`, `random`).
+    /// Every metric computed this round, by name (`angle`, `angle_full`, `angle_pwsnas`, `accuracy`,
+    /// `magnitude`, `random`; with `shrink.w0_epoch = K`, `angle_w0eK`, `angle_full_w0eK`,
+    /// `angle_pwsnas_w0eK`: the angles from the weights after `K` epochs).
     pub scores: BTreeMap<String, f64>,
 }
 
@@ -134,8 +136,10 @@ pub struct FinalSupernet {
     pub sharing_degree_one_copy: SharingDegree,
 }
 
-/// One scored child (`--exhaustive`): the metrics that were computed.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+/// One scored child (`--exhaustive`): the metrics that were computed. The angles from `W0` at
+/// initialisation are fields; those from the weights after `K` epochs (`shrink.w0_epoch = K`) are
+/// flat keys beside them (`angle_w0eK`, `angle_full_w0eK`, `angle_pwsnas_w0eK`, in `extra`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct ChildRecord {
     pub arch: String,
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -143,15 +147,55 @@ pub struct ChildRecord {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub angle_full: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub angle_pwsnas: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub accuracy: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub magnitude: Option<f64>,
+    /// Other metrics by key (the angles from a `W0` after warm-up), flattened into the record.
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, f64>,
+}
+
+impl ChildRecord {
+    /// Sets the metric `key`: a field when it has one, else in `extra`.
+    pub fn set(&mut self, key: &str, value: f64) {
+        let slot = match key {
+            "angle" => &mut self.angle,
+            "angle_full" => &mut self.angle_full,
+            "angle_pwsnas" => &mut self.angle_pwsnas,
+            "accuracy" => &mut self.accuracy,
+            "magnitude" => &mut self.magnitude,
+            _ => {
+                self.extra.insert(key.to_string(), value);
+                return;
+            }
+        };
+        *slot = Some(value);
+    }
+
+    /// Every metric computed, by key.
+    pub fn metrics(&self) -> Vec<(&str, f64)> {
+        let fields = [
+            ("angle", self.angle),
+            ("angle_full", self.angle_full),
+            ("angle_pwsnas", self.angle_pwsnas),
+            ("accuracy", self.accuracy),
+            ("magnitude", self.magnitude),
+        ];
+        let mut out: Vec<(&str, f64)> = fields.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect();
+        out.extend(self.extra.iter().map(|(k, v)| (k.as_str(), *v)));
+        out
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct ShrinkReport {
     pub metric: Metric,
     pub angle_vector: Composition,
+    /// Epoch of the `W0` the driving angle is measured from (0: initialisation; `shrink.w0_epoch`).
+    #[serde(default)]
+    pub w0_epoch: usize,
     pub samples_per_op: usize,
     pub exhaustive: bool,
     pub score_only: bool,

@@ -3,7 +3,9 @@
 //! `--exhaustive`). Child metrics:
 //!
 //! - `angle`: θ between the child's weight vector at `W0` and now ([`pwsnas_models::vector`]), in the
-//!   `ops` or `full` composition;
+//!   `ops`, `full` or `pwsnas` composition (keys `angle`, `angle_full`, `angle_pwsnas`), from the
+//!   weights at initialisation or after `K` warm-up epochs (`shrink.w0_epoch`; the same keys with
+//!   `_w0eK` appended, see [`Origin`]);
 //! - `accuracy`: top-1 with shared weights after BN recalibration ([`crate::eval`]);
 //! - `magnitude` (ours): mean over the child's sites of `|w| / sqrt(numel)` of the chosen op;
 //! - `random`: a uniform random score per candidate (no children involved), the sanity floor.
@@ -27,13 +29,14 @@ use crate::settings::Metric;
 pub struct Wanted {
     pub angle: bool,
     pub angle_full: bool,
+    pub angle_pwsnas: bool,
     pub accuracy: bool,
     pub magnitude: bool,
 }
 
 impl Wanted {
     pub fn all() -> Wanted {
-        Wanted { angle: true, angle_full: true, accuracy: true, magnitude: true }
+        Wanted { angle: true, angle_full: true, angle_pwsnas: true, accuracy: true, magnitude: true }
     }
 
     /// What the driving metric needs.
@@ -42,33 +45,60 @@ impl Wanted {
         match (metric, composition) {
             (Metric::Angle, Composition::Ops) => w.angle = true,
             (Metric::Angle, Composition::Full) => w.angle_full = true,
+            (Metric::Angle, Composition::Pwsnas) => w.angle_pwsnas = true,
             (Metric::Accuracy, _) => w.accuracy = true,
             (Metric::Magnitude, _) => w.magnitude = true,
             (Metric::Random | Metric::None, _) => {}
         }
         w
     }
+
+    /// The angle compositions wanted.
+    fn compositions(&self) -> Vec<Composition> {
+        let on = [self.angle, self.angle_full, self.angle_pwsnas];
+        Composition::ALL.into_iter().zip(on).filter_map(|(c, on)| on.then_some(c)).collect()
+    }
+}
+
+/// The suffix of the angle keys measured from the weights after `w0_epoch` epochs: none for the
+/// weights at initialisation (0), `_w0eK` for `K` epochs.
+pub fn w0_suffix(w0_epoch: usize) -> String {
+    if w0_epoch == 0 {
+        String::new()
+    } else {
+        format!("_w0e{w0_epoch}")
+    }
+}
+
+/// A `W0` angles are measured from: the supernet's weights after `epoch` epochs (0: at
+/// initialisation). Its angles are keyed [`Composition::angle_key`] + [`w0_suffix`].
+pub struct Origin<'a> {
+    pub epoch: usize,
+    pub w0: &'a HashMap<String, Tensor>,
 }
 
 /// Scores children, caching each child's metrics.
 pub struct Scorer<'a> {
     net: &'a Supernet,
-    angles: AngleMeter<'a>,
+    /// Per origin, its key suffix and its meter.
+    angles: Vec<(String, AngleMeter<'a>)>,
     evaluator: Option<&'a Evaluator>,
     wanted: Wanted,
     cache: HashMap<Arch, ChildRecord>,
 }
 
 impl<'a> Scorer<'a> {
+    /// Angles are measured from every origin of `origins` to `current`.
     pub fn new(
         net: &'a Supernet,
-        w0: &'a HashMap<String, Tensor>,
+        origins: &[Origin<'a>],
         current: &'a HashMap<String, Tensor>,
         evaluator: Option<&'a Evaluator>,
         wanted: Wanted,
     ) -> Scorer<'a> {
         assert!(!wanted.accuracy || evaluator.is_some(), "the accuracy metric needs an evaluator");
-        Scorer { net, angles: AngleMeter::new(w0, current), evaluator, wanted, cache: HashMap::new() }
+        let angles = origins.iter().map(|o| (w0_suffix(o.epoch), AngleMeter::new(o.w0, current))).collect();
+        Scorer { net, angles, evaluator, wanted, cache: HashMap::new() }
     }
 
     /// The child's metrics (computed once).
@@ -76,16 +106,20 @@ impl<'a> Scorer<'a> {
         if !self.cache.contains_key(arch) {
             let w = self.wanted;
             let net = self.net;
-            let rec = ChildRecord {
-                arch: net.kind().format_arch(arch),
-                angle: w.angle.then(|| self.angles.angle(&net.segments(arch, Composition::Ops))),
-                angle_full: w.angle_full.then(|| self.angles.angle(&net.segments(arch, Composition::Full))),
-                accuracy: w.accuracy.then(|| self.evaluator.expect("evaluator").accuracy(net, arch)),
-                magnitude: w.magnitude.then(|| {
-                    let m = net.op_magnitudes(arch);
-                    m.iter().sum::<f64>() / m.len().max(1) as f64
-                }),
-            };
+            let mut rec = ChildRecord { arch: net.kind().format_arch(arch), ..ChildRecord::default() };
+            for composition in w.compositions() {
+                let segments = net.segments(arch, composition);
+                for (suffix, meter) in &self.angles {
+                    rec.set(&format!("{}{suffix}", composition.angle_key()), meter.angle(&segments));
+                }
+            }
+            if w.accuracy {
+                rec.accuracy = Some(self.evaluator.expect("evaluator").accuracy(net, arch));
+            }
+            if w.magnitude {
+                let m = net.op_magnitudes(arch);
+                rec.magnitude = Some(m.iter().sum::<f64>() / m.len().max(1) as f64);
+            }
             self.cache.insert(arch.clone(), rec);
         }
         &self.cache[arch]
@@ -175,25 +209,25 @@ impl<'a> Pool<'a> {
     }
 }
 
-/// The key of `metric` in a candidate's `scores`.
-fn metric_key(metric: Metric, composition: Composition) -> &'static str {
-    match (metric, composition) {
-        (Metric::Angle, Composition::Ops) => "angle",
-        (Metric::Angle, Composition::Full) => "angle_full",
-        (Metric::Accuracy, _) => "accuracy",
-        (Metric::Magnitude, _) => "magnitude",
-        (Metric::Random | Metric::None, _) => "random",
+/// The key of `metric` in a candidate's `scores`; an angle measured from the weights after
+/// `w0_epoch` epochs.
+pub fn metric_key(metric: Metric, composition: Composition, w0_epoch: usize) -> String {
+    match metric {
+        Metric::Angle => format!("{}{}", composition.angle_key(), w0_suffix(w0_epoch)),
+        Metric::Accuracy => "accuracy".into(),
+        Metric::Magnitude => "magnitude".into(),
+        Metric::Random | Metric::None => "random".into(),
     }
 }
 
-/// Scores every candidate of the choice points in `cps` (their current ops) on the pool's children.
+/// Scores every candidate of the choice points in `cps` (their current ops) on the pool's children;
+/// `key` ([`metric_key`]) names the score that drives the shrinking.
 #[allow(clippy::too_many_arguments)]
 pub fn score_candidates(
     scorer: &mut Scorer<'_>,
     pool: &Pool<'_>,
     cps: &[usize],
-    metric: Metric,
-    composition: Composition,
+    key: &str,
     samples: usize,
     exhaustive: bool,
     seed: u64,
@@ -210,16 +244,8 @@ pub fn score_candidates(
             let children = pool.children_of(cp, op, samples, exhaustive, &mut rng);
             let mut sums: BTreeMap<String, f64> = BTreeMap::new();
             for child in &children {
-                let rec = scorer.child(child);
-                for (name, v) in [
-                    ("angle", rec.angle),
-                    ("angle_full", rec.angle_full),
-                    ("accuracy", rec.accuracy),
-                    ("magnitude", rec.magnitude),
-                ] {
-                    if let Some(v) = v {
-                        *sums.entry(name.to_string()).or_default() += v;
-                    }
+                for (name, v) in scorer.child(child).metrics() {
+                    *sums.entry(name.to_string()).or_default() += v;
                 }
             }
             let n = children.len().max(1) as f64;
@@ -232,7 +258,7 @@ pub fn score_candidates(
             out.push(CandidateScore {
                 choice_point: space.choices[cp].name.clone(),
                 op,
-                score: scores.get(metric_key(metric, composition)).copied(),
+                score: scores.get(key).copied(),
                 children: children.len(),
                 no_admissible_child,
                 scores,
@@ -386,17 +412,16 @@ mod tests {
             }
         });
         let current: HashMap<String, Tensor> = net.named_tensors().into_iter().collect();
-        let wanted = Wanted { angle: true, angle_full: true, accuracy: false, magnitude: true };
+        let wanted = Wanted { accuracy: false, ..Wanted::all() };
         for (samples, exhaustive) in [(8, false), (0, true)] {
-            let mut scorer = Scorer::new(&net, &w0, &current, None, wanted);
+            let mut scorer = Scorer::new(&net, &[Origin { epoch: 0, w0: &w0 }], &current, None, wanted);
             let pool = Pool::new(&space, &constraints, 0);
             let cps: Vec<usize> = (0..space.choices.len()).collect();
             let scores = score_candidates(
                 &mut scorer,
                 &pool,
                 &cps,
-                Metric::Angle,
-                Composition::Ops,
+                "angle",
                 samples,
                 exhaustive,
                 3,
@@ -408,6 +433,7 @@ mod tests {
                 let arch = space.parse_arch(&child.arch).unwrap();
                 assert!(flops(&arch) <= cap, "{} has {} FLOPs > {cap}", child.arch, flops(&arch));
                 assert!(child.angle.is_some() && child.angle_full.is_some() && child.magnitude.is_some());
+                assert!(child.angle_pwsnas.is_some() && child.extra.is_empty());
             }
             let admissible: Vec<Arch> = space.enumerate().into_iter().filter(|a| flops(a) <= cap).collect();
             for c in &scores {

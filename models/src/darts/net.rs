@@ -20,7 +20,7 @@ use crate::net::mix::Mix;
 use crate::net::network::{conv_magnitude, Module, Network, OpSite};
 use crate::net::pieces::Piece;
 use crate::op::Op;
-use crate::vector::Segment;
+use crate::vector::{Composition, Segment};
 
 /// Which network to build.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -189,11 +189,15 @@ impl Network for DartsNet {
     /// The child's weight vector (docs/method.md, strategy 1): per cell, over its 16 input→output
     /// paths ([`cell::paths`]) in order, the weights along each path; a path through `none` is left
     /// out, a pool adds a constant `[C, 3, 3]` kernel of 1/9, `skip_connect` adds nothing at stride 1
-    /// and its FactorizedReduce's 2 convs at stride 2, a sep_conv its 4 convs, a dil_conv its 2. With
-    /// `full`, the parts every child shares are added in network order: the stem, each cell's
-    /// preprocessing (before its paths), the classifier.
-    fn segments(&self, ops: &[Op], _route: &[usize], full: bool, out: &mut Vec<Segment>) {
+    /// (with [`Composition::Pwsnas`] an identity kernel of the edge's channels) and its
+    /// FactorizedReduce's 2 convs at stride 2, a sep_conv its 4 convs, a dil_conv its 2; with
+    /// [`Composition::Pwsnas`] each op's affine BN γ, β follow its convs (the affine-free BN after
+    /// a pool in the supernet adds nothing). With [`Composition::Full`], the parts every child
+    /// shares are added in network order: the stem, each cell's preprocessing (before its paths),
+    /// the classifier.
+    fn segments(&self, ops: &[Op], _route: &[usize], composition: Composition, out: &mut Vec<Segment>) {
         let paths = cell::paths();
+        let full = composition == Composition::Full;
         if full {
             out.push(Segment::of(&self.stem.conv.weight));
         }
@@ -209,11 +213,15 @@ impl Network for DartsNet {
                     continue;
                 }
                 for e in edges {
-                    match e.module(ops[e.cp]) {
+                    let op = ops[e.cp];
+                    match e.module(op) {
                         DartsOp::Pool(_) => {
                             out.push(Segment::Constant { len: cell.layout.channels * 9, value: 1.0 / 9.0 })
                         }
-                        m => out.extend(m.conv_weights().into_iter().map(Segment::of)),
+                        DartsOp::Identity if composition == Composition::Pwsnas => {
+                            out.push(Segment::identity(e.channels))
+                        }
+                        _ => out.extend(Segment::of_module(e, op, 0, composition)),
                     }
                 }
             }
@@ -433,7 +441,8 @@ mod tests {
         let net = DartsNet::new(&vs.root(), &p, &p.full_ops(), Role::Supernet);
         let len = |ops: &[Op], full: bool| {
             let mut v = Vec::new();
-            net.segments(ops, &[], full, &mut v);
+            let composition = if full { Composition::Full } else { Composition::Ops };
+            net.segments(ops, &[], composition, &mut v);
             vector_len(&v)
         };
         // The 16 paths hold 40 edges (each input: 8 paths of 1 to 4 edges).
@@ -469,6 +478,32 @@ mod tests {
         let preprocessing: usize = p.cells().iter().map(|l| (l.c_prev_prev + l.c_prev) * l.channels).sum();
         let shared = 9 * 6 + preprocessing + 3 * p.last_channels();
         assert_eq!(len(&ops, true) - len(&ops, false), shared);
+
+        // `pwsnas`: an identity kernel (C ones) per stride-1 skip on a path, γ and β after each op's
+        // convs (a sep_conv's two BNs, a FactorizedReduce's one); pools' BNs hold no parameters.
+        let pw = |ops: &[Op]| {
+            let mut v = Vec::new();
+            net.segments(ops, &[], Composition::Pwsnas, &mut v);
+            vector_len(&v)
+        };
+        let skip: usize = p
+            .cells()
+            .iter()
+            .map(|l| {
+                if l.reduction {
+                    16 * (l.channels * l.channels + 2 * l.channels) + 24 * l.channels
+                } else {
+                    40 * l.channels
+                }
+            })
+            .sum();
+        assert_eq!(pw(&[Op::SkipConnect; 28]), skip);
+        assert_eq!(pw(&[Op::MaxPool3x3; 28]), len(&[Op::MaxPool3x3; 28], false));
+        assert_eq!(
+            pw(&[Op::SepConv { kernel: 3 }; 28]),
+            channels.iter().map(|&c| 40 * (sep3(c) + 4 * c)).sum::<usize>()
+        );
+        assert_eq!(pw(&[Op::None; 28]), 0);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::net::pieces::{chain_graph, Piece, PieceKey};
 use crate::net::{Mix, Network, OpSite};
 use crate::op::Op;
 use crate::space::Space;
-use crate::vector::Segment;
+use crate::vector::{Composition, Segment};
 
 pub struct MobileNet {
     pub params: MobileParams,
@@ -128,14 +128,24 @@ impl Network for MobileNet {
         }
     }
 
-    /// The chosen blocks' conv weights in layer order (identity adds nothing); with `full`, also the
-    /// stem, head and classifier weights.
-    fn segments(&self, ops: &[Op], route: &[usize], full: bool, out: &mut Vec<Segment>) {
+    /// The chosen blocks' conv weights in layer order (identity adds nothing, or with
+    /// [`Composition::Pwsnas`] an identity kernel of the layer's channels, and the blocks' BN γ, β
+    /// follow their weights); with [`Composition::Full`], also the stem, head and classifier weights.
+    /// (The identity is only built where a layer keeps its channels and size: elsewhere a layer's
+    /// ops are blocks with weights.)
+    fn segments(&self, ops: &[Op], route: &[usize], composition: Composition, out: &mut Vec<Segment>) {
+        let full = composition == Composition::Full;
         if full {
             out.push(Segment::of(&self.stem.conv.weight));
         }
         for (l, site) in self.layers.iter().enumerate() {
-            out.extend(Segment::of_module(site, ops[l], route[l]));
+            match ops[l] {
+                Op::Identity if composition == Composition::Pwsnas => {
+                    debug_assert_eq!(site.shape.c_in, site.shape.c_out);
+                    out.push(Segment::identity(site.shape.c_in))
+                }
+                op => out.extend(Segment::of_module(site, op, route[l], composition)),
+            }
         }
         if full {
             out.push(Segment::of(&self.head.conv.weight));

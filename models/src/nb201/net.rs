@@ -13,7 +13,7 @@ use crate::net::pieces::{chain_graph, Piece, PieceKey};
 use crate::net::{Mix, Network, OpSite};
 use crate::op::Op;
 use crate::space::Space;
-use crate::vector::Segment;
+use crate::vector::{Composition, Segment};
 
 /// NB201's `ResNetBasicblock` with stride 2: ReLU-Conv-BN (stride 2) → ReLU-Conv-BN, plus a shortcut
 /// of 2×2 average pooling and a 1×1 conv.
@@ -296,10 +296,13 @@ impl Network for Nb201Net {
 
     /// The child's weight vector (docs/method.md, strategy 1): per cell, the concatenation over every path
     /// from the cell input to its output of the weights along the path; `none` removes the path,
-    /// `skip_connect` adds nothing, `avg_pool_3x3` adds a constant `[C, 3, 3]` kernel of `1/9`.
-    /// With `full`, the stem, reductions and classifier weights are added in network order.
-    fn segments(&self, ops: &[Op], route: &[usize], full: bool, out: &mut Vec<Segment>) {
+    /// `avg_pool_3x3` adds a constant `[C, 3, 3]` kernel of `1/9`, `skip_connect` adds nothing, or
+    /// with [`Composition::Pwsnas`] an identity kernel of the cell's channels (and the convs' BN
+    /// γ, β follow their weights). With [`Composition::Full`], the stem, reductions and classifier
+    /// weights are added in network order.
+    fn segments(&self, ops: &[Op], route: &[usize], composition: Composition, out: &mut Vec<Segment>) {
         let paths = self.params.paths();
+        let full = composition == Composition::Full;
         if full {
             out.push(Segment::of(&self.stem.conv.weight));
         }
@@ -318,7 +321,10 @@ impl Network for Nb201Net {
                         Op::AvgPool3x3 => {
                             out.push(Segment::Constant { len: cell.channels * 9, value: 1.0 / 9.0 })
                         }
-                        op => out.extend(Segment::of_module(&cell.sites[e], op, route[e])),
+                        Op::SkipConnect if composition == Composition::Pwsnas => {
+                            out.push(Segment::identity(cell.channels))
+                        }
+                        op => out.extend(Segment::of_module(&cell.sites[e], op, route[e], composition)),
                     }
                 }
             }

@@ -204,12 +204,11 @@ impl Supernet {
         v.iter().map(|p| p.tensor.numel() as i64).sum()
     }
 
-    /// The segments of the child's weight vector (see [`crate::vector`]).
+    /// The segments of the child's weight vector in `composition` (see [`crate::vector`]).
     pub fn segments(&self, arch: &Arch, composition: Composition) -> Vec<Segment> {
         let route = self.route(arch);
-        let full = composition == Composition::Full;
         let mut out = Vec::new();
-        self.net.segments(&arch.ops, &route, full, &mut out);
+        self.net.segments(&arch.ops, &route, composition, &mut out);
         out
     }
 

@@ -15,7 +15,7 @@ use super::layers::{BatchNorm, Mode, Param};
 use super::mix::{Mix, Weighted};
 use super::pieces::Piece;
 use crate::op::Op;
-use crate::vector::Segment;
+use crate::vector::{Composition, Segment};
 
 pub trait Network: Send {
     /// Logits for a batch `x` (NCHW) of the ops and weights `mix` picks (see [`Mix`]).
@@ -32,9 +32,10 @@ pub trait Network: Send {
     /// `name`; ops use copy 0 of their weights.
     fn piece_graph(&self, piece: &Piece, name: &str, copies: usize) -> Graph;
 
-    /// The segments of the child's weight vector (see [`crate::vector`]); with `full`, the shared
-    /// parts' weights too.
-    fn segments(&self, ops: &[Op], route: &[usize], full: bool, out: &mut Vec<Segment>);
+    /// The segments of the child's weight vector in `composition` (see [`crate::vector`]): the
+    /// ops' parts ([`Segment::of_module`], virtual kernels for parameter-free ops); with
+    /// [`Composition::Full`], the shared parts' weights too.
+    fn segments(&self, ops: &[Op], route: &[usize], composition: Composition, out: &mut Vec<Segment>);
 
     /// Trainable tensors every child uses.
     fn shared_trainable<'a>(&'a self, out: &mut Vec<&'a Param>);
