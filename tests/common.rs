@@ -3,6 +3,7 @@
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 /// Tiny synthetic data: 4 classes of 1×8×8 images.
 pub const DATA: &str = "synthetic:classes=4,channels=1,size=8,train=384,test=96";
@@ -153,4 +154,34 @@ pub fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), target).unwrap();
         }
     }
+}
+
+/// Whether a Slurm cluster answers (`cargo xtask test` brings one up); without one the Slurm tests
+/// skip, unless `PWSNAS_REQUIRE_SLURM` is set, which makes them fail.
+pub fn slurm_cluster() -> bool {
+    let answers = Command::new("sinfo").arg("-h").output().is_ok_and(|o| o.status.success());
+    if !answers {
+        assert!(
+            std::env::var_os("PWSNAS_REQUIRE_SLURM").is_none(),
+            "PWSNAS_REQUIRE_SLURM is set but no Slurm cluster answers `sinfo` (SLURM_CONF={:?})",
+            std::env::var_os("SLURM_CONF")
+        );
+        eprintln!("skipped: no Slurm cluster answers `sinfo`; `cargo xtask test` brings one up");
+    }
+    answers
+}
+
+/// Polls `done` every 50 ms; fails the test after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Whether Slurm still lists job `job` (pending or running).
+pub fn queued(job: &str) -> bool {
+    let out = Command::new("squeue").args(["-h", "-r", "-j", job, "-o", "%i"]).output().unwrap();
+    !String::from_utf8_lossy(&out.stdout).trim().is_empty()
 }

@@ -150,3 +150,61 @@ fn truth_and_report_run_end_to_end() {
     let err = fails(["fidelity", "report", "--truth", s(&truth), "--out", s(&out), s(&plain)]);
     assert!(err.contains("--score-only --exhaustive"), "{err}");
 }
+
+#[test]
+fn a_truth_through_a_slurm_job_array_equals_the_local_one() {
+    if !slurm_cluster() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("fidelity.toml");
+    std::fs::write(&config, CONFIG).unwrap();
+    let local = dir.path().join("local");
+    ok([
+        "--quiet",
+        "fidelity",
+        "truth",
+        "--out",
+        s(&local),
+        "--config",
+        s(&config),
+        "--jobs",
+        "2",
+        "--threads",
+        "1",
+        "--device",
+        "cpu",
+    ]);
+    let slurm = dir.path().join("slurm");
+    let submitted = ok([
+        "--json",
+        "fidelity",
+        "truth",
+        "--out",
+        s(&slurm),
+        "--config",
+        s(&config),
+        "--jobs",
+        "2",
+        "--threads",
+        "1",
+        "--device",
+        "cpu",
+        "--slurm",
+    ]);
+    let event: serde_json::Value =
+        submitted.lines().find_map(|l| serde_json::from_str(l).ok()).expect("an event");
+    assert_eq!(event["event"], "truth_submitted");
+    let job = event["job_id"].as_str().unwrap().to_string();
+    let script = std::fs::read_to_string(slurm.join("slurm/truth.sbatch")).unwrap();
+    assert!(script.contains("#SBATCH --array=0-1"), "{script}");
+    wait_until("the truth's job array", std::time::Duration::from_secs(600), || !queued(&job));
+    // Both array tasks ran as workers; collecting trains nothing more.
+    assert!(slurm.join("logs/worker-0.log").exists() && slurm.join("logs/worker-1.log").exists());
+    let collected = ok(["--json", "fidelity", "truth", "--out", s(&slurm), "--device", "cpu"]);
+    assert!(!collected.contains("truth_child"), "every child was trained by Slurm: {collected}");
+    let strip = |v: Vec<serde_json::Value>| -> Vec<(String, String)> {
+        v.iter().map(|c| (c["arch"].to_string(), c["test_accuracy"].to_string())).collect()
+    };
+    assert_eq!(strip(lines(&slurm.join("truth.jsonl"))), strip(lines(&local.join("truth.jsonl"))));
+}

@@ -162,32 +162,6 @@ fn a_local_sweep_runs_each_run_once_and_reports_means_over_seeds() {
     assert!(status.contains("4 runs: 4 done, 0 running, 0 failed, 0 pending"), "{status}");
 }
 
-fn slurm_cluster() -> bool {
-    let answers = Command::new("sinfo").arg("-h").output().is_ok_and(|o| o.status.success());
-    if !answers {
-        assert!(
-            std::env::var_os("PWSNAS_REQUIRE_SLURM").is_none(),
-            "PWSNAS_REQUIRE_SLURM is set but no Slurm cluster answers `sinfo` (SLURM_CONF={:?})",
-            std::env::var_os("SLURM_CONF")
-        );
-        eprintln!("skipped: no Slurm cluster answers `sinfo`; `cargo xtask test` brings one up");
-    }
-    answers
-}
-
-fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn queued(job: &str) -> bool {
-    let out = Command::new("squeue").args(["-h", "-r", "-j", job, "-o", "%i"]).output().unwrap();
-    !String::from_utf8_lossy(&out.stdout).trim().is_empty()
-}
-
 fn supernet_epoch(run: &Path) -> u64 {
     std::fs::read_to_string(run.join("supernet/state.json"))
         .ok()

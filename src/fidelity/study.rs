@@ -265,7 +265,10 @@ fn score_run(run: &ScoredRun, truth: &[f64], rule: (usize, usize), metrics: &[St
         let ops: Vec<Option<f64>> = run.candidates.iter().map(|(_, _, s)| s.get(m).copied()).collect();
         let (ax, ay) = paired(&arch, truth);
         let (ox, oy) = paired(&ops, &op_truth);
-        let survivors = ops.iter().all(Option::is_some).then(|| {
+        // Survival is undefined when a candidate has no score or all scores tie (e.g. every angle
+        // is 0 when W0 is the current supernet): the drops would follow list order, not the metric.
+        let constant = ox.windows(2).all(|w| w[0] == w[1]);
+        let survivors = (ops.iter().all(Option::is_some) && !constant).then(|| {
             let scores: Vec<CandidateScore> = run
                 .candidates
                 .iter()

@@ -48,6 +48,19 @@ pub struct TruthSpec {
     pub children: Vec<String>,
 }
 
+impl TruthSpec {
+    /// Whether two specs train the same children the same way: the space, the data and its split,
+    /// the seed and `[retrain]` (the supernet, shrink and search settings play no part in a truth).
+    pub fn same_truth(&self, other: &TruthSpec) -> bool {
+        let (a, b) = (&self.settings, &other.settings);
+        self.space == other.space
+            && self.space_params == other.space_params
+            && self.children == other.children
+            && (&a.data, a.image_size, a.val_fraction, a.seed, &a.retrain)
+                == (&b.data, b.image_size, b.val_fraction, b.seed, &b.retrain)
+    }
+}
+
 /// One trained child: a line of `truth.jsonl`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct ChildTruth {
@@ -105,7 +118,7 @@ impl TruthDir {
         let path = Self::spec_path(root);
         if path.exists() {
             let stored: TruthSpec = read_json(&path)?;
-            if stored != spec {
+            if !stored.same_truth(&spec) {
                 bail!(
                     "{} holds a truth made with other settings (space, data, seed or [retrain]): \
                      pass the same settings, or leave them out to continue that truth (`pwsnas fidelity truth --out {}`), \
