@@ -125,7 +125,7 @@ impl Default for ShrinkSettings {
     fn default() -> Self {
         ShrinkSettings {
             metric: Metric::Angle,
-            angle_vector: Composition::Ops,
+            angle_vector: Composition::Pwsnas,
             w0_epoch: 0,
             samples_per_op: 100,
             exhaustive: false,

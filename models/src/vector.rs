@@ -24,7 +24,7 @@ use crate::op::Op;
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Composition {
-    /// Operator weights only (default, ours): each op's conv weights; `skip_connect` and the
+    /// Operator weights only (ours): each op's conv weights; `skip_connect` and the
     /// identity add nothing, a pool its constant kernel.
     Ops,
     /// Plus the parts every child shares: stem, fixed blocks, classifier (ABS's code; Hu et al.,
@@ -34,7 +34,8 @@ pub enum Composition {
     /// 10.1109/TNNLS.2022.3156373): as [`Composition::Ops`], but `skip_connect` and the identity add
     /// an identity kernel ([`Segment::identity`]) instead of nothing, and each op's BatchNorm affine
     /// parameters (γ then β of each of its BNs, in module order, only where they are trainable)
-    /// follow its conv weights.
+    /// follow its conv weights. The default: it ranked children and operator candidates best in
+    /// the fidelity study (README, "Fidelity"; `pwsnas fidelity`).
     Pwsnas,
 }
 

