@@ -34,25 +34,33 @@ fn lines(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
-#[test]
-fn truth_and_report_run_end_to_end() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("fidelity.toml");
+/// Trains the truth of [`CONFIG`] into `out` with two local workers; returns the config's path.
+fn local_truth(dir: &Path, out: &Path) -> std::path::PathBuf {
+    let config = dir.join("fidelity.toml");
     std::fs::write(&config, CONFIG).unwrap();
-    let truth = dir.path().join("truth");
     ok([
         "--quiet",
         "fidelity",
         "truth",
         "--out",
-        s(&truth),
+        s(out),
         "--config",
         s(&config),
         "--jobs",
         "2",
+        "--threads",
+        "1",
         "--device",
         "cpu",
     ]);
+    config
+}
+
+#[test]
+fn truth_and_report_run_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let truth = dir.path().join("truth");
+    let config = local_truth(dir.path(), &truth);
     let children = lines(&truth.join("truth.jsonl"));
     assert_eq!(children.len(), 8);
     for (i, c) in children.iter().enumerate() {
@@ -157,24 +165,8 @@ fn a_truth_through_a_slurm_job_array_equals_the_local_one() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("fidelity.toml");
-    std::fs::write(&config, CONFIG).unwrap();
     let local = dir.path().join("local");
-    ok([
-        "--quiet",
-        "fidelity",
-        "truth",
-        "--out",
-        s(&local),
-        "--config",
-        s(&config),
-        "--jobs",
-        "2",
-        "--threads",
-        "1",
-        "--device",
-        "cpu",
-    ]);
+    let config = local_truth(dir.path(), &local);
     let slurm = dir.path().join("slurm");
     let submitted = ok([
         "--json",

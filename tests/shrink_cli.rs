@@ -55,6 +55,21 @@ fn score_only_exhaustive_scores_every_candidate_and_child_with_every_metric() {
     // Children whose every path is cut have no operator weights: angle 0 by definition.
     let cut = children.iter().find(|c| c["arch"] == "|nor_conv_3x3~0|+|none~0|none~1|").unwrap();
     assert_eq!(cut["angle"], 0.0);
+    // In the pwsnas vector a cut child ranks below every child with a path, also below one whose
+    // only path holds a pool (its kernel never moves: angle 0).
+    assert_eq!(cut["angle_pwsnas"], -1.0);
+    let pool = children.iter().find(|c| c["arch"] == "|none~0|+|avg_pool_3x3~0|none~1|").unwrap();
+    assert_eq!(pool["angle_pwsnas"], 0.0);
+    let lowest = children.iter().map(|c| c["angle_pwsnas"].as_f64().unwrap()).fold(f64::INFINITY, f64::min);
+    assert_eq!(lowest, -1.0);
+    for c in children.iter().filter(|c| c["angle_pwsnas"] == -1.0) {
+        let ops: Vec<&str> = c["arch"].as_str().unwrap().split('|').filter(|p| p.contains('~')).collect();
+        // Edges 1<-0, 2<-0, 2<-1: cut when 2<-0 is none and so is 1<-0 or 2<-1.
+        assert!(
+            ops[1].starts_with("none") && (ops[0].starts_with("none") || ops[2].starts_with("none")),
+            "{c}"
+        );
+    }
     assert!(cut["angle_full"].as_f64().unwrap() > 0.0);
     // The space is untouched.
     let space = json(&out.join("space.json"));
@@ -181,13 +196,16 @@ fn a_w0_epoch_the_supernet_did_not_save_is_refused_naming_the_file_and_the_fix()
     // Past the warm-up: refused by the settings.
     let err = fails(shrink("3"));
     assert!(err.contains("shrink.w0_epoch") && err.contains("supernet.epochs"), "{err}");
-    // The epoch the supernet stands at: saved on resuming, and every warm-up angle is 0.
+    // The epoch the supernet stands at: saved on resuming, and every warm-up angle is 0 (but the
+    // pwsnas angle of a child with every path cut, which is -1 whatever the weights).
     ok(shrink("2"));
     assert!(out.join("supernet/W0-epoch2.safetensors").exists());
     let report = json(&out.join("shrink.json"));
     for child in report["children"].as_array().unwrap() {
+        let cut = child["angle_pwsnas"] == -1.0;
         for k in ["angle_w0e2", "angle_full_w0e2", "angle_pwsnas_w0e2"] {
-            assert!(child[k].as_f64().unwrap().abs() < 1e-6, "{k} of {child}");
+            let want = if cut && k == "angle_pwsnas_w0e2" { -1.0 } else { 0.0 };
+            assert!((child[k].as_f64().unwrap() - want).abs() < 1e-6, "{k} of {child}");
         }
     }
 }

@@ -42,6 +42,20 @@ pub enum Composition {
 impl Composition {
     pub const ALL: [Composition; 3] = [Composition::Ops, Composition::Full, Composition::Pwsnas];
 
+    /// The angle given to a child whose vector in this composition is empty. With `pwsnas` every
+    /// op but `none` adds to each path it lies on (a pool its kernel, a skip its identity kernel),
+    /// so an empty vector means that every path from the input to the output is cut: the child
+    /// passes no signal and can only guess. It gets [`CUT_ANGLE`], below every child with a path,
+    /// where an angle of 0 would tie it with the children whose paths hold only parameter-free ops
+    /// (their kernels never move), which train well. With `ops` a path of skips is empty too and
+    /// does carry the signal, so an empty `ops` vector keeps 0; a `full` vector is never empty.
+    pub fn empty_angle(self) -> f64 {
+        match self {
+            Composition::Pwsnas => CUT_ANGLE,
+            Composition::Ops | Composition::Full => 0.0,
+        }
+    }
+
     /// The key of this angle in a candidate's `scores` and in a child record of `shrink.json`:
     /// `angle` (ops), `angle_full`, `angle_pwsnas`.
     pub fn angle_key(self) -> &'static str {
@@ -52,6 +66,12 @@ impl Composition {
         }
     }
 }
+
+/// The `pwsnas` angle of a child without a path from input to output ([`Composition::empty_angle`]).
+/// Any negative value ranks such children last; the value sets how much they pull down the mean
+/// score of the candidates they contain. −1 rad is about twice the largest angle of a trained
+/// child in the fidelity study (README, "Fidelity"), where −0.5 and −1 were the two values tried.
+pub const CUT_ANGLE: f64 = -1.0;
 
 /// One part of a weight vector.
 #[derive(Clone, Debug, PartialEq)]

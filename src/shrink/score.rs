@@ -110,7 +110,9 @@ impl<'a> Scorer<'a> {
             for composition in w.compositions() {
                 let segments = net.segments(arch, composition);
                 for (suffix, meter) in &self.angles {
-                    rec.set(&format!("{}{suffix}", composition.angle_key()), meter.angle(&segments));
+                    let angle =
+                        if segments.is_empty() { composition.empty_angle() } else { meter.angle(&segments) };
+                    rec.set(&format!("{}{suffix}", composition.angle_key()), angle);
                 }
             }
             if w.accuracy {
