@@ -3,7 +3,7 @@
 //! (the weights `pwsnas export` takes), `retrain/last.safetensors` + `retrain/state.json` (resume),
 //! and `retrain/log.json` (per-epoch loss and accuracy).
 use anyhow::Result;
-use pwsnas_models::{Mode, Supernet};
+use pwsnas_models::{Arch, Mode, Supernet};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tch::Device;
@@ -13,6 +13,7 @@ use crate::fsutil::{save_tensors, write_json};
 use crate::progress::Progress;
 use crate::run::{RunDir, Stage};
 use crate::search::ArchFile;
+use crate::settings::TrainSettings;
 use crate::train::epoch::{train_epoch, EpochLog, Phase};
 use crate::train::sgd::Sgd;
 use crate::train::{checkpoint, derive_seed};
@@ -53,6 +54,31 @@ pub fn load_trained(run: &RunDir, arch: &ArchFile, device: Device) -> Result<Sup
     Ok(net)
 }
 
+/// The seed of training a child stand-alone under settings with this `seed`: its initial weights
+/// and its batches. `pwsnas fidelity truth` uses it too, so a child's truth is what `pwsnas train`
+/// gives it.
+pub fn standalone_seed(seed: u64) -> u64 {
+    derive_seed(seed, "retrain", 0)
+}
+
+/// Epoch `epoch` (0-based) of training `child` alone on the cosine schedule of `cfg.epochs` epochs.
+#[allow(clippy::too_many_arguments)]
+pub fn standalone_epoch(
+    net: &Supernet,
+    sgd: &mut Sgd,
+    cfg: &TrainSettings,
+    data: &RunData,
+    device: Device,
+    seed: u64,
+    epoch: usize,
+    child: &Arch,
+    progress: &Progress,
+    label: &str,
+) -> EpochLog {
+    let phase = Phase { start: 0, end: cfg.epochs };
+    train_epoch(net, sgd, cfg, data, device, seed, epoch, phase, |_| vec![child.clone()], progress, label)
+}
+
 pub fn run_stage(
     run: &mut RunDir,
     arch: &ArchFile,
@@ -69,7 +95,7 @@ pub fn run_stage(
     let cfg = &settings.retrain;
     let kind = arch.kind()?;
     let child = kind.parse_arch(&arch.arch)?;
-    let seed = derive_seed(settings.seed, "retrain", 0);
+    let seed = standalone_seed(settings.seed);
     tch::manual_seed(seed as i64);
     let net = Supernet::standalone(&kind, &child, device);
     let mut sgd = Sgd::new(cfg);
@@ -89,7 +115,7 @@ pub fn run_stage(
         cfg.epochs
     ));
     while state.epoch < cfg.epochs {
-        let log = train_epoch(
+        let log = standalone_epoch(
             &net,
             &mut sgd,
             cfg,
@@ -97,8 +123,7 @@ pub fn run_stage(
             device,
             seed,
             state.epoch,
-            Phase { start: 0, end: cfg.epochs },
-            |_| vec![child.clone()],
+            &child,
             progress,
             "retrain",
         );

@@ -68,7 +68,8 @@ pub struct RunResult {
     pub metrics: Vec<MetricResult>,
 }
 
-/// Mean and standard deviation over runs (std 0 for one run).
+/// Mean and standard deviation over runs (std 0 for one run), as the sweep report's
+/// [`crate::sweep::report::Stat`] computes them, with the count.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Summary {
     pub mean: f64,
@@ -82,11 +83,8 @@ impl Summary {
         if v.is_empty() {
             return None;
         }
-        let n = v.len() as f64;
-        let mean = v.iter().sum::<f64>() / n;
-        let var =
-            if v.len() > 1 { v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
-        Some(Summary { mean, std: var.sqrt(), n: v.len() })
+        let s = crate::sweep::report::Stat::of(&v);
+        Some(Summary { mean: s.mean, std: s.std.unwrap_or(0.0), n: v.len() })
     }
 }
 

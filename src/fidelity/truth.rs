@@ -29,8 +29,6 @@ use crate::data::{accuracy, RunData};
 use crate::fsutil::{read_json, write_atomic, write_json};
 use crate::progress::Progress;
 use crate::settings::Settings;
-use crate::train::derive_seed;
-use crate::train::epoch::{train_epoch, Phase};
 use crate::train::sgd::Sgd;
 
 /// Spaces with more children than this are refused: the truth trains every one.
@@ -215,24 +213,14 @@ pub fn train_child(
 ) -> Result<ChildTruth> {
     let cfg = &settings.retrain;
     let start = Instant::now();
-    let seed = derive_seed(settings.seed, "retrain", 0);
+    let seed = crate::retrain::standalone_seed(settings.seed);
     tch::manual_seed(seed as i64);
     let net = Supernet::standalone(kind, arch, device);
     let mut sgd = Sgd::new(cfg);
     let (mut loss, mut train_accuracy) = (f64::NAN, f64::NAN);
     for epoch in 0..cfg.epochs {
-        let log = train_epoch(
-            &net,
-            &mut sgd,
-            cfg,
-            data,
-            device,
-            seed,
-            epoch,
-            Phase { start: 0, end: cfg.epochs },
-            |_| vec![arch.clone()],
-            progress,
-            "truth",
+        let log = crate::retrain::standalone_epoch(
+            &net, &mut sgd, cfg, data, device, seed, epoch, arch, progress, "truth",
         );
         (loss, train_accuracy) = (log.loss, log.train_accuracy);
     }
