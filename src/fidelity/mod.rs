@@ -139,6 +139,11 @@ fn run_truth(args: &TruthArgs, progress: &Progress) -> Result<()> {
     ));
     if done < total {
         if args.jobs == 1 {
+            // The one worker is this process: --threads applies here (and the threads change the
+            // floating-point sums, so a truth is reproduced with the same count).
+            if args.threads.is_some() {
+                tch::set_num_threads(threads as i32);
+            }
             dir.work(0, 1, crate::device::parse(&args.run.device)?, progress)?;
         } else {
             truth::run_local(&dir, args.jobs, threads, &args.run.device, progress)?;
