@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use pwsnas_models::{Composition, Space, SpaceKind, Supernet};
+use pwsnas_models::{Composition, Mode, Space, SpaceKind, Supernet};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
@@ -104,7 +104,7 @@ pub fn run(cmd: BenchCommand, progress: &Progress) -> Result<()> {
                     Sampler::Uniform => vec![nth_child(&space, step)],
                     Sampler::Fair => sampler::sample(which, &space, &mut rng),
                 };
-                let stats = train_step(&supernet, &mut sgd, &cfg, &x, &y, &children, cfg.lr);
+                let stats = train_step(&supernet, &mut sgd, &cfg, &x, &y, &children, cfg.lr, Mode::TRAIN);
                 images += stats.seen;
             }
             sync(device);

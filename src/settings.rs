@@ -63,6 +63,26 @@ pub struct TrainSettings {
     pub grad_clip: Option<f64>,
     /// Stop each epoch after this many steps (for quick runs); all batches by default.
     pub steps_per_epoch: Option<usize>,
+    /// Side in pixels of the cutout square zeroed in each training image (`--cutout N`; 0 = off).
+    /// One of DARTS's evaluation extras (DeVries & Taylor 2017; DARTS retrains with 16 on CIFAR-10).
+    #[serde(skip_serializing_if = "is_zero_usize")]
+    pub cutout: usize,
+    /// DARTS's drop-path (`--drop-path P`; 0 = off): in training, each edge's op output other than
+    /// the identity is zeroed per image with probability `p · e / E` at epoch `e` of `E` (from 0)
+    /// and scaled by `1 / (1 - p)` otherwise, as the DARTS code's `drop_path` (which retrains with
+    /// 0.2). Spaces whose network does not support it refuse it.
+    #[serde(skip_serializing_if = "is_zero_f64")]
+    pub drop_path: f64,
+}
+
+// Left out of the serialised settings at their defaults, so that runs made before these fields
+// existed keep their fingerprints (and stay resumable).
+fn is_zero_usize(v: &usize) -> bool {
+    *v == 0
+}
+
+fn is_zero_f64(v: &f64) -> bool {
+    *v == 0.0
 }
 
 impl Default for TrainSettings {
@@ -77,6 +97,8 @@ impl Default for TrainSettings {
             label_smoothing: 0.0,
             grad_clip: Some(5.0),
             steps_per_epoch: None,
+            cutout: 0,
+            drop_path: 0.0,
         }
     }
 }
@@ -358,6 +380,16 @@ impl Settings {
             if !(0.0..1.0).contains(&t.label_smoothing) {
                 bail!("setting {name}.label_smoothing must be in [0, 1)");
             }
+            if !(0.0..1.0).contains(&t.drop_path) {
+                bail!("setting {name}.drop_path must be a probability in [0, 1), got {}", t.drop_path);
+            }
+            if t.drop_path > 0.0 && !kind.drop_path() {
+                bail!(
+                    "setting {name}.drop_path (--drop-path) is {}, but the {} space's network has no drop-path (it is DARTS's, for the darts space): set it to 0",
+                    t.drop_path,
+                    self.space
+                );
+            }
         }
         Ok(())
     }
@@ -548,7 +580,36 @@ mod tests {
             "setting supernet: lr must be > 0, momentum in [0, 1), weight_decay ≥ 0",
         );
         refused(|s| s.retrain.label_smoothing = 1.0, "setting retrain.label_smoothing must be in [0, 1)");
+        refused(
+            |s| s.retrain.drop_path = 1.0,
+            "setting retrain.drop_path must be a probability in [0, 1), got 1",
+        );
+        refused(
+            |s| s.supernet.drop_path = 0.2,
+            "setting supernet.drop_path (--drop-path) is 0.2, but the nb201 space's network has no drop-path (it is DARTS's, for the darts space): set it to 0",
+        );
         assert!(Settings::default().validate().is_ok());
+        let mut darts = Settings::default();
+        darts.set_space("darts");
+        darts.retrain.drop_path = 0.2;
+        assert!(darts.validate().is_ok());
+    }
+
+    #[test]
+    fn cutout_and_drop_path_are_left_out_of_the_settings_at_their_defaults() {
+        // So that runs made before they existed keep their fingerprints.
+        let json = serde_json::to_value(Settings::default()).unwrap();
+        assert!(json["retrain"].get("cutout").is_none() && json["retrain"].get("drop_path").is_none());
+        let mut s = Settings::default();
+        s.retrain.cutout = 16;
+        s.retrain.drop_path = 0.2;
+        s.set_space("darts");
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(
+            (json["retrain"]["cutout"].as_u64(), json["retrain"]["drop_path"].as_f64()),
+            (Some(16), Some(0.2))
+        );
+        assert_eq!(serde_json::from_value::<Settings>(json).unwrap(), s);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use pwsnas::method::darts::alpha_step;
 use pwsnas::settings::TrainSettings;
 use pwsnas::train::epoch::train_step;
 use pwsnas::train::sgd::Sgd;
-use pwsnas_models::{Arch, Nb201Params, Op, Space, SpaceKind, Supernet};
+use pwsnas_models::{Arch, Mode, Nb201Params, Op, Space, SpaceKind, Supernet};
 use tch::Tensor;
 
 /// A tiny problem where `skip_connect` is clearly better than `nor_conv_3x3`: the class is the
@@ -53,7 +53,7 @@ fn alpha_learns_to_prefer_the_op_that_helps() {
     // Weights trained on the skip path first: under them, skip is clearly the better op.
     let skips = Arch { ops: vec![Op::SkipConnect; names.len()] };
     for _ in 0..25 {
-        train_step(&net, &mut sgd, &cfg, &x, &y, std::slice::from_ref(&skips), 0.05);
+        train_step(&net, &mut sgd, &cfg, &x, &y, std::slice::from_ref(&skips), 0.05, Mode::TRAIN);
     }
     let before = alphas.probs();
     for _ in 0..10 {

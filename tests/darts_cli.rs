@@ -135,6 +135,29 @@ fn search_shrinks_every_edge_retrains_a_genotype_and_exports_it_with_parity() {
     assert!(report.onnx.op_counts.contains_key("Concat"), "{:?}", report.onnx.op_counts);
     // No latency table for darts: no prediction, and the export still passes.
     assert_eq!(report.latency.predicted_ms, None);
+
+    // DARTS's evaluation extras: retraining with cutout and drop-path changes the retraining's
+    // settings (so it takes --force), is recorded in run.json, and is reproducible: two copies of
+    // the run retrain to the same losses and accuracy.
+    let copy = dir.path().join("copy");
+    common::copy_dir(&run, &copy);
+    let extras = |r: &Path| {
+        let args = ["--quiet", "train", "--run", s(r), "--cutout", "4", "--drop-path", "0.3"];
+        ok([&args[..], &["--retrain-epochs", "2", "--device", "cpu", "--force"]].concat());
+        let log = json(&r.join("retrain/log.json"));
+        let losses: Vec<(f64, f64)> = log
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["loss"].as_f64().unwrap(), e["train_accuracy"].as_f64().unwrap()))
+            .collect();
+        (losses, json(&r.join("retrain/result.json"))["test_accuracy"].as_f64().unwrap())
+    };
+    let (losses, acc) = extras(&run);
+    assert_eq!(extras(&copy), (losses.clone(), acc));
+    assert_eq!(losses.len(), 2);
+    let settings = &json(&run.join("run.json"))["settings"]["retrain"];
+    assert_eq!((settings["cutout"].as_u64(), settings["drop_path"].as_f64()), (Some(4), Some(0.3)));
 }
 
 fn genotype(normal: &str, normal_concat: &str) -> String {

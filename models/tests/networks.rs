@@ -106,7 +106,7 @@ fn check_child_matches_supernet(kind: SpaceKind, copies: usize) {
     for _ in 0..6 {
         let arch = space.sample(&mut rng);
         let child = supernet.extract_child(&arch).unwrap();
-        for mode in [Mode::EVAL, Mode { train: true, bn_momentum: 0.0 }] {
+        for mode in [Mode::EVAL, Mode { train: true, bn_momentum: 0.0, drop_path: 0.0 }] {
             let a = tch::no_grad(|| supernet.forward(&x, &arch, mode));
             let b = tch::no_grad(|| child.forward(&x, &arch, mode));
             let diff = (a - b).abs().max().double_value(&[]);

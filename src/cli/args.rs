@@ -217,6 +217,13 @@ pub struct SettingsArgs {
     pub retrain_epochs: Option<usize>,
     #[arg(long)]
     pub retrain_lr: Option<f64>,
+    /// Retraining: side of the cutout square in pixels (0 = off; DARTS uses 16 on CIFAR-10).
+    #[arg(long)]
+    pub cutout: Option<usize>,
+    /// Retraining: DARTS's drop-path probability, growing linearly from 0 over the epochs (0 = off; darts
+    /// space only; DARTS uses 0.2).
+    #[arg(long)]
+    pub drop_path: Option<f64>,
 }
 
 impl SettingsArgs {
@@ -313,6 +320,8 @@ impl SettingsArgs {
         set!(s.search.val_images, self.val_images);
         set!(s.retrain.epochs, self.retrain_epochs);
         set!(s.retrain.lr, self.retrain_lr);
+        set!(s.retrain.cutout, self.cutout);
+        set!(s.retrain.drop_path, self.drop_path);
         s.validate()?;
         Ok(s)
     }

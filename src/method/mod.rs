@@ -24,7 +24,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use indexmap::IndexMap;
 use pwsnas_datasets::{batches, Dataset, Order};
-use pwsnas_models::{Arch, Space, Supernet};
+use pwsnas_models::{Arch, Mode, Space, Supernet};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -404,7 +404,16 @@ fn epoch(
             Method::Proxyless => {
                 let pairs = proxyless::sample_pairs(&mr.alphas.probs(), &mut rng);
                 let arch = proxyless::active_arch(&mr.space, &pairs);
-                let step = crate::train::epoch::train_step(&mr.net, &mut mr.sgd, cfg, &x, &y, &[arch], lr);
+                let step = crate::train::epoch::train_step(
+                    &mr.net,
+                    &mut mr.sgd,
+                    cfg,
+                    &x,
+                    &y,
+                    &[arch],
+                    lr,
+                    Mode::TRAIN,
+                );
                 (step.loss_sum.double_value(&[]), step.correct.double_value(&[]))
             }
             _ => darts::weight_step(&mr.net, &mr.space, &mr.alphas, &mut mr.sgd, &x, &y, cfg, lr),

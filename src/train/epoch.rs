@@ -50,8 +50,10 @@ pub struct StepStats {
     pub seen: usize,
 }
 
-/// One SGD step on a batch: forward of every child, one backward of the summed losses (FairNAS's
-/// accumulated gradients), one update of the tensors the children used.
+/// One SGD step on a batch: forward of every child in `mode` (a training mode, see
+/// [`train_mode`]), one backward of the summed losses (FairNAS's accumulated gradients), one
+/// update of the tensors the children used.
+#[allow(clippy::too_many_arguments)]
 pub fn train_step(
     net: &Supernet,
     sgd: &mut Sgd,
@@ -60,6 +62,7 @@ pub fn train_step(
     y: &Tensor,
     children: &[Arch],
     lr: f64,
+    mode: Mode,
 ) -> StepStats {
     let zeros = || Tensor::zeros([], (Kind::Double, x.device()));
     let mut stats = StepStats { loss_sum: zeros(), correct: zeros(), seen: 0 };
@@ -67,7 +70,7 @@ pub fn train_step(
     let mut params: Vec<&Param> = Vec::new();
     let mut total: Option<Tensor> = None;
     for child in children {
-        let logits = net.forward(x, child, Mode::TRAIN);
+        let logits = net.forward(x, child, mode);
         let loss = logits.cross_entropy_loss::<Tensor>(y, None, Reduction::Mean, -100, cfg.label_smoothing);
         stats.loss_sum += loss.detach().to_kind(Kind::Double);
         stats.correct += logits.argmax(1, false).eq_tensor(y).sum(Kind::Double);
@@ -89,7 +92,17 @@ pub fn train_step(
     stats
 }
 
-/// Trains `net` for epoch `epoch` (0-based) of `phase`.
+/// The forward mode of training epoch `epoch` of `phase`: DARTS's drop-path probability grows
+/// linearly from 0 at the phase's first epoch, `cfg.drop_path · (epoch − start) / epochs`, as the
+/// DARTS code's `drop_path_prob * epoch / epochs`.
+pub fn train_mode(cfg: &TrainSettings, epoch: usize, phase: Phase) -> Mode {
+    let epochs = (phase.end - phase.start).max(1) as f64;
+    Mode::TRAIN.with_drop_path(cfg.drop_path * (epoch - phase.start) as f64 / epochs)
+}
+
+/// Trains `net` for epoch `epoch` (0-based) of `phase`, with the dataset's augmentation plus
+/// `cfg.cutout`. With drop-path on, libtorch's generator is seeded from `seed` and the epoch first,
+/// so that the masks, like the batches, do not depend on where a run was resumed.
 #[allow(clippy::too_many_arguments)]
 pub fn train_epoch(
     net: &Supernet,
@@ -108,6 +121,11 @@ pub fn train_epoch(
     let total = steps * (phase.end - phase.start);
     let mut arch_rng = ChaCha8Rng::seed_from_u64(derive_seed(seed, "arch", epoch as u64));
     let data_seed = derive_seed(seed, "data", epoch as u64);
+    let mode = train_mode(cfg, epoch, phase);
+    if cfg.drop_path > 0.0 {
+        tch::manual_seed(derive_seed(seed, "drop-path", epoch as u64) as i64);
+    }
+    let augment = data.augment.with_cutout(cfg.cutout);
     let bar = progress.bar(steps as u64, &format!("{label} {}", epoch + 1));
     let start = Instant::now();
     let (mut seen, mut lr) = (0usize, cfg.lr);
@@ -115,14 +133,14 @@ pub fn train_epoch(
     let mut correct = Tensor::zeros([], (Kind::Double, device));
     let mut done = 0;
     for (i, batch) in
-        batches(&data.train, &data.norm, cfg.batch_size, Order::Shuffled, &data.augment, true, data_seed)
+        batches(&data.train, &data.norm, cfg.batch_size, Order::Shuffled, &augment, true, data_seed)
             .take(steps)
             .enumerate()
     {
         lr = cosine_lr(cfg.lr, (epoch - phase.start) * steps + i, total);
         let (x, y) = to_tensors(&batch, device);
         let children = choose(&mut arch_rng);
-        let step = train_step(net, sgd, cfg, &x, &y, &children, lr);
+        let step = train_step(net, sgd, cfg, &x, &y, &children, lr, mode);
         loss_sum += step.loss_sum;
         correct += step.correct;
         seen += step.seen;

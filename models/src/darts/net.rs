@@ -16,7 +16,7 @@ use super::cell::{self, INPUTS, LAST};
 use super::ops::{DartsOp, Preprocess};
 use super::{CellLayout, DartsParams, STEM_MULTIPLIER};
 use crate::net::layers::{Act, BatchNorm, ConvBn, Linear, Mode, Param};
-use crate::net::mix::Mix;
+use crate::net::mix::{Mix, Weighted};
 use crate::net::network::{conv_magnitude, Module, Network, OpSite};
 use crate::net::pieces::Piece;
 use crate::op::Op;
@@ -51,6 +51,21 @@ impl Edge {
         let found = self.candidates.iter().find(|(o, _)| *o == op);
         &found.unwrap_or_else(|| panic!("edge of choice point {} was not built with op {op}", self.cp)).1
     }
+}
+
+impl Edge {
+    /// Whether `picks` is the identity alone (`skip_connect` at stride 1), which drop-path spares.
+    fn is_identity(&self, picks: &[Weighted]) -> bool {
+        matches!(picks, [only] if matches!(Edge::module(self, only.op), DartsOp::Identity))
+    }
+}
+
+/// DARTS's `drop_path`: zeroes `y` for each image with probability `p` and scales the kept images
+/// by `1 / (1 - p)`, so the expected output is unchanged. The mask comes from libtorch's generator.
+pub fn drop_path(y: Tensor, p: f64) -> Tensor {
+    let n = y.size()[0];
+    let keep = Tensor::rand([n, 1, 1, 1], (y.kind(), y.device())).lt(1.0 - p).to_kind(y.kind());
+    y * keep / (1.0 - p)
 }
 
 impl OpSite for Edge {
@@ -264,7 +279,9 @@ impl Network for DartsNet {
 impl DartsCell {
     /// Preprocesses `s0` (from two cells back) and `s1` (the previous cell), sums every node's edges
     /// (each edge's ops and weights from `mix`) and concatenates the four intermediate nodes. A node
-    /// whose edges all add nothing (`none`) is zeros.
+    /// whose edges all add nothing (`none`) is zeros. In training with [`Mode::drop_path`] above 0,
+    /// each edge's output is dropped per image ([`drop_path`]) unless the edge is the identity, as
+    /// DARTS's `NetworkCIFAR` does (with a weighted mix, the edge's sum is what is dropped).
     pub fn forward(&self, s0: &Tensor, s1: &Tensor, mix: &Mix, mode: Mode) -> Tensor {
         let mut states = vec![self.preprocess0.forward(s0, mode), self.preprocess1.forward(s1, mode)];
         for j in INPUTS..=LAST {
@@ -272,6 +289,11 @@ impl DartsCell {
             for (i, state) in states.iter().enumerate() {
                 let edge = &self.edges[cell::edge_index(j, i)];
                 if let Some(y) = edge.forward(state, mix.at(edge.cp), 0, mode) {
+                    let y = if mode.train && mode.drop_path > 0.0 && !edge.is_identity(mix.at(edge.cp)) {
+                        drop_path(y, mode.drop_path)
+                    } else {
+                        y
+                    };
                     sum = Some(match sum {
                         Some(s) => s + y,
                         None => y,
@@ -408,6 +430,43 @@ mod tests {
         assert_eq!(out.size(), [2, 16, 4, 4]);
         assert_eq!(out.abs().sum(Kind::Float).double_value(&[]), 0.0);
         assert_eq!(net.forward(&x, &mix(&none), &[], Mode::EVAL).size(), [2, 3]);
+    }
+
+    #[test]
+    fn drop_path_zeroes_whole_images_and_keeps_the_expectation() {
+        tch::manual_seed(1);
+        let y = Tensor::ones([4000, 2, 3, 3], (Kind::Float, Device::Cpu));
+        let out = drop_path(y, 0.25);
+        let per_image =
+            Vec::<f32>::try_from(out.sum_dim_intlist([1i64, 2, 3].as_slice(), false, Kind::Float)).unwrap();
+        // Each image is all zeros or all 1/(1 - p), never a mix.
+        let kept = per_image.iter().filter(|&&v| (v - 18.0 / 0.75).abs() < 1e-3).count();
+        let dropped = per_image.iter().filter(|&&v| v == 0.0).count();
+        assert_eq!(kept + dropped, 4000);
+        assert!((900..1100).contains(&dropped), "dropped {dropped} of 4000 at p = 0.25");
+        assert!((out.mean(Kind::Float).double_value(&[]) - 1.0).abs() < 0.05);
+    }
+
+    #[test]
+    fn drop_path_acts_in_training_only_and_spares_the_identity() {
+        let p = tiny();
+        let x = Tensor::randn([8, 1, 8, 8], (Kind::Float, Device::Cpu));
+        let run = |ops: &[Op], mode: Mode| {
+            tch::manual_seed(3);
+            let vs = nn::VarStore::new(Device::Cpu);
+            let net = DartsNet::new(&vs.root(), &p, &p.full_ops(), Role::Standalone);
+            let s = net.stem.forward(&x, Mode::EVAL);
+            tch::manual_seed(4);
+            net.cells[0].forward(&s, &s, &mix(ops), mode)
+        };
+        let dropping = Mode::TRAIN.with_drop_path(0.5);
+        let convs: Vec<Op> = vec![Op::SepConv { kernel: 3 }; 28];
+        assert!(!run(&convs, dropping).equal(&run(&convs, Mode::TRAIN)), "sep_conv edges are dropped");
+        // Eval ignores the probability; identity edges (skip at stride 1, cell 0 is normal) are
+        // never dropped.
+        assert!(run(&convs, Mode::EVAL.with_drop_path(0.5)).equal(&run(&convs, Mode::EVAL)));
+        let skips = vec![Op::SkipConnect; 28];
+        assert!(run(&skips, dropping).equal(&run(&skips, Mode::TRAIN)));
     }
 
     #[test]

@@ -183,6 +183,10 @@ impl SpaceDef for DartsParams {
         false
     }
 
+    fn drop_path(&self) -> bool {
+        true
+    }
+
     fn format_arch(&self, arch: &Arch) -> String {
         DartsParams::format_arch(self, &arch.ops)
     }

@@ -8,22 +8,31 @@
 use pwsnas_onnx::{BatchNormParams, ConvAttrs, GraphBuilder, Value};
 use tch::{nn, Tensor};
 
-/// How a forward pass treats BatchNorm.
+/// How a forward pass treats BatchNorm, and drop-path.
 #[derive(Clone, Copy, Debug)]
 pub struct Mode {
     /// Batch statistics (and running-statistics updates) when true; running statistics when false.
     pub train: bool,
     /// Weight of the current batch in the running-statistics update.
     pub bn_momentum: f64,
+    /// Probability that a training forward zeroes an edge op's output for an image (DARTS's
+    /// drop-path); 0 = off. Only networks whose space supports it
+    /// ([`crate::space::SpaceDef::drop_path`]) read it, and only when `train`.
+    pub drop_path: f64,
 }
 
 impl Mode {
-    pub const TRAIN: Mode = Mode { train: true, bn_momentum: 0.1 };
-    pub const EVAL: Mode = Mode { train: false, bn_momentum: 0.0 };
+    pub const TRAIN: Mode = Mode { train: true, bn_momentum: 0.1, drop_path: 0.0 };
+    pub const EVAL: Mode = Mode { train: false, bn_momentum: 0.0, drop_path: 0.0 };
 
     /// Batch `t` (from 0) of a BN recalibration: running statistics become the cumulative average.
     pub fn recalibrate(t: usize) -> Mode {
-        Mode { train: true, bn_momentum: 1.0 / (t as f64 + 1.0) }
+        Mode { train: true, bn_momentum: 1.0 / (t as f64 + 1.0), drop_path: 0.0 }
+    }
+
+    /// This mode with drop-path probability `p`.
+    pub fn with_drop_path(self, p: f64) -> Mode {
+        Mode { drop_path: p, ..self }
     }
 }
 

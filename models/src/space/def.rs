@@ -93,6 +93,13 @@ pub trait SpaceDef: Any + Send + Sync + fmt::Debug {
         true
     }
 
+    /// Whether the space's stand-alone network applies DARTS's drop-path when training asks for it
+    /// ([`crate::Mode::drop_path`]). False by default: on a chain of blocks (mobile) or in a space
+    /// without a cell's sum of edges, dropping an op's output has no such meaning.
+    fn drop_path(&self) -> bool {
+        false
+    }
+
     /// The child's text form (the space's arch string).
     fn format_arch(&self, arch: &Arch) -> String;
 
