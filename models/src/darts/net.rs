@@ -51,9 +51,7 @@ impl Edge {
         let found = self.candidates.iter().find(|(o, _)| *o == op);
         &found.unwrap_or_else(|| panic!("edge of choice point {} was not built with op {op}", self.cp)).1
     }
-}
 
-impl Edge {
     /// Whether `picks` is the identity alone (`skip_connect` at stride 1), which drop-path spares.
     fn is_identity(&self, picks: &[Weighted]) -> bool {
         matches!(picks, [only] if matches!(Edge::module(self, only.op), DartsOp::Identity))
