@@ -385,7 +385,7 @@ impl Settings {
             }
             if t.drop_path > 0.0 && !kind.drop_path() {
                 bail!(
-                    "setting {name}.drop_path (--drop-path) is {}, but the {} space's network has no drop-path (it is DARTS's, for the darts space): set it to 0",
+                    "setting {name}.drop_path is {}, but the {} space's network has no drop-path (it is DARTS's, for the darts space): set it to 0",
                     t.drop_path,
                     self.space
                 );
@@ -586,7 +586,7 @@ mod tests {
         );
         refused(
             |s| s.supernet.drop_path = 0.2,
-            "setting supernet.drop_path (--drop-path) is 0.2, but the nb201 space's network has no drop-path (it is DARTS's, for the darts space): set it to 0",
+            "setting supernet.drop_path is 0.2, but the nb201 space's network has no drop-path (it is DARTS's, for the darts space): set it to 0",
         );
         assert!(Settings::default().validate().is_ok());
         let mut darts = Settings::default();
