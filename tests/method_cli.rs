@@ -2,7 +2,7 @@
 //! search → export with parity and records α per epoch; a DARTS search killed in its method stage
 //! resumes to the architecture (and α) of an uninterrupted run; PDARTS runs its stages on an
 //! angle-shrunk space; ProxylessNAS on the mobile space takes a latency target and refuses one no
-//! child reaches.
+//! child reaches; PDARTS on the DARTS cell space derives a genotype that exports with parity.
 mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -169,4 +169,58 @@ batch_size = 32
     let err = String::from_utf8_lossy(&got.stderr);
     assert!(err.contains("gradient.target_latency_ms = 0.000001 is below the fastest child"), "{err}");
     assert!(!refused.join("arch.json").exists());
+}
+
+/// PDARTS on the DARTS cell space (with `--shrink none`): both stages train a weighted supernet
+/// over every edge, the derived child is a genotype (DARTS's rule: two strongest inputs per node)
+/// whose normal cell keeps at most `max_skip` skips, and it retrains and exports with parity.
+#[test]
+fn pdarts_on_the_darts_space_derives_a_genotype_that_exports_with_parity() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("darts.toml");
+    std::fs::write(
+        &config,
+        r#"
+space = "darts"
+data = "synthetic:classes=4,channels=1,size=8,train=128,test=64"
+[space_params]
+channels = 2
+layers = 3
+[shrink]
+metric = "none"
+[search]
+method = "pdarts"
+val_images = 32
+[gradient]
+epochs = 1
+batch_size = 32
+steps_per_epoch = 2
+pdarts_keep = [2]
+max_skip = 0
+[retrain]
+epochs = 1
+batch_size = 32
+"#,
+    )
+    .unwrap();
+    let out = dir.path().join("run");
+    ok(["search", "--config", s(&config), "--out", s(&out), "--device", "cpu", "--quiet"]);
+    let method = json(&out.join("method.json"));
+    let history = method["history"].as_array().unwrap();
+    assert_eq!(history.iter().map(|e| e["stage"].as_u64().unwrap()).collect::<Vec<_>>(), [0, 1]);
+    let first = history[0]["probs"].as_object().unwrap();
+    assert_eq!(first.len(), 28, "one α row per edge of both cells");
+    assert!(first.values().all(|o| o.as_object().unwrap().len() == 7), "every op but none");
+    assert!(history[1]["probs"].as_object().unwrap().values().all(|o| o.as_object().unwrap().len() == 2));
+    let arch = json(&out.join("arch.json"))["arch"].as_str().unwrap().to_string();
+    assert_eq!(method["derived"], arch.as_str());
+    // Text of a genotype: 8 (op, input) pairs per cell; no skip in the normal cell (max_skip = 0).
+    let (normal, reduce) = arch.split_once("reduce=").unwrap();
+    assert!(arch.starts_with("Genotype(normal=[("), "{arch}");
+    assert_eq!((normal.matches("', ").count(), reduce.matches("', ").count()), (8, 8), "{arch}");
+    assert!(!normal.contains("skip_connect"), "{arch}");
+    ok(["--quiet", "export", s(&out), "--latency-runs", "2", "--warmup", "0", "--threads", "1"]);
+    let report = json(&out.join("report.json"));
+    assert_eq!(report["parity"]["passed"], true, "{}", report["parity"]);
+    assert_eq!(report["arch"], arch.as_str());
 }

@@ -7,7 +7,8 @@
 //! - weight step: on a weight batch, the same mix with softmax(α) held fixed, one SGD step of every
 //!   tensor the mix uses.
 //! - PDARTS between stages: every choice point keeps its `k` strongest ops ([`keep_strongest`]);
-//!   at the end, no more than `max_skip` choice points may derive `skip_connect` ([`cap_skips`]).
+//!   at the end, no more than `max_skip` choice points (on a cell space, of the normal cell) may
+//!   derive `skip_connect` ([`cap_skips`]).
 use pwsnas_models::{Arch, Mix, Mode, Op, Space, Supernet};
 use tch::{Reduction, Tensor};
 
@@ -78,32 +79,31 @@ pub fn keep_strongest(space: &Space, probs: &[Vec<f64>], k: usize) -> Space {
     next
 }
 
-/// PDARTS's final rule: when more than `max_skip` choice points of `arch` pick `skip_connect`, only
-/// the `max_skip` whose `skip_connect` weighs most keep it; the others take their strongest op
-/// that is neither `skip_connect` nor `none` (when they have one).
-pub fn cap_skips(space: &Space, probs: &[Vec<f64>], arch: &Arch, max_skip: usize) -> Arch {
-    let weight =
-        |cp: usize, op: Op| space.choices[cp].ops.iter().position(|o| *o == op).map(|k| probs[cp][k]);
-    let mut skips: Vec<usize> = (0..arch.ops.len()).filter(|&cp| arch.ops[cp] == Op::SkipConnect).collect();
-    if skips.len() <= max_skip {
-        return arch.clone();
-    }
-    skips.sort_by(|&a, &b| {
-        weight(b, Op::SkipConnect).unwrap_or(0.0).total_cmp(&weight(a, Op::SkipConnect).unwrap_or(0.0))
-    });
-    let mut out = arch.clone();
-    for &cp in &skips[max_skip..] {
-        let best = space.choices[cp]
-            .ops
+/// PDARTS's final rule (Chen et al., ICCV 2019, `train_search.py`): while more than `max_skip`
+/// choice points that the space counts ([`SpaceDef::skip_capped`]: every one, or a cell space's
+/// normal cell) derive `skip_connect`, the weakest of those skips is set to 0 and the child derived
+/// again ([`Space::derive_child`]), so its choice point takes its next strongest op and, in a cell
+/// space, its node may take another input instead. Stops early if no counted skip has weight left.
+///
+/// [`SpaceDef::skip_capped`]: pwsnas_models::SpaceDef::skip_capped
+pub fn cap_skips(space: &Space, probs: &[Vec<f64>], max_skip: usize) -> Arch {
+    let mut probs = probs.to_vec();
+    let skip_at = |cp: usize| space.choices[cp].ops.iter().position(|o| *o == Op::SkipConnect);
+    loop {
+        let arch = space.derive_child(&probs);
+        let skips: Vec<(usize, usize)> = (0..arch.ops.len())
+            .filter(|&cp| arch.ops[cp] == Op::SkipConnect && space.kind.skip_capped(cp))
+            .filter_map(|cp| skip_at(cp).map(|k| (cp, k)))
+            .collect();
+        let weakest = skips
             .iter()
-            .enumerate()
-            .filter(|(_, op)| !matches!(op, Op::SkipConnect | Op::None))
-            .max_by(|a, b| probs[cp][a.0].total_cmp(&probs[cp][b.0]));
-        if let Some((_, op)) = best {
-            out.ops[cp] = *op;
+            .filter(|&&(cp, k)| probs[cp][k] > 0.0)
+            .min_by(|&&(a, ka), &&(b, kb)| probs[a][ka].total_cmp(&probs[b][kb]));
+        match weakest {
+            Some(&(cp, k)) if skips.len() > max_skip => probs[cp][k] = 0.0,
+            _ => return arch,
         }
     }
-    out
 }
 
 #[cfg(test)]
@@ -140,7 +140,7 @@ mod tests {
         let arch = space.derive_child(&p);
         assert_eq!(arch.ops[0], Op::NorConv1x1, "none is never derived while another op survives");
         assert_eq!(arch.ops.iter().filter(|o| **o == Op::SkipConnect).count(), 4);
-        let capped = cap_skips(&space, &p, &arch, 2);
+        let capped = cap_skips(&space, &p, 2);
         let skips: Vec<usize> = (0..6).filter(|&cp| capped.ops[cp] == Op::SkipConnect).collect();
         assert_eq!(skips, [2, 4], "the two strongest skips stay");
         assert_eq!((capped.ops[1], capped.ops[3]), (Op::NorConv1x1, Op::AvgPool3x3));
@@ -148,5 +148,58 @@ mod tests {
         assert_eq!(next.choices[0].ops, [Op::None, Op::NorConv1x1]);
         assert_eq!(next.choices[5].ops.len(), 2);
         assert!(next.choices[5].ops.contains(&Op::NorConv3x3));
+    }
+
+    #[test]
+    fn on_darts_pdarts_caps_the_normal_cells_skips_and_rederives_their_nodes() {
+        let space = Space::full(SpaceKind::by_name("darts").unwrap());
+        let cp = |name: &str| space.choices.iter().position(|c| c.name == name).unwrap();
+        let at = |c: usize, op: Op| space.choices[c].ops.iter().position(|o| *o == op).unwrap();
+        let mut p: Vec<Vec<f64>> = space.choices.iter().map(|c| vec![0.01; c.ops.len()]).collect();
+        let mut set = |name: &str, op: Op, w: f64| {
+            let c = cp(name);
+            p[c][at(c, op)] = w;
+        };
+        let (skip, sep3, sep5) = (Op::SkipConnect, Op::SepConv { kernel: 3 }, Op::SepConv { kernel: 5 });
+        // Normal cell: four skips derived, the weakest on 4<-0 and then 3<-0.
+        for (name, op, w) in [
+            ("normal/2<-0", skip, 0.9),
+            ("normal/2<-1", skip, 0.8),
+            ("normal/3<-0", skip, 0.7),
+            ("normal/3<-1", sep3, 0.6),
+            ("normal/3<-2", Op::MaxPool3x3, 0.5),
+            ("normal/4<-0", skip, 0.3),
+            ("normal/4<-1", sep5, 0.4),
+            ("normal/4<-3", Op::DilConv { kernel: 3 }, 0.2),
+            ("normal/5<-4", sep3, 0.5),
+            ("normal/5<-2", sep3, 0.4),
+        ] {
+            set(name, op, w);
+        }
+        // Reduction cell: every node's first two inputs a skip, which the rule does not count.
+        for j in 2..=5 {
+            for i in 0..2 {
+                set(&format!("reduce/{j}<-{i}"), skip, 0.9);
+            }
+        }
+        let derived = space.derive_child(&p);
+        let normal_skips = |a: &Arch| (0..14).filter(|&c| a.ops[c] == skip).count();
+        assert_eq!(normal_skips(&derived), 4);
+        let capped = cap_skips(&space, &p, 2);
+        space.check_child(&capped).unwrap();
+        assert_eq!(normal_skips(&capped), 2);
+        let op = |name: &str| capped.ops[cp(name)];
+        assert_eq!((op("normal/2<-0"), op("normal/2<-1")), (skip, skip), "the two strongest skips stay");
+        // Nodes 3 and 4 lost their skip input and took their next strongest edges.
+        assert_eq!(
+            (op("normal/3<-0"), op("normal/3<-1"), op("normal/3<-2")),
+            (Op::None, sep3, Op::MaxPool3x3)
+        );
+        assert_eq!(
+            (op("normal/4<-0"), op("normal/4<-1"), op("normal/4<-3")),
+            (Op::None, sep5, Op::DilConv { kernel: 3 })
+        );
+        assert_eq!(capped.ops[14..], derived.ops[14..], "the reduction cell is left as derived");
+        assert_eq!((14..28).filter(|&c| capped.ops[c] == skip).count(), 8);
     }
 }

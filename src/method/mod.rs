@@ -162,11 +162,10 @@ impl MethodRun {
     /// The derived child of the current α by the method's rule.
     fn derive(&self, settings: &Settings) -> Arch {
         let probs = self.alphas.probs();
-        let arch = self.space.derive_child(&probs);
         if settings.search.method == Method::Pdarts {
-            darts::cap_skips(&self.space, &probs, &arch, settings.gradient.max_skip)
+            darts::cap_skips(&self.space, &probs, settings.gradient.max_skip)
         } else {
-            arch
+            self.space.derive_child(&probs)
         }
     }
 }
@@ -204,16 +203,6 @@ pub fn run_stage(
     let settings = run.info.settings.clone();
     let method = settings.search.method;
     let g = &settings.gradient;
-    // A space whose children have topology rules its `derive_child` does not implement yet (the
-    // DARTS cell space: two inputs per node) is refused before anything trains.
-    let uniform: Vec<Vec<f64>> = start.choices.iter().map(|cp| vec![1.0; cp.ops.len()]).collect();
-    start.check_child(&start.derive_child(&uniform)).map_err(|e| {
-        anyhow::anyhow!(
-            "setting search.method = {} cannot derive a child of the {} space yet ({e}): use search.method = spos or fairnas there",
-            method.name(),
-            start.kind.name()
-        )
-    })?;
     let dir = run.path("method");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let latency = match (method, g.target_latency_ms) {

@@ -187,6 +187,12 @@ impl SpaceDef for DartsParams {
         true
     }
 
+    /// The normal cell's edges: PDARTS caps the skips of the normal cell only (its reduction cell
+    /// halves the size on every edge, so a skip there is a FactorizedReduce, not an identity).
+    fn skip_capped(&self, cp: usize) -> bool {
+        cp < CellKind::Reduce.offset()
+    }
+
     fn format_arch(&self, arch: &Arch) -> String {
         DartsParams::format_arch(self, &arch.ops)
     }
@@ -267,6 +273,34 @@ impl SpaceDef for DartsParams {
                 for (_, cp) in node_edges(kind, j) {
                     ops[cp] = b.ops[cp];
                 }
+            }
+        }
+        Arch { ops }
+    }
+
+    /// DARTS's derivation (Liu et al., ICLR 2019, `model_search.py`'s `genotype()`), node by node
+    /// in both cells: an edge's strength is the largest strength of its ops other than `none`; the
+    /// node keeps its two strongest incoming edges (the earlier input on a tie), each with its
+    /// strongest op other than `none`, and cuts the others. The result is a genotype of `space`.
+    fn derive_child(&self, space: &Space, strengths: &[Vec<f64>]) -> Arch {
+        // The strongest op of an edge other than `none`, and its strength.
+        let best = |cp: usize| {
+            space.choices[cp].ops.iter().zip(&strengths[cp]).filter(|(op, _)| **op != Op::None).fold(
+                None,
+                |acc: Option<(Op, f64)>, (&op, &w)| match acc {
+                    Some((_, a)) if a >= w => acc,
+                    _ => Some((op, w)),
+                },
+            )
+        };
+        let mut ops = vec![Op::None; self.choice_points()];
+        for (kind, j) in nodes() {
+            let mut edges: Vec<(usize, Op, f64)> =
+                node_edges(kind, j).filter_map(|(_, cp)| best(cp).map(|(op, w)| (cp, op, w))).collect();
+            // Stable: on equal strength the earlier input stays first.
+            edges.sort_by(|a, b| b.2.total_cmp(&a.2));
+            for &(cp, op, _) in edges.iter().take(2) {
+                ops[cp] = op;
             }
         }
         Arch { ops }
@@ -370,6 +404,56 @@ mod tests {
             // A path (not a genotype) mutates into a genotype.
             let path = space.sample(&mut rng);
             space.check_child(&space.mutate(&path, 0.0, &mut rng)).unwrap();
+        }
+    }
+
+    #[test]
+    fn derivation_keeps_each_nodes_two_strongest_edges_with_their_strongest_op() {
+        let space = Space::full(SpaceKind::by_name("darts").unwrap());
+        let v2 = space.kind.parse_arch("DARTS_V2").unwrap();
+        // V2's ops strong on its kept edges; on every cut edge one op nearly as strong, which must
+        // not win its edge a place (edge strength is its strongest op: 0.5 < 0.6).
+        let strengths: Vec<Vec<f64>> = space
+            .choices
+            .iter()
+            .zip(&v2.ops)
+            .map(|(cp, &kept)| {
+                cp.ops
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &op)| match kept {
+                        Op::None if k == 1 => 0.5,
+                        Op::None => 0.1,
+                        _ if op == kept => 0.6,
+                        _ => 0.05,
+                    })
+                    .collect()
+            })
+            .collect();
+        assert_eq!(space.derive_child(&strengths), v2);
+
+        // All strengths equal: each node keeps its two earliest inputs, with each edge's first op.
+        let flat: Vec<Vec<f64>> = space.choices.iter().map(|cp| vec![1.0; cp.ops.len()]).collect();
+        let child = space.derive_child(&flat);
+        for (kind, j) in nodes() {
+            for (i, cp) in node_edges(kind, j) {
+                let expected = if i < 2 { space.choices[cp].ops[0] } else { Op::None };
+                assert_eq!(child.ops[cp], expected, "{kind:?} {j}<-{i}");
+            }
+        }
+
+        // Any strengths on a shrunk space: a genotype of that space.
+        let shrunk = shrunk(false);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        for _ in 0..20 {
+            let w: Vec<Vec<f64>> = shrunk
+                .choices
+                .iter()
+                .map(|cp| cp.ops.iter().map(|_| rng.random::<f64>()).collect())
+                .collect();
+            let child = shrunk.derive_child(&w);
+            shrunk.check_child(&child).unwrap();
+            assert!(shrunk.contains(&child));
         }
     }
 

@@ -93,6 +93,13 @@ pub trait SpaceDef: Any + Send + Sync + fmt::Debug {
         true
     }
 
+    /// Whether PDARTS's final rule (Chen et al., ICCV 2019: at most `max_skip` `skip_connect` in the
+    /// derived child) counts choice point `cp`. True for every choice point by default; a cell space
+    /// counts its normal cell only, as PDARTS does.
+    fn skip_capped(&self, _cp: usize) -> bool {
+        true
+    }
+
     /// Whether the space's stand-alone network applies DARTS's drop-path when training asks for it
     /// ([`crate::Mode::drop_path`]). False by default: on a chain of blocks (mobile) or in a space
     /// without a cell's sum of edges, dropping an op's output has no such meaning.
