@@ -104,7 +104,8 @@ pub fn run(cmd: BenchCommand, progress: &Progress) -> Result<()> {
                     Sampler::Uniform => vec![nth_child(&space, step)],
                     Sampler::Fair => sampler::sample(which, &space, &mut rng),
                 };
-                let stats = train_step(&supernet, &mut sgd, &cfg, &x, &y, &children, cfg.lr, Mode::TRAIN);
+                let stats =
+                    train_step(&supernet, None, &mut sgd, &cfg, &x, &y, &children, cfg.lr, Mode::TRAIN);
                 images += stats.seen;
             }
             sync(device);

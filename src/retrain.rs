@@ -2,8 +2,9 @@
 //! every epoch, and the final top-1 on the test split with libtorch. Writes `retrain/weights.safetensors`
 //! (the weights `pwsnas export` takes), `retrain/last.safetensors` + `retrain/state.json` (resume),
 //! and `retrain/log.json` (per-epoch loss and accuracy).
-use anyhow::Result;
-use pwsnas_models::{Arch, Mode, Supernet};
+use anyhow::{Context, Result};
+use pwsnas_models::net::aux_head::AuxHead;
+use pwsnas_models::{Arch, Mode, SpaceKind, Supernet};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tch::Device;
@@ -61,10 +62,25 @@ pub fn standalone_seed(seed: u64) -> u64 {
     derive_seed(seed, "retrain", 0)
 }
 
-/// Epoch `epoch` (0-based) of training `child` alone on the cosine schedule of `cfg.epochs` epochs.
+/// DARTS's auxiliary head for training a child of `kind` alone when `cfg.auxiliary_weight > 0`
+/// (drawn from libtorch's generator after the child's weights, so the child starts from the same
+/// weights with or without it); none otherwise.
+pub fn aux_head(kind: &SpaceKind, cfg: &TrainSettings, device: Device) -> Result<Option<AuxHead>> {
+    if cfg.auxiliary_weight <= 0.0 {
+        return Ok(None);
+    }
+    let shape = kind.aux_shape().with_context(|| {
+        format!("setting retrain.auxiliary_weight: the {} space's network has no auxiliary head", kind.name())
+    })?;
+    Ok(Some(AuxHead::new(shape, device)?))
+}
+
+/// Epoch `epoch` (0-based) of training `child` alone (with its auxiliary head `aux`, if any) on the
+/// cosine schedule of `cfg.epochs` epochs.
 #[allow(clippy::too_many_arguments)]
 pub fn standalone_epoch(
     net: &Supernet,
+    aux: Option<&AuxHead>,
     sgd: &mut Sgd,
     cfg: &TrainSettings,
     data: &RunData,
@@ -76,7 +92,8 @@ pub fn standalone_epoch(
     label: &str,
 ) -> EpochLog {
     let phase = Phase { start: 0, end: cfg.epochs };
-    train_epoch(net, sgd, cfg, data, device, seed, epoch, phase, |_| vec![child.clone()], progress, label)
+    let choose = |_: &mut _| vec![child.clone()];
+    train_epoch(net, aux, sgd, cfg, data, device, seed, epoch, phase, choose, progress, label)
 }
 
 pub fn run_stage(
@@ -98,11 +115,12 @@ pub fn run_stage(
     let seed = standalone_seed(settings.seed);
     tch::manual_seed(seed as i64);
     let net = Supernet::standalone(&kind, &child, device);
+    let aux = aux_head(&kind, cfg, device)?;
     let mut sgd = Sgd::new(cfg);
     let mut state = RetrainState { epoch: 0, arch: arch.arch.clone(), seed, history: Vec::new() };
     if let Some((saved, tensors)) = checkpoint::read_state::<RetrainState>(&dir)? {
         if saved.arch == arch.arch {
-            checkpoint::restore(&tensors, &net, &mut sgd, device)?;
+            checkpoint::restore(&tensors, &net, aux.as_ref(), &mut sgd, device)?;
             state = saved;
             progress.info(format!("retrain: resuming after epoch {}", state.epoch));
         }
@@ -117,6 +135,7 @@ pub fn run_stage(
     while state.epoch < cfg.epochs {
         let log = standalone_epoch(
             &net,
+            aux.as_ref(),
             &mut sgd,
             cfg,
             data,
@@ -137,7 +156,8 @@ pub fn run_stage(
         progress.event("retrain_epoch", json!(log));
         state.history.push(log);
         state.epoch += 1;
-        checkpoint::save(&dir, &net, &sgd, &state)?;
+        let extra = aux.as_ref().map(AuxHead::named_tensors).unwrap_or_default();
+        checkpoint::save_with(&dir, &net, &sgd, extra, &state)?;
     }
     save_tensors(&dir.join("weights.safetensors"), &net.named_tensors())?;
     write_json(&dir.join("log.json"), &state.history)?;

@@ -73,6 +73,12 @@ pub struct TrainSettings {
     /// 0.2). Spaces whose network does not support it refuse it.
     #[serde(skip_serializing_if = "is_zero_f64")]
     pub drop_path: f64,
+    /// Weight of DARTS's auxiliary head's loss (`--auxiliary-weight W`; 0 = no head): a classifier
+    /// on the second reduction cell's output, trained beside the child and added to its loss as
+    /// `loss + W · loss_aux` (DARTS retrains with 0.4), never exported and not counted in the
+    /// child's parameters (`pwsnas_models::net::aux_head`). Spaces without a head refuse it.
+    #[serde(skip_serializing_if = "is_zero_f64")]
+    pub auxiliary_weight: f64,
 }
 
 // Left out of the serialised settings at their defaults, so that runs made before these fields
@@ -99,6 +105,7 @@ impl Default for TrainSettings {
             steps_per_epoch: None,
             cutout: 0,
             drop_path: 0.0,
+            auxiliary_weight: 0.0,
         }
     }
 }
@@ -390,6 +397,24 @@ impl Settings {
                     self.space
                 );
             }
+            let w = t.auxiliary_weight;
+            if !(w.is_finite() && w >= 0.0) {
+                bail!(
+                    "setting {name}.auxiliary_weight must be a non-negative weight (DARTS uses 0.4), got {w}"
+                );
+            }
+            if w > 0.0 {
+                if name == "supernet" {
+                    bail!("setting supernet.auxiliary_weight is {w}, but the auxiliary head trains a stand-alone child only (retrain.auxiliary_weight): set it to 0");
+                }
+                // The size it reads depends on the data: checked with it (`supernet::space_kind`).
+                if kind.aux_shape().is_none() {
+                    bail!(
+                        "setting {name}.auxiliary_weight is {w}, but the {} space's network has no auxiliary head (it is DARTS's, for the darts space): set it to 0",
+                        self.space
+                    );
+                }
+            }
         }
         Ok(())
     }
@@ -588,11 +613,22 @@ mod tests {
             |s| s.supernet.drop_path = 0.2,
             "setting supernet.drop_path is 0.2, but the nb201 space's network has no drop-path (it is DARTS's, for the darts space): set it to 0",
         );
+        refused(
+            |s| s.retrain.auxiliary_weight = 0.4,
+            "setting retrain.auxiliary_weight is 0.4, but the nb201 space's network has no auxiliary head (it is DARTS's, for the darts space): set it to 0",
+        );
         assert!(Settings::default().validate().is_ok());
         let mut darts = Settings::default();
         darts.set_space("darts");
         darts.retrain.drop_path = 0.2;
+        darts.retrain.auxiliary_weight = 0.4;
         assert!(darts.validate().is_ok());
+        darts.supernet.auxiliary_weight = 0.4;
+        let e = format!("{:#}", darts.validate().unwrap_err());
+        assert!(
+            e.contains("setting supernet.auxiliary_weight is 0.4") && e.contains("stand-alone child only"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
+use pwsnas_models::net::aux_head::MIN_SIZE;
 use pwsnas_models::{Route, Space, SpaceKind, Supernet};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -29,7 +30,17 @@ pub fn space_kind(settings: &Settings, data: &RunData) -> Result<SpaceKind> {
     let kind = SpaceKind::from_params(&settings.space, Value::Object(settings.space_params.clone()))
         .with_context(|| format!("setting space = '{}' with space_params", settings.space))?;
     let [c, h, _] = data.shape();
-    Ok(kind.with_data(c, h, data.classes.len())?)
+    let kind = kind.with_data(c, h, data.classes.len())?;
+    let w = settings.retrain.auxiliary_weight;
+    if let Some(aux) = kind.aux_shape().filter(|_| w > 0.0) {
+        if aux.size < MIN_SIZE {
+            bail!(
+                "setting retrain.auxiliary_weight is {w}, but the auxiliary head needs at least {MIN_SIZE}×{MIN_SIZE} pixels where it reads, and these {h}×{h} images give {0}×{0}: use larger images or set it to 0",
+                aux.size
+            );
+        }
+    }
+    Ok(kind)
 }
 
 /// The space the run starts from: `space_file` when given (checked against the kind), else the full space.
@@ -104,7 +115,7 @@ impl SupernetRun {
             for (cp, &k) in state.copies.iter().enumerate().filter(|(_, &k)| k > 1) {
                 net.grow_copies(cp, k, state.routes.get(cp).cloned().flatten());
             }
-            checkpoint::restore(&tensors, &net, &mut sgd, device)?;
+            checkpoint::restore(&tensors, &net, None, &mut sgd, device)?;
             let space = Space::from_json(state.space.clone())?;
             return Ok(SupernetRun { net, sgd, space, state, dir });
         }
@@ -195,6 +206,7 @@ impl SupernetRun {
             let space = &self.space;
             let log = train_epoch(
                 &self.net,
+                None,
                 &mut self.sgd,
                 &settings.supernet,
                 data,

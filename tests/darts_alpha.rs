@@ -53,7 +53,7 @@ fn alpha_learns_to_prefer_the_op_that_helps() {
     // Weights trained on the skip path first: under them, skip is clearly the better op.
     let skips = Arch { ops: vec![Op::SkipConnect; names.len()] };
     for _ in 0..25 {
-        train_step(&net, &mut sgd, &cfg, &x, &y, std::slice::from_ref(&skips), 0.05, Mode::TRAIN);
+        train_step(&net, None, &mut sgd, &cfg, &x, &y, std::slice::from_ref(&skips), 0.05, Mode::TRAIN);
     }
     let before = alphas.probs();
     for _ in 0..10 {

@@ -20,6 +20,8 @@ pub enum ModelError {
     InvalidParam { space: String, field: String, reason: String },
     #[error("unknown network piece '{name}': expected one of {expected}")]
     UnknownPiece { name: String, expected: String },
+    #[error("no auxiliary head: {0}")]
+    NoAuxHead(String),
     #[error("weights do not fit the network: {0}")]
     Weights(String),
     #[error(transparent)]

@@ -224,6 +224,10 @@ pub struct SettingsArgs {
     /// space only; DARTS uses 0.2).
     #[arg(long)]
     pub drop_path: Option<f64>,
+    /// Retraining: weight of DARTS's auxiliary head's loss (0 = no head; darts space only; DARTS
+    /// uses 0.4). The head is not exported.
+    #[arg(long)]
+    pub auxiliary_weight: Option<f64>,
 }
 
 impl SettingsArgs {
@@ -322,6 +326,7 @@ impl SettingsArgs {
         set!(s.retrain.lr, self.retrain_lr);
         set!(s.retrain.cutout, self.cutout);
         set!(s.retrain.drop_path, self.drop_path);
+        set!(s.retrain.auxiliary_weight, self.auxiliary_weight);
         s.validate()?;
         Ok(s)
     }

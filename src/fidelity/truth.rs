@@ -216,11 +216,22 @@ pub fn train_child(
     let seed = crate::retrain::standalone_seed(settings.seed);
     tch::manual_seed(seed as i64);
     let net = Supernet::standalone(kind, arch, device);
+    let aux = crate::retrain::aux_head(kind, cfg, device)?;
     let mut sgd = Sgd::new(cfg);
     let (mut loss, mut train_accuracy) = (f64::NAN, f64::NAN);
     for epoch in 0..cfg.epochs {
         let log = crate::retrain::standalone_epoch(
-            &net, &mut sgd, cfg, data, device, seed, epoch, arch, progress, "truth",
+            &net,
+            aux.as_ref(),
+            &mut sgd,
+            cfg,
+            data,
+            device,
+            seed,
+            epoch,
+            arch,
+            progress,
+            "truth",
         );
         (loss, train_accuracy) = (log.loss, log.train_accuracy);
     }

@@ -128,7 +128,7 @@ impl MethodRun {
                 );
             }
             let net = Supernet::new(&built, device);
-            checkpoint::restore(&tensors, &net, &mut sgd, device)?;
+            checkpoint::restore(&tensors, &net, None, &mut sgd, device)?;
             let space = Space::from_json(state.space.clone())?;
             let alphas = Alphas::load(&tensors, &space, device).context("the method checkpoint")?;
             let mut adam = Adam::new(g.alpha_lr, g.alpha_betas, g.alpha_weight_decay, &alphas.t);
@@ -395,6 +395,7 @@ fn epoch(
                 let arch = proxyless::active_arch(&mr.space, &pairs);
                 let step = crate::train::epoch::train_step(
                     &mr.net,
+                    None,
                     &mut mr.sgd,
                     cfg,
                     &x,

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use pwsnas_models::net::aux_head::AuxHead;
 use pwsnas_models::Supernet;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -65,15 +66,21 @@ pub fn state_of<S: DeserializeOwned>(file: &Path, tensors: &HashMap<String, Tens
         .with_context(|| format!("{} holds a state this pwsnas cannot read", file.display()))
 }
 
-/// Loads a checkpoint's weights into `net` and its momentum buffers into `sgd`.
+/// Loads a checkpoint's weights into `net` (and `aux`, the auxiliary head saved beside it with
+/// [`save_with`]) and its momentum buffers into `sgd`.
 pub fn restore(
     tensors: &HashMap<String, Tensor>,
     net: &Supernet,
+    aux: Option<&AuxHead>,
     sgd: &mut Sgd,
     device: Device,
 ) -> Result<()> {
     net.load(tensors).context("the checkpoint does not fit the network")?;
-    let params: HashMap<String, Tensor> = net.named_tensors().into_iter().collect();
+    let mut params: HashMap<String, Tensor> = net.named_tensors().into_iter().collect();
+    if let Some(head) = aux {
+        head.load(tensors).context("the checkpoint does not fit the network")?;
+        params.extend(head.named_tensors());
+    }
     sgd.load_state(tensors, &params, device)
         .map_err(|why| anyhow::anyhow!("the checkpoint does not fit the network: {why}"))
 }
@@ -113,13 +120,13 @@ mod tests {
         let net = net();
         let mut sgd = Sgd::new(&crate::settings::TrainSettings::default());
         let good = checkpoint(&net);
-        restore(&good, &net, &mut sgd, Device::Cpu).unwrap();
+        restore(&good, &net, None, &mut sgd, Device::Cpu).unwrap();
 
         // A momentum buffer of the wrong shape used to load silently and fail the next step.
         let mut bad = copy(&good);
         let key = bad.keys().find(|k| k.starts_with("optim.")).unwrap().clone();
         bad.insert(key.clone(), Tensor::zeros([3], (tch::Kind::Float, Device::Cpu)));
-        let err = format!("{:#}", restore(&bad, &net, &mut sgd, Device::Cpu).unwrap_err());
+        let err = format!("{:#}", restore(&bad, &net, None, &mut sgd, Device::Cpu).unwrap_err());
         assert!(
             err.contains("does not fit the network") && err.contains(&key) && err.contains("[3]"),
             "{err}"
@@ -131,15 +138,49 @@ mod tests {
             "optim.momentum.nowhere.weight".into(),
             Tensor::zeros([1], (tch::Kind::Float, Device::Cpu)),
         );
-        let err = format!("{:#}", restore(&bad, &net, &mut sgd, Device::Cpu).unwrap_err());
+        let err = format!("{:#}", restore(&bad, &net, None, &mut sgd, Device::Cpu).unwrap_err());
         assert!(err.contains("has no parameter 'nowhere.weight'"), "{err}");
 
         // A missing variable.
         let mut bad = copy(&good);
         let var = bad.keys().find(|k| !k.starts_with("optim.")).unwrap().clone();
         bad.remove(&var);
-        let err = format!("{:#}", restore(&bad, &net, &mut sgd, Device::Cpu).unwrap_err());
+        let err = format!("{:#}", restore(&bad, &net, None, &mut sgd, Device::Cpu).unwrap_err());
         assert!(err.contains(&format!("variable '{var}' is missing")), "{err}");
+    }
+
+    #[test]
+    fn an_auxiliary_head_and_its_momentum_are_saved_beside_the_net_and_restored() {
+        use pwsnas_models::net::aux_head::AuxShape;
+        use pwsnas_models::{Mode, Param};
+        let dir = tempfile::tempdir().unwrap();
+        let net = net();
+        let shape = AuxShape { channels: 3, size: 4, classes: 2 };
+        let head = AuxHead::new(shape, Device::Cpu).unwrap();
+        let mut sgd = Sgd::new(&crate::settings::TrainSettings::default());
+        // One step of the head alone, so that it has momentum buffers.
+        let x = Tensor::randn([4, 3, 4, 4], (tch::Kind::Float, Device::Cpu));
+        let loss = head.forward(&x, Mode::TRAIN).square().mean(tch::Kind::Float);
+        let params: Vec<&Param> = head.trainable();
+        let grads = Tensor::run_backward(
+            &[loss],
+            &params.iter().map(|p| &p.tensor).collect::<Vec<_>>(),
+            false,
+            false,
+        );
+        sgd.step(&params, grads, 0.1, None);
+        save_with(dir.path(), &net, &sgd, head.named_tensors(), &serde_json::json!({"epoch": 1})).unwrap();
+
+        let (_, tensors) = read_state::<serde_json::Value>(dir.path()).unwrap().unwrap();
+        let fresh = AuxHead::new(shape, Device::Cpu).unwrap();
+        assert!(!fresh.forward(&x, Mode::EVAL).equal(&head.forward(&x, Mode::EVAL)));
+        let mut restored = Sgd::new(&crate::settings::TrainSettings::default());
+        restore(&tensors, &net, Some(&fresh), &mut restored, Device::Cpu).unwrap();
+        assert!(fresh.forward(&x, Mode::EVAL).equal(&head.forward(&x, Mode::EVAL)));
+        assert_eq!(restored.state().len(), sgd.state().len());
+        // Without the head, its momentum buffers belong to no parameter: refused, not dropped.
+        let err = format!("{:#}", restore(&tensors, &net, None, &mut restored, Device::Cpu).unwrap_err());
+        assert!(err.contains("has no parameter 'aux."), "{err}");
     }
 
     #[test]

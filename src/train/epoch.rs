@@ -4,6 +4,7 @@ use std::collections::HashSet;
 use std::time::Instant;
 
 use pwsnas_datasets::{batches, Order};
+use pwsnas_models::net::aux_head::AuxHead;
 use pwsnas_models::{Arch, Mode, Param, Supernet};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -52,10 +53,13 @@ pub struct StepStats {
 
 /// One SGD step on a batch: forward of every child in `mode` (a training mode, see
 /// [`train_mode`]), one backward of the summed losses (FairNAS's accumulated gradients), one
-/// update of the tensors the children used.
+/// update of the tensors the children used. With an auxiliary head (a stand-alone child with
+/// `cfg.auxiliary_weight > 0`), each child's loss is DARTS's `loss + w · loss_aux` and the step
+/// updates the head too; the reported loss is that sum, the accuracy the main head's.
 #[allow(clippy::too_many_arguments)]
 pub fn train_step(
     net: &Supernet,
+    aux: Option<&AuxHead>,
     sgd: &mut Sgd,
     cfg: &TrainSettings,
     x: &Tensor,
@@ -70,8 +74,19 @@ pub fn train_step(
     let mut params: Vec<&Param> = Vec::new();
     let mut total: Option<Tensor> = None;
     for child in children {
-        let logits = net.forward(x, child, mode);
-        let loss = logits.cross_entropy_loss::<Tensor>(y, None, Reduction::Mean, -100, cfg.label_smoothing);
+        let ce = |logits: &Tensor| {
+            logits.cross_entropy_loss::<Tensor>(y, None, Reduction::Mean, -100, cfg.label_smoothing)
+        };
+        let (logits, features) = match aux {
+            Some(_) => net.forward_with_aux(x, child, mode),
+            None => (net.forward(x, child, mode), None),
+        };
+        let loss = match (aux, features) {
+            (Some(head), Some(features)) => {
+                ce(&logits) + ce(&head.forward(&features, mode)) * cfg.auxiliary_weight
+            }
+            _ => ce(&logits),
+        };
         stats.loss_sum += loss.detach().to_kind(Kind::Double);
         stats.correct += logits.argmax(1, false).eq_tensor(y).sum(Kind::Double);
         stats.seen += x.size()[0] as usize;
@@ -86,6 +101,7 @@ pub fn train_step(
         }
     }
     let Some(total) = total else { return stats };
+    params.extend(aux.map(AuxHead::trainable).unwrap_or_default());
     let inputs: Vec<&Tensor> = params.iter().map(|p| &p.tensor).collect();
     let grads = Tensor::run_backward(&[total], &inputs, false, false);
     sgd.step(&params, grads, lr, cfg.grad_clip);
@@ -106,6 +122,7 @@ pub fn train_mode(cfg: &TrainSettings, epoch: usize, phase: Phase) -> Mode {
 #[allow(clippy::too_many_arguments)]
 pub fn train_epoch(
     net: &Supernet,
+    aux: Option<&AuxHead>,
     sgd: &mut Sgd,
     cfg: &TrainSettings,
     data: &RunData,
@@ -140,7 +157,7 @@ pub fn train_epoch(
         lr = cosine_lr(cfg.lr, (epoch - phase.start) * steps + i, total);
         let (x, y) = to_tensors(&batch, device);
         let children = choose(&mut arch_rng);
-        let step = train_step(net, sgd, cfg, &x, &y, &children, lr, mode);
+        let step = train_step(net, aux, sgd, cfg, &x, &y, &children, lr, mode);
         loss_sum += step.loss_sum;
         correct += step.correct;
         seen += step.seen;

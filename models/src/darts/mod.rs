@@ -142,6 +142,12 @@ impl DartsParams {
         [self.layers / 3, 2 * self.layers / 3]
     }
 
+    /// The cell whose output DARTS's auxiliary head reads: the second reduction cell, `2·layers/3`
+    /// (`NetworkCIFAR`'s `i == 2 * layers // 3`).
+    pub fn aux_cell(&self) -> usize {
+        self.reduction_cells()[1]
+    }
+
     /// The shapes of every cell, in order.
     pub fn cells(&self) -> Vec<CellLayout> {
         let stem = STEM_MULTIPLIER * self.channels;

@@ -161,19 +161,41 @@ impl DartsNet {
     pub fn edges(&self) -> impl Iterator<Item = &Edge> {
         self.cells.iter().flat_map(|c| c.edges.iter())
     }
+
+    /// The forward, keeping the output of cell [`DartsParams::aux_cell`] when `aux` is set.
+    fn run(
+        &self,
+        x: &Tensor,
+        mix: &Mix,
+        _route: &[usize],
+        mode: Mode,
+        aux: bool,
+    ) -> (Tensor, Option<Tensor>) {
+        let s = self.stem.forward(x, mode);
+        let (mut s0, mut s1) = (s.shallow_clone(), s);
+        let mut features = None;
+        for (k, cell) in self.cells.iter().enumerate() {
+            let out = cell.forward(&s0, &s1, mix, mode);
+            (s0, s1) = (s1, out);
+            if aux && k == self.params.aux_cell() {
+                features = Some(s1.shallow_clone());
+            }
+        }
+        let pooled = s1.adaptive_avg_pool2d([1, 1]).flatten(1, -1);
+        (self.classifier.forward(&pooled), features)
+    }
 }
 
 impl Network for DartsNet {
     /// Logits of the ops and weights `mix` picks on every edge for a batch `x` (NCHW).
-    fn forward(&self, x: &Tensor, mix: &Mix, _route: &[usize], mode: Mode) -> Tensor {
-        let s = self.stem.forward(x, mode);
-        let (mut s0, mut s1) = (s.shallow_clone(), s);
-        for cell in &self.cells {
-            let out = cell.forward(&s0, &s1, mix, mode);
-            (s0, s1) = (s1, out);
-        }
-        let pooled = s1.adaptive_avg_pool2d([1, 1]).flatten(1, -1);
-        self.classifier.forward(&pooled)
+    fn forward(&self, x: &Tensor, mix: &Mix, route: &[usize], mode: Mode) -> Tensor {
+        self.run(x, mix, route, mode, false).0
+    }
+
+    /// The logits, and in training the output of the second reduction cell (DARTS's
+    /// `NetworkCIFAR`: the auxiliary head reads cell `2·layers/3`).
+    fn forward_aux(&self, x: &Tensor, mix: &Mix, route: &[usize], mode: Mode) -> (Tensor, Option<Tensor>) {
+        self.run(x, mix, route, mode, mode.train)
     }
 
     /// The child `ops` as graph IR from the graph input to the logits.

@@ -28,6 +28,7 @@ use super::net::{DartsNet, Role};
 use super::{darts_op_names, is_darts_op, CellKind, DartsParams, Genotype};
 use crate::cost::Cost;
 use crate::error::{ModelError, Result};
+use crate::net::aux_head::AuxShape;
 use crate::net::pieces::PieceKey;
 use crate::net::Network;
 use crate::op::Op;
@@ -185,6 +186,13 @@ impl SpaceDef for DartsParams {
 
     fn drop_path(&self) -> bool {
         true
+    }
+
+    /// The output of the second reduction cell ([`DartsParams::aux_cell`]): `4·4C` channels at a
+    /// quarter of the input size (8×8 on CIFAR-10's 32×32, as DARTS's `AuxiliaryHeadCIFAR` assumes).
+    fn aux_shape(&self) -> Option<AuxShape> {
+        let cell = self.cells()[self.aux_cell()];
+        Some(AuxShape { channels: cell.output_channels(), size: cell.output_size, classes: self.classes })
     }
 
     /// The normal cell's edges: PDARTS caps the skips of the normal cell only (its reduction cell

@@ -14,6 +14,7 @@ use pwsnas_onnx::{Dim, Graph, GraphBuilder};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Tensor};
 
+pub mod aux_head;
 pub mod layers;
 pub mod mix;
 pub mod network;
@@ -136,6 +137,12 @@ impl Supernet {
     /// Logits of the child `arch` for a batch `x` (NCHW): the single-path forward.
     pub fn forward(&self, x: &Tensor, arch: &Arch, mode: Mode) -> Tensor {
         self.net.forward(x, &Mix::single(arch), &self.route(arch), mode)
+    }
+
+    /// [`Supernet::forward`], and the feature map an auxiliary head reads when the network offers
+    /// one ([`crate::space::SpaceDef::aux_shape`]) and `mode` is training.
+    pub fn forward_with_aux(&self, x: &Tensor, arch: &Arch, mode: Mode) -> (Tensor, Option<Tensor>) {
+        self.net.forward_aux(x, &Mix::single(arch), &self.route(arch), mode)
     }
 
     /// Logits of the ops and weights `mix` picks at every choice point (see [`Mix`]), weight

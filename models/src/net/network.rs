@@ -21,6 +21,12 @@ pub trait Network: Send {
     /// Logits for a batch `x` (NCHW) of the ops and weights `mix` picks (see [`Mix`]).
     fn forward(&self, x: &Tensor, mix: &Mix, route: &[usize], mode: Mode) -> Tensor;
 
+    /// [`Network::forward`], and, when `mode` is training and the network offers an auxiliary head
+    /// ([`crate::space::SpaceDef::aux_shape`]), the feature map the head reads. By default none.
+    fn forward_aux(&self, x: &Tensor, mix: &Mix, route: &[usize], mode: Mode) -> (Tensor, Option<Tensor>) {
+        (self.forward(x, mix, route, mode), None)
+    }
+
     /// Lowers the child `ops` to the graph IR from `g`'s input to the logits (BatchNorm not yet
     /// folded), returning the logits.
     fn lower(&self, g: &mut GraphBuilder, ops: &[Op], route: &[usize]) -> Value;

@@ -28,6 +28,7 @@ use tch::nn;
 use super::{Arch, Space, SpaceKind};
 use crate::cost::Cost;
 use crate::error::Result;
+use crate::net::aux_head::AuxShape;
 use crate::net::pieces::PieceKey;
 use crate::net::Network;
 use crate::op::Op;
@@ -91,6 +92,12 @@ pub trait SpaceDef: Any + Send + Sync + fmt::Debug {
     /// default.
     fn latency_pieces(&self) -> bool {
         true
+    }
+
+    /// The feature map an auxiliary classifier may read while a stand-alone child trains
+    /// ([`crate::net::aux_head`]); `None` (the default) where the network offers none.
+    fn aux_shape(&self) -> Option<AuxShape> {
+        None
     }
 
     /// Whether PDARTS's final rule (Chen et al., ICCV 2019: at most `max_skip` `skip_connect` in the
