@@ -324,10 +324,12 @@ impl Settings {
                 self.space
             );
         }
-        if !kind.children_are_paths() && (self.search.max_flops.is_some() || self.search.max_params.is_some())
-        {
+        let constrained = self.search.max_flops.is_some()
+            || self.search.max_params.is_some()
+            || self.search.max_latency_ms.is_some();
+        if !kind.children_are_paths() && constrained {
             bail!(
-                "settings search.max_flops / search.max_params (--max-flops, --max-params) are not available for the {} space yet: constraints are checked on paths, and its children are not paths",
+                "settings search.max_flops / search.max_params / search.max_latency_ms (--max-flops, --max-params, --max-latency-ms) are not available for the {} space yet: constraints are checked on paths, and its children are not paths",
                 self.space
             );
         }

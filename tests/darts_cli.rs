@@ -1,8 +1,9 @@
 //! The DARTS cell space end to end on tiny synthetic data: `pwsnas search --space darts` (SPOS
 //! single-path supernet, one angle-shrinking round dropping the lowest op of every edge, evolution
-//! over genotypes, retraining) → `pwsnas export` with ONNX Runtime parity and the official checker;
+//! over genotypes, retraining) → `pwsnas export` with ONNX Runtime parity, the official checker and
+//! the latency prediction of the table the search measured;
 //! and a one-line error for each bad input (wrong genotype text, a space file that does not fit,
-//! `--layers` below 3, weight copies, constraints and latency tables the space does not have),
+//! `--layers` below 3, weight copies and constraints the space does not have),
 //! with nothing written.
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -133,8 +134,13 @@ fn search_shrinks_every_edge_retrains_a_genotype_and_exports_it_with_parity() {
     onnx_check::check(&bytes, "the exported DARTS model.onnx");
     assert!(!report.onnx.op_counts.contains_key("BatchNormalization"));
     assert!(report.onnx.op_counts.contains_key("Concat"), "{:?}", report.onnx.op_counts);
-    // No latency table for darts: no prediction, and the export still passes.
-    assert_eq!(report.latency.predicted_ms, None);
+    // The search's latency table (kept in the run) predicted the exported genotype.
+    let predicted = report.latency.predicted_ms.expect("a predicted latency");
+    assert!(predicted > 0.0, "{predicted}");
+    assert!(run.join("latency_table.json").exists());
+    for e in search["evaluated"].as_array().unwrap() {
+        assert!(e["predicted_latency_ms"].as_f64().unwrap() > 0.0, "{e}");
+    }
 
     // DARTS's evaluation extras: retraining with cutout and drop-path changes the retraining's
     // settings (so it takes --force), is recorded in run.json, and is reproducible: two copies of
@@ -226,15 +232,12 @@ fn bad_genotypes_and_settings_are_one_line_errors_and_write_nothing() {
         (&["--layers", "2"][..], &["'layers'", "--layers"][..]),
         (&["--copies", "2"], &["--copies", "darts space has no weight copies"]),
         (&["--max-flops", "1e6"], &["--max-flops", "not available for the darts space"]),
+        (&["--max-latency-ms", "1"], &["--max-latency-ms", "not available for the darts space"]),
     ] {
         let args = with(extra);
         refused(&args.iter().map(String::as_str).collect::<Vec<_>>(), expected);
         assert!(!out.exists(), "{extra:?} wrote {}", out.display());
     }
-    refused(
-        &["latency-table", "--space", "darts", "--channels", "4", "--layers", "3"],
-        &["darts space has no latency pieces"],
-    );
 
     // A space file whose choice points are another space's, and one whose linked lists differ.
     let file = dir.path().join("space.json");

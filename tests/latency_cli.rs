@@ -1,5 +1,5 @@
 //! Latency-aware search end to end on tiny synthetic data: latency tables reused on a match and
-//! rebuilt on a mismatch, `--max-latency-ms` keeping every evaluated child within budget, `pwsnas
+//! rebuilt on a mismatch, a table of the darts space predicting a genotype, `--max-latency-ms` keeping every evaluated child within budget, `pwsnas
 //! export` reporting the prediction error, and `pwsnas compare` tabulating runs and refusing runs
 //! measured with different settings. Every test keeps its tables in a temporary `PWSNAS_HOME`.
 use std::path::{Path, PathBuf};
@@ -105,6 +105,78 @@ fn a_table_is_reused_on_a_match_and_rebuilt_on_a_mismatch() {
         .map(|x| x["ms"].as_f64().unwrap() * x["count"].as_f64().unwrap())
         .sum();
     assert!((p["ms"].as_f64().unwrap() - sum - p["base_ms"].as_f64().unwrap()).abs() < 1e-9, "{p}");
+}
+
+/// The darts space at a tiny size: C=2, L=4 (reduction cells 1 and 2, so stage 1 has only its
+/// reduction cell), 1×8×8 inputs, 3 classes.
+const DARTS: [&str; 12] = [
+    "--space",
+    "darts",
+    "--channels",
+    "2",
+    "--layers",
+    "4",
+    "--input-size",
+    "8",
+    "--input-channels",
+    "1",
+    "--classes",
+    "3",
+];
+
+#[test]
+fn a_darts_table_times_the_pieces_of_the_evaluation_network_and_predicts_genotypes() {
+    let home = tempfile::tempdir().unwrap();
+    let mut args = vec!["--json", "latency-table"];
+    args.extend(DARTS);
+    args.extend(["--runs", "5", "--warmup", "1", "--threads", "1", "--arch", "DARTS_V2"]);
+    let out: Value = serde_json::from_str(&ok(home.path(), &args)).unwrap();
+    let t = &out["table"];
+    let pieces: Vec<&str> =
+        t["entries"].as_array().unwrap().iter().map(|e| e["piece"].as_str().unwrap()).collect();
+    for piece in [
+        "stem",
+        "cell0/pre0",
+        "cell3/pre0",
+        "reduce1/skip_connect",
+        "reduce2/max_pool_3x3",
+        "stage1/sep_conv_3x3",
+        "stage2/avg_pool_3x3",
+        "stage0/sum2",
+        "stage2/concat",
+        "head",
+    ] {
+        assert!(pieces.contains(&piece), "{piece} missing from {pieces:?}");
+    }
+    assert!(!pieces
+        .iter()
+        .any(|p| p.ends_with("/none") || p.starts_with("stage") && p.ends_with("skip_connect")));
+    // Calibration children are genotypes: 7 ops in rotation on each node's two latest inputs, and
+    // 10 random.
+    let calibration = t["calibration"].as_array().unwrap();
+    assert_eq!(calibration.len(), 7 + 10);
+    assert!(calibration.iter().all(|c| c["arch"].as_str().unwrap().starts_with("Genotype(normal=[(")));
+
+    let p = &out["prediction"];
+    let listed: Vec<(&str, u64)> = p["pieces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| (x["piece"].as_str().unwrap(), x["count"].as_u64().unwrap()))
+        .collect();
+    // DARTS_V2's reduction cell: five max pools, on input 0 or 1, computed once per input.
+    assert!(listed.contains(&("reduce1/max_pool_3x3", 2)), "{listed:?}");
+    assert!(listed.contains(&("stage0/sum2", 4)), "{listed:?}");
+    let sum: f64 = p["pieces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["ms"].as_f64().unwrap() * x["count"].as_f64().unwrap())
+        .sum();
+    assert!((p["ms"].as_f64().unwrap() - sum - p["base_ms"].as_f64().unwrap()).abs() < 1e-9, "{p}");
+    let range = &out["space_range"];
+    assert_eq!((range["sampled"].as_bool(), range["children"].as_u64()), (Some(true), Some(5000)));
+    assert!(range["min_ms"].as_f64().unwrap() <= range["max_ms"].as_f64().unwrap());
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //!   serde data; [`space::def::SpaceDef`], the trait every space implements, and
 //!   [`space::registry`], the list of spaces;
 //! - [`nb201`], [`mobile`], [`darts`]: the spaces — each one's parameters, choice points, arch
-//!   strings (DARTS: genotypes), analytic cost, latency pieces (not yet for DARTS) and network;
+//!   strings (DARTS: genotypes), analytic cost, latency pieces and network;
 //! - [`net`]: supernets and stand-alone networks on libtorch (tch), including the lowering of a child
 //!   to the ONNX graph IR of `pwsnas-onnx`, the [`Network`] trait the spaces' networks implement and
 //!   the weighted forward ([`Mix`]) of the differentiable and gated methods;

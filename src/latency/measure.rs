@@ -1,5 +1,6 @@
 //! Measuring a latency table: every piece of a space's network (`pwsnas_models::PieceKey`: stem,
-//! reductions, head, each op of each choice point, node sums) lowered alone at its real input shape,
+//! reductions, head, each op of each choice point, node sums; in `darts` also each cell's
+//! preprocessing and output concatenation) lowered alone at its real input shape,
 //! exported to ONNX with BatchNorm folded and rewritten as `pwsnas export` does, and timed in ONNX Runtime at batch
 //! 1 with [`crate::timing::ort`] (warm-up, then the median of many runs, spread over
 //! several sweeps through all models).
@@ -127,13 +128,15 @@ const RANDOM_CHILDREN: usize = 10;
 
 /// The children timed whole for the correction: child `i < n` picks, at choice point `cp`, op
 /// `(i + cp) mod n` of the choice point's ops (so every op occurs at every choice point and the
-/// children mix cheap and costly ops), then [`RANDOM_CHILDREN`] children drawn uniformly with a fixed
-/// seed (so every table of a space uses the same children).
+/// children mix cheap and costly ops; where the space's children are not paths, the choice points
+/// its child keeps, `SpaceDef::child_of_path`), then [`RANDOM_CHILDREN`] children drawn uniformly
+/// with a fixed seed (so every table of a space uses the same children).
 pub fn calibration_children(kind: &SpaceKind) -> Vec<Arch> {
     let full = kind.full_ops();
     let n = full.iter().map(Vec::len).max().unwrap_or(0);
     let mut children: Vec<Arch> = (0..n)
         .map(|i| Arch { ops: full.iter().enumerate().map(|(cp, ops)| ops[(i + cp) % ops.len()]).collect() })
+        .map(|path| kind.child_of_path(&path))
         .collect();
     let space = Space::full(kind.clone());
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
@@ -176,9 +179,14 @@ pub fn build(
         let long = piece.chainable.then(|| bench.add(net.piece_graph(piece.key, k), piece.input));
         piece_models.push((one, long));
     }
+    // Each child as `pwsnas export` lowers it: its stand-alone network (in `darts` the evaluation
+    // network, whose pools have no BN after them, unlike the search network's).
     let child_models: Vec<usize> = children
         .iter()
-        .map(|arch| bench.add(net.graph(arch, "pwsnas_calibration_child"), kind.input_shape()))
+        .map(|arch| {
+            let child = Supernet::standalone(kind, arch, Device::Cpu);
+            bench.add(child.graph(arch, "pwsnas_calibration_child"), kind.input_shape())
+        })
         .collect();
 
     let bar = progress.bar(1, "latency table");

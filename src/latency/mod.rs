@@ -99,13 +99,17 @@ impl Predictor {
 }
 
 /// Children that together contain every piece any child can contain: child `i` picks op
-/// `i mod n` of every choice point. In `nb201` the child of an op that emits nodes has every node
-/// live with as many terms as inputs (every sum), and the child of `none` has the zeros node; in
-/// `mobile` every (layer, op) occurs.
+/// `i mod n` of every choice point, where the space's children are not paths at the choice points
+/// its child keeps (`SpaceDef::child_of_path`). In `nb201` the child of an op that emits nodes has
+/// every node live with as many terms as inputs (every sum), and the child of `none` has the zeros
+/// node; in `mobile` every (layer, op) occurs; in `darts` every op occurs at both strides of the
+/// reduction cells and at stride 1 in every stage.
 fn probe_children(kind: &SpaceKind) -> Vec<Arch> {
     let full = kind.full_ops();
     let n = full.iter().map(Vec::len).max().unwrap_or(0);
-    (0..n).map(|i| Arch { ops: full.iter().map(|ops| ops[i % ops.len()]).collect() }).collect()
+    (0..n)
+        .map(|i| kind.child_of_path(&Arch { ops: full.iter().map(|ops| ops[i % ops.len()]).collect() }))
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! The DARTS cell space (Liu et al., "DARTS: Differentiable Architecture Search", ICLR 2019), as its
 //! public code builds it: parameters, choice points, the shape of every cell, and the submodules for
-//! genotypes, arch text, cost and the networks on libtorch.
+//! genotypes, arch text, cost, latency pieces ([`pieces`]) and the networks on libtorch.
 //!
 //! Skeleton: a stem (3×3 conv to 3C channels + BN), then L cells. Cells `L/3` and `2L/3` are
 //! reduction cells: they double the channels and halve the size (their edges out of the two cell
@@ -23,6 +23,7 @@ pub mod cost;
 pub mod genotype;
 pub mod net;
 pub mod ops;
+mod pieces;
 mod pyparse;
 mod space;
 
@@ -97,6 +98,9 @@ impl CellKind {
 /// The shapes of one cell of the network.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CellLayout {
+    /// 0 before the first reduction cell, 1 from it on, 2 from the second on: cells of one stage
+    /// have the same channels and output size.
+    pub stage: usize,
     pub reduction: bool,
     /// The previous cell was a reduction cell, so input 0 (from two cells back) is twice the size of
     /// input 1 and is preprocessed by a FactorizedReduce.
@@ -130,6 +134,22 @@ impl CellLayout {
         }
     }
 
+    /// `[channels, height, width]` of cell input `input` (0 or 1) before preprocessing: input 0
+    /// is twice the size of input 1 after a reduction cell.
+    pub fn input_shape(&self, input: usize) -> [usize; 3] {
+        let (c, size) = match input {
+            0 if self.reduction_prev => (self.c_prev_prev, 2 * self.input_size),
+            0 => (self.c_prev_prev, self.input_size),
+            _ => (self.c_prev, self.input_size),
+        };
+        [c, size, size]
+    }
+
+    /// `[channels, height, width]` of the intermediate nodes (the edges' outputs).
+    pub fn node_shape(&self) -> [usize; 3] {
+        [self.channels, self.output_size, self.output_size]
+    }
+
     /// Channels of the cell output.
     pub fn output_channels(&self) -> usize {
         cell::NODES * self.channels
@@ -154,14 +174,17 @@ impl DartsParams {
         let (mut c_prev_prev, mut c_prev, mut c) = (stem, stem, self.channels);
         let mut size = self.input_size;
         let mut reduction_prev = false;
+        let mut stage = 0;
         let mut out = Vec::with_capacity(self.layers);
         for k in 0..self.layers {
             let reduction = self.reduction_cells().contains(&k);
             if reduction {
                 c *= 2;
+                stage += 1;
             }
             let output_size = if reduction { size / 2 } else { size };
             let layout = CellLayout {
+                stage,
                 reduction,
                 reduction_prev,
                 c_prev_prev,
@@ -236,6 +259,10 @@ mod tests {
         assert_eq!((cells[1].c_prev_prev, cells[1].c_prev), (108, 144));
         let r = cells[6];
         assert!(r.reduction && !r.reduction_prev);
+        assert_eq!(
+            (cells[5].stage, r.stage, cells[12].stage, cells[13].stage, cells[19].stage),
+            (0, 1, 1, 2, 2)
+        );
         assert_eq!((r.channels, r.input_size, r.output_size), (72, 32, 16));
         let after = cells[7];
         assert!(after.reduction_prev && !after.reduction);

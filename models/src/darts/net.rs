@@ -13,12 +13,12 @@ use pwsnas_onnx::{Graph, GraphBuilder, SliceAxis, Value};
 use tch::{nn, Tensor};
 
 use super::cell::{self, INPUTS, LAST};
-use super::ops::{DartsOp, Preprocess};
+use super::ops::{DartsOp, Pool, Preprocess};
 use super::{CellLayout, DartsParams, STEM_MULTIPLIER};
 use crate::net::layers::{Act, BatchNorm, ConvBn, Linear, Mode, Param};
 use crate::net::mix::{Mix, Weighted};
 use crate::net::network::{conv_magnitude, Module, Network, OpSite};
-use crate::net::pieces::Piece;
+use crate::net::pieces::{chain_graph, Piece, PieceKey};
 use crate::op::Op;
 use crate::vector::{Composition, Segment};
 
@@ -184,6 +184,13 @@ impl DartsNet {
         let pooled = s1.adaptive_avg_pool2d([1, 1]).flatten(1, -1);
         (self.classifier.forward(&pooled), features)
     }
+
+    /// Global average pooling and the classifier on the last cell's output `x`.
+    fn lower_head(&self, g: &mut GraphBuilder, x: &Value) -> Value {
+        let pooled = g.global_avg_pool(x);
+        let flat = g.flatten(&pooled);
+        self.classifier.lower(g, &flat)
+    }
 }
 
 impl Network for DartsNet {
@@ -207,18 +214,111 @@ impl Network for DartsNet {
             let out = cell.lower(g, &s0, &s1, ops);
             (s0, s1) = (s1, out);
         }
-        let pooled = g.global_avg_pool(&s1);
-        let flat = g.flatten(&pooled);
-        self.classifier.lower(g, &flat)
+        self.lower_head(g, &s1)
     }
 
-    /// None yet: the darts space refuses latency tables ([`crate::space::SpaceDef::latency_pieces`]).
+    /// Every piece of the network (see [`crate::net::pieces`] and [`super::pieces`]), in network
+    /// order: the stem; per cell its two preprocessings, then each op its edges were built with that
+    /// emits nodes (at stride 1 keyed by the stage, at stride 2 by the reduction cell), the node sum
+    /// and the concatenation of its stage (once per stage); the head.
     fn pieces(&self) -> Vec<Piece> {
-        Vec::new()
+        let p = &self.params;
+        let input = [p.input_channels, p.input_size, p.input_size];
+        let stem = [STEM_MULTIPLIER * p.channels, p.input_size, p.input_size];
+        let mut out = vec![Piece { key: PieceKey::Stem, input, chainable: input == stem }];
+        let add = |out: &mut Vec<Piece>, key: PieceKey, input: [usize; 3], output: [usize; 3]| {
+            if !out.iter().any(|pc| pc.key == key) {
+                out.push(Piece { key, input, chainable: input == output });
+            }
+        };
+        for (k, cell) in self.cells.iter().enumerate() {
+            let l = cell.layout;
+            let node = l.node_shape();
+            let pre = [l.channels, l.input_size, l.input_size];
+            for input in 0..INPUTS {
+                add(&mut out, PieceKey::Preprocess { cell: k, input }, l.input_shape(input), pre);
+            }
+            for e in &cell.edges {
+                for &(op, _) in &e.candidates {
+                    match e.stride {
+                        1 if PieceKey::op_emits_nodes(op) => {
+                            add(&mut out, PieceKey::Op { at: l.stage, op }, node, node)
+                        }
+                        2 if op != Op::None => {
+                            add(&mut out, PieceKey::Reduce { stage: l.stage, op }, pre, node)
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            add(&mut out, PieceKey::Merge { stage: l.stage, terms: 2 }, node, node);
+            add(&mut out, PieceKey::Concat { stage: l.stage }, node, [l.output_channels(), node[1], node[2]]);
+        }
+        let last = self.cells.last().expect("a darts network has at least 3 cells").layout;
+        let last = [last.output_channels(), last.output_size, last.output_size];
+        out.push(Piece { key: PieceKey::Head, input: last, chainable: false });
+        out
     }
 
-    fn piece_graph(&self, piece: &Piece, _name: &str, _copies: usize) -> Graph {
-        unreachable!("the darts network lists no latency pieces, so it is never asked for {}", piece.key)
+    /// The graph of `piece` (one this network listed), as a chain of `copies` copies named `name`
+    /// (see [`crate::net::pieces`]). Pools are lowered bare, as in the evaluation network of a child
+    /// (the network `pwsnas export` lowers), also where this network is the search network.
+    fn piece_graph(&self, piece: &Piece, name: &str, copies: usize) -> Graph {
+        let p = &self.params;
+        // The module of `op` on an edge at `stride` of the first cell of `stage` that has one.
+        let op_module = |stage: usize, stride: usize, op: Op| {
+            self.cells
+                .iter()
+                .filter(|c| c.layout.stage == stage)
+                .flat_map(|c| &c.edges)
+                .filter(|e| e.stride == stride)
+                .find_map(|e| e.candidates.iter().find(|(o, _)| *o == op).map(|(_, m)| m))
+                .expect("pieces() lists only ops some edge was built with")
+        };
+        let lower_op = |g: &mut GraphBuilder, x: &Value, module: &DartsOp| match module {
+            DartsOp::Pool(pool) => Pool { kind: pool.kind, stride: pool.stride, bn: None }.lower(g, x),
+            m => m.lower(g, x).expect("pieces() lists only ops that emit nodes"),
+        };
+        let stage_cell = |stage: usize| {
+            self.cells.iter().find(|c| c.layout.stage == stage).expect("every stage has a cell").layout
+        };
+        match piece.key {
+            PieceKey::Stem => {
+                let stem = [STEM_MULTIPLIER * p.channels, p.input_size, p.input_size];
+                chain_graph(name, piece.input, &stem, copies, |g, x| self.stem.lower(g, x))
+            }
+            PieceKey::Preprocess { cell, input } => {
+                let c = &self.cells[cell];
+                let l = c.layout;
+                let pre = if input == 0 { &c.preprocess0 } else { &c.preprocess1 };
+                chain_graph(name, piece.input, &[l.channels, l.input_size, l.input_size], copies, |g, x| {
+                    pre.lower(g, x)
+                })
+            }
+            PieceKey::Reduce { stage, op } => {
+                let module = op_module(stage, 2, op);
+                let node = stage_cell(stage).node_shape();
+                chain_graph(name, piece.input, &node, copies, |g, x| lower_op(g, x, module))
+            }
+            PieceKey::Op { at, op } => {
+                let module = op_module(at, 1, op);
+                chain_graph(name, piece.input, &piece.input, copies, |g, x| lower_op(g, x, module))
+            }
+            PieceKey::Merge { terms, .. } => {
+                chain_graph(name, piece.input, &piece.input, copies, |g, x| g.sum(&vec![x.clone(); terms]))
+            }
+            PieceKey::Concat { stage } => {
+                let l = stage_cell(stage);
+                let output = [l.output_channels(), l.output_size, l.output_size];
+                chain_graph(name, piece.input, &output, copies, |g, x| {
+                    g.concat(&vec![x.clone(); cell::NODES], 1)
+                })
+            }
+            PieceKey::Head => {
+                chain_graph(name, piece.input, &[p.classes], copies, |g, x| self.lower_head(g, x))
+            }
+            PieceKey::Reduction(_) | PieceKey::Relu { .. } => unreachable!("not listed by pieces()"),
+        }
     }
 
     /// The child's weight vector (docs/method.md, strategy 1): per cell, over its 16 input→output

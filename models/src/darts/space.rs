@@ -17,8 +17,10 @@
 //!   node, so the search only ever meets genotypes.
 //! - Arch text: genotype text ([`super::genotype`]) for children, the edge form ([`super::arch`])
 //!   for paths; published genotype names are read too.
-//! - Not supported: weight copies (strategy 2; every edge holds one module per op) and latency
-//!   pieces (no latency table for darts yet); both are refused with an error where asked for.
+//! - Latency pieces ([`super::pieces`]): those of a child's evaluation network, the one `pwsnas
+//!   export` writes.
+//! - Not supported: weight copies (strategy 2; every edge holds one module per op), refused with an
+//!   error where asked for.
 use rand::seq::{index, IndexedRandom};
 use rand::{Rng, RngCore};
 use tch::nn;
@@ -180,10 +182,6 @@ impl SpaceDef for DartsParams {
         false
     }
 
-    fn latency_pieces(&self) -> bool {
-        false
-    }
-
     fn drop_path(&self) -> bool {
         true
     }
@@ -222,6 +220,21 @@ impl SpaceDef for DartsParams {
 
     fn children_are_paths(&self) -> bool {
         false
+    }
+
+    /// Every node keeps its two latest inputs (node 2 the cell inputs, node `j` nodes `j - 2` and
+    /// `j - 1`) with `path`'s ops, so that both strides of a reduction cell keep ops; every other edge
+    /// is `none`.
+    fn child_of_path(&self, path: &Arch) -> Arch {
+        let mut ops = path.ops.clone();
+        for (kind, j) in nodes() {
+            for (i, cp) in node_edges(kind, j) {
+                if i + 2 < j {
+                    ops[cp] = Op::None;
+                }
+            }
+        }
+        Arch { ops }
     }
 
     /// Genotypes of `space`: per node, the sum over its pairs of inputs of the product of their
@@ -318,9 +331,9 @@ impl SpaceDef for DartsParams {
         DartsParams::cost(self, &arch.ops)
     }
 
-    /// None: the darts space has no latency pieces yet ([`SpaceDef::latency_pieces`]).
-    fn composition(&self, _arch: &Arch) -> Vec<(PieceKey, usize)> {
-        Vec::new()
+    /// The pieces of the child's evaluation network (see [`super::pieces`]).
+    fn composition(&self, arch: &Arch) -> Vec<(PieceKey, usize)> {
+        super::pieces::composition(self, &arch.ops)
     }
 
     /// ABS's rule for DARTS: every round drops the lowest-scored op of every edge (one per op list:
@@ -488,6 +501,21 @@ mod tests {
         assert_eq!((d.drop_per_round, d.per_choice_point), (14, true));
         let separate = DartsParams { linked_cells: false, ..DartsParams::default() };
         assert_eq!(separate.shrink_defaults(7 * 28).drop_per_round, 28);
-        assert!(!separate.weight_copies() && !separate.latency_pieces());
+        assert!(!separate.weight_copies() && separate.latency_pieces());
+    }
+
+    #[test]
+    fn a_path_becomes_the_child_of_each_nodes_two_latest_inputs() {
+        let space = Space::full(SpaceKind::by_name("darts").unwrap());
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let path = space.sample(&mut rng);
+        let child = space.kind.child_of_path(&path);
+        space.check_child(&child).unwrap();
+        for (cp, name) in space.kind.choice_point_names().iter().enumerate() {
+            let (j, i) = name.split_once('/').unwrap().1.split_once("<-").unwrap();
+            let (j, i): (usize, usize) = (j.parse().unwrap(), i.parse().unwrap());
+            let expected = if i + 2 >= j { path.ops[cp] } else { Op::None };
+            assert_eq!(child.ops[cp], expected, "{name}");
+        }
     }
 }

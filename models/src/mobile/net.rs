@@ -122,7 +122,12 @@ impl Network for MobileNet {
                         .expect("pieces() lists only ops that emit nodes")
                 })
             }
-            PieceKey::Reduction(_) | PieceKey::Relu { .. } | PieceKey::Merge { .. } => {
+            PieceKey::Reduction(_)
+            | PieceKey::Relu { .. }
+            | PieceKey::Merge { .. }
+            | PieceKey::Reduce { .. }
+            | PieceKey::Preprocess { .. }
+            | PieceKey::Concat { .. } => {
                 unreachable!("not listed by pieces()")
             }
         }

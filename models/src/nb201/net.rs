@@ -291,6 +291,9 @@ impl Network for Nb201Net {
                     g.sum(&vec![x.clone(); terms])
                 }
             }),
+            PieceKey::Reduce { .. } | PieceKey::Preprocess { .. } | PieceKey::Concat { .. } => {
+                unreachable!("not listed by pieces()")
+            }
         }
     }
 

@@ -138,6 +138,15 @@ pub trait SpaceDef: Any + Send + Sync + fmt::Debug {
         true
     }
 
+    /// The child that keeps `path`'s op at every choice point its topology lets it keep, for what
+    /// makes children from chosen ops (the latency table's probe and calibration children): the
+    /// path itself by default (every path is a child); a space with topology rules keeps a fixed
+    /// subset of the choice points and cuts the others (e.g. a DARTS node its two latest inputs).
+    /// `path` has an op other than `none` at every choice point.
+    fn child_of_path(&self, path: &Arch) -> Arch {
+        path.clone()
+    }
+
     /// Number of children of `space` (saturating at `u128::MAX`): [`Space::size`] by default.
     fn child_count(&self, space: &Space) -> u128 {
         space.size()
