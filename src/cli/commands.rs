@@ -55,8 +55,6 @@ fn flag_space_kind(
     let params = serde_json::Value::Object(settings.space_params.clone());
     let kind = SpaceKind::from_params(&settings.space, params)
         .with_context(|| format!("space '{}' with space_params", settings.space))?;
-    // Before the data is loaded: a space without latency pieces has no table to build.
-    crate::latency::table::require_pieces(&kind)?;
     if shape.input_size.is_some() || shape.input_channels.is_some() || shape.classes.is_some() {
         return Ok(kind);
     }

@@ -271,7 +271,6 @@ pub fn check_file(
 /// The table for `req`: a matching one (the `first` file, then the cache) unless `rebuild`, else a
 /// new measurement written to the cache. Says on `progress` which it was and why.
 pub fn obtain(req: &Request<'_>, progress: &Progress) -> Result<Obtained> {
-    require_pieces(req.kind)?;
     let rt = ort_runtime::runtime(req.ort_lib, req.cfg.ep)?;
     let space = SpaceId::of(req.kind);
     let machine = Machine::current(rt, req.cfg);
@@ -349,19 +348,7 @@ const BUSY: f64 = 0.1;
 const SPREAD: f64 = 0.15;
 
 /// Refuses a table that is not for `kind`.
-/// Refuses a space whose network lists no latency pieces.
-pub fn require_pieces(kind: &SpaceKind) -> Result<()> {
-    if !kind.latency_pieces() {
-        bail!(
-            "the {} space has no latency pieces yet: latency tables, --max-latency-ms and predicted latency are not available for it",
-            kind.name()
-        );
-    }
-    Ok(())
-}
-
 pub fn check_space(table: &LatencyTable, kind: &SpaceKind) -> Result<()> {
-    require_pieces(kind)?;
     let id = SpaceId::of(kind);
     if table.space != id {
         bail!(

@@ -501,7 +501,7 @@ mod tests {
         assert_eq!((d.drop_per_round, d.per_choice_point), (14, true));
         let separate = DartsParams { linked_cells: false, ..DartsParams::default() };
         assert_eq!(separate.shrink_defaults(7 * 28).drop_per_round, 28);
-        assert!(!separate.weight_copies() && separate.latency_pieces());
+        assert!(!separate.weight_copies());
     }
 
     #[test]

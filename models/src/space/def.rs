@@ -87,13 +87,6 @@ pub trait SpaceDef: Any + Send + Sync + fmt::Debug {
         true
     }
 
-    /// Whether the space's network lists latency pieces ([`Network::pieces`] and
-    /// [`SpaceDef::composition`]), so that latency tables and predicted latency work. True by
-    /// default.
-    fn latency_pieces(&self) -> bool {
-        true
-    }
-
     /// The feature map an auxiliary classifier may read while a stand-alone child trains
     /// ([`crate::net::aux_head`]); `None` (the default) where the network offers none.
     fn aux_shape(&self) -> Option<AuxShape> {
