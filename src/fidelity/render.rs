@@ -176,14 +176,22 @@ pub fn html(study: &Study) -> String {
     s.push_str("</header>\n<section>\n<h2>Operator level</h2>\n");
     figure(
         &mut s,
-        charts::by_epoch(&series(study, |c| c.op_tau.as_ref().map(|v| v.mean)), "operator-level τ-b"),
+        charts::by_epoch(
+            &series(study, |c| c.op_tau.as_ref().map(|v| v.mean)),
+            "supernet epoch",
+            "operator-level τ-b",
+        ),
         "Kendall τ-b of the candidates' scores against their truth (mean over supernet seeds).",
     );
     html_table(&mut s, op_table(study), 1..usize::MAX);
     s.push_str("</section>\n<section>\n<h2>Architecture level</h2>\n");
     figure(
         &mut s,
-        charts::by_epoch(&series(study, |c| c.arch_tau.as_ref().map(|v| v.mean)), "architecture-level τ-b"),
+        charts::by_epoch(
+            &series(study, |c| c.arch_tau.as_ref().map(|v| v.mean)),
+            "supernet epoch",
+            "architecture-level τ-b",
+        ),
         "Kendall τ-b of the children's scores against their stand-alone top-1 (mean over supernet seeds).",
     );
     html_table(&mut s, arch_table(study), 1..usize::MAX);

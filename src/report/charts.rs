@@ -9,6 +9,7 @@ use anyhow::{bail, Result};
 use plotters::coord::combinators::BindKeyPoints;
 use plotters::prelude::*;
 
+use crate::method::MethodReport;
 use crate::search::SearchReport;
 use crate::shrink::report::ShrinkReport;
 use crate::timing::LatencyStats;
@@ -187,8 +188,9 @@ pub struct EpochSeries {
     pub points: Vec<(f64, f64)>,
 }
 
-/// Lines of a value against the supernet epoch, one per series (the fidelity study's τ per metric).
-pub fn by_epoch(series: &[EpochSeries], y_desc: &str) -> Result<String> {
+/// Lines of a value against an epoch (`x_desc` says which), one per series: the fidelity study's τ
+/// per metric against the supernet epoch, a method's softmax(α) per op against its epoch.
+pub fn by_epoch(series: &[EpochSeries], x_desc: &str, y_desc: &str) -> Result<String> {
     let all: Vec<(f64, f64)> = series.iter().flat_map(|s| s.points.iter().copied()).collect();
     if all.is_empty() {
         bail!("no value to draw");
@@ -206,7 +208,7 @@ pub fn by_epoch(series: &[EpochSeries], y_desc: &str) -> Result<String> {
             .build_cartesian_2d(x0..x1, y0..y1)?;
         chart
             .configure_mesh()
-            .x_desc("supernet epoch")
+            .x_desc(x_desc)
             .y_desc(y_desc)
             .x_label_formatter(&integer_label)
             .label_style((FONT, 13))
@@ -225,6 +227,36 @@ pub fn by_epoch(series: &[EpochSeries], y_desc: &str) -> Result<String> {
         legend(&mut chart, SeriesLabelPosition::LowerRight)?;
         Ok(())
     })
+}
+
+/// softmax(α) of every choice point over the method's epochs (counted across PDARTS's stages), as
+/// `method.json` records them: per choice point its name and one line per op, which ends where a
+/// stage drops the op.
+pub fn alpha_by_choice_point(method: &MethodReport) -> Vec<(String, Vec<EpochSeries>)> {
+    let mut out: Vec<(String, Vec<EpochSeries>)> = Vec::new();
+    for (e, epoch) in method.history.iter().enumerate() {
+        for (cp, ops) in &epoch.probs {
+            let k = match out.iter().position(|(name, _)| name == cp) {
+                Some(k) => k,
+                None => {
+                    out.push((cp.clone(), Vec::new()));
+                    out.len() - 1
+                }
+            };
+            for (op, &p) in ops {
+                let series = &mut out[k].1;
+                let i = match series.iter().position(|s| &s.label == op) {
+                    Some(i) => i,
+                    None => {
+                        series.push(EpochSeries { label: op.clone(), points: Vec::new() });
+                        series.len() - 1
+                    }
+                };
+                series[i].points.push(((e + 1) as f64, p));
+            }
+        }
+    }
+    out
 }
 
 /// Supernet accuracy against FLOPs of every evaluated child; `winner` (an arch string) highlighted.

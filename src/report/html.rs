@@ -304,7 +304,32 @@ fn search(s: &mut String, r: &Report, history: &History) {
             let _ = writeln!(s, "<p class=\"missing\">Search: no chart ({})</p>", escape(e));
         }
     }
-    s.push_str("</div>\n</section>\n");
+    s.push_str("</div>\n");
+    match &history.method {
+        None => {}
+        Some(Ok(method)) => alpha_charts(s, method),
+        Some(Err(e)) => {
+            let _ = writeln!(s, "<p class=\"missing\">Method: no α chart ({})</p>", escape(e));
+        }
+    }
+    s.push_str("</section>\n");
+}
+
+/// softmax(α) of every choice point over the method's epochs, one chart per choice point, folded
+/// away (a DARTS space has 28).
+fn alpha_charts(s: &mut String, method: &crate::method::MethodReport) {
+    let per_cp = charts::alpha_by_choice_point(method);
+    let _ = writeln!(
+        s,
+        "<details>\n<summary>{}: softmax(α) per op over its {} epochs, for each of {} choice points</summary>\n<div class=\"charts\">",
+        escape(method.method.name()),
+        method.history.len(),
+        per_cp.len()
+    );
+    for (cp, series) in &per_cp {
+        figure(s, charts::by_epoch(series, "method epoch", "softmax(α)"), &format!("choice point {cp}"));
+    }
+    s.push_str("</div>\n</details>\n");
 }
 
 fn model_file(s: &mut String, r: &Report) {
@@ -355,6 +380,7 @@ mod tests {
         let history = History {
             shrink: Err("shrink.json does not exist".into()),
             search: Err("search.json does not exist".into()),
+            method: None,
         };
         let html = render(&sample(), &history);
         assert!(html.starts_with("<!DOCTYPE html>") && html.trim_end().ends_with("</html>"));
@@ -367,5 +393,69 @@ mod tests {
         assert!(html.contains("Shrinking: no chart (shrink.json does not exist)"));
         assert!(html.contains("parity passed"));
         assert_eq!(escape("a<b & \"c\"'"), "a&lt;b &amp; &quot;c&quot;&#39;");
+    }
+
+    #[test]
+    fn a_methods_alpha_is_charted_per_choice_point_and_ops_a_stage_drops_end_their_line() {
+        use crate::method::settings::Method;
+        use crate::method::{MethodEpoch, MethodReport};
+        use indexmap::IndexMap;
+        let probs = |rows: &[(&str, &[(&str, f64)])]| -> IndexMap<String, IndexMap<String, f64>> {
+            rows.iter()
+                .map(|(cp, ops)| (cp.to_string(), ops.iter().map(|(o, p)| (o.to_string(), *p)).collect()))
+                .collect()
+        };
+        let epoch = |stage, probs| MethodEpoch {
+            stage,
+            epoch: 0,
+            weight_steps: 4,
+            alpha_steps: 4,
+            loss: 1.0,
+            train_accuracy: 0.5,
+            probs,
+            derived: "child".into(),
+            expected_latency_ms: None,
+            seconds: 1.0,
+        };
+        // PDARTS-like: stage 1 keeps one op of the first choice point.
+        let method = MethodReport {
+            method: Method::Pdarts,
+            history: vec![
+                epoch(
+                    0,
+                    probs(&[
+                        ("normal/2<-0", &[("sep_conv_3x3", 0.6), ("max_pool_3x3", 0.4)]),
+                        ("1<-0", &[("a", 0.5), ("b", 0.5)]),
+                    ]),
+                ),
+                epoch(
+                    1,
+                    probs(&[("normal/2<-0", &[("sep_conv_3x3", 1.0)]), ("1<-0", &[("a", 0.2), ("b", 0.8)])]),
+                ),
+            ],
+            derived: Some("child".into()),
+        };
+        let per_cp = charts::alpha_by_choice_point(&method);
+        let names: Vec<&str> = per_cp.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["normal/2<-0", "1<-0"]);
+        let lines: Vec<(&str, usize)> =
+            per_cp[0].1.iter().map(|s| (s.label.as_str(), s.points.len())).collect();
+        assert_eq!(lines, [("sep_conv_3x3", 2), ("max_pool_3x3", 1)]);
+        assert_eq!(per_cp[1].1[1].points, [(1.0, 0.5), (2.0, 0.8)]);
+
+        let history = History {
+            shrink: Err("shrink.json does not exist".into()),
+            search: Err("search.json does not exist".into()),
+            method: Some(Ok(method)),
+        };
+        let html = render(&sample(), &history);
+        assert!(
+            html.contains("pdarts: softmax(α) per op over its 2 epochs, for each of 2 choice points"),
+            "{html}"
+        );
+        assert!(html.contains("<figcaption>choice point normal/2&lt;-0</figcaption>"));
+        assert_eq!(html.matches("<svg").count(), 4, "two latency charts and one per choice point");
+        let unreadable = History { method: Some(Err("method.json: bad".into())), ..history };
+        assert!(render(&sample(), &unreadable).contains("Method: no α chart (method.json: bad)"));
     }
 }

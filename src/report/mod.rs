@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::fsutil::{read_json, write_atomic, write_json};
+use crate::method::MethodReport;
 use crate::search::SearchReport;
 use crate::shrink::report::ShrinkReport;
 use crate::timing::LatencyStats;
@@ -300,10 +301,12 @@ impl Report {
 pub struct History {
     pub shrink: std::result::Result<ShrinkReport, String>,
     pub search: std::result::Result<SearchReport, String>,
+    /// `method.json` of a gradient-based method; `None` where the run has none (SPOS, FairNAS).
+    pub method: Option<std::result::Result<MethodReport, String>>,
 }
 
 impl History {
-    /// Reads `shrink.json` and `search.json` of the run at `root`.
+    /// Reads `shrink.json`, `search.json` and `method.json` of the run at `root`.
     pub fn read(root: &Path) -> History {
         fn get<T: serde::de::DeserializeOwned>(path: PathBuf) -> std::result::Result<T, String> {
             if !path.exists() {
@@ -311,7 +314,12 @@ impl History {
             }
             read_json(&path).map_err(|e| format!("{e:#}"))
         }
-        History { shrink: get(root.join("shrink.json")), search: get(root.join("search.json")) }
+        let method = root.join("method.json");
+        History {
+            shrink: get(root.join("shrink.json")),
+            search: get(root.join("search.json")),
+            method: method.exists().then(|| get(method)),
+        }
     }
 }
 
