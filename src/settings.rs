@@ -375,6 +375,12 @@ impl Settings {
                 bail!("setting search.max_latency_ms must be a positive number of milliseconds, got {max}");
             }
         }
+        if self.gradient.darts_order == 2 && !matches!(self.search.method, Method::Darts | Method::Pdarts) {
+            bail!(
+                "setting gradient.darts_order = 2 (--darts-order) is DARTS's unrolled step, for search.method = darts or pdarts, not {}: drop it or set it to 1",
+                self.search.method.name()
+            );
+        }
         if self.search.method == Method::Fairnas && self.sampler != Sampler::Fair {
             bail!("setting search.method = fairnas trains its supernet with sampler = fair, not {:?}: drop the sampler setting or set it to fair", self.sampler);
         }

@@ -224,3 +224,30 @@ batch_size = 32
     assert_eq!(report["parity"]["passed"], true, "{}", report["parity"]);
     assert_eq!(report["arch"], arch.as_str());
 }
+
+/// `--darts-order 2` (DARTS's unrolled step) runs search → export and trains another α than the
+/// first-order step; an order other than 1 or 2, or order 2 with a method that is not DARTS's, is
+/// refused naming the setting.
+#[test]
+fn second_order_darts_runs_to_export_and_bad_orders_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("first");
+    let second = dir.path().join("second");
+    ok(args(&first, "darts"));
+    ok(set(args(&second, "darts"), "--darts-order", "2"));
+    assert_eq!(json(&second.join("run.json"))["settings"]["gradient"]["darts_order"], 2);
+    assert!(json(&first.join("run.json"))["settings"]["gradient"].get("darts_order").is_none());
+    let probs = |d: &Path| json(&d.join("method.json"))["history"][1]["probs"].clone();
+    assert_ne!(probs(&first), probs(&second), "the unrolled step moves α differently");
+    ok(["--quiet", "export", s(&second), "--latency-runs", "2", "--warmup", "0", "--threads", "1"]);
+    assert_eq!(json(&second.join("report.json"))["parity"]["passed"], true);
+    for (method, order, expected) in [
+        ("darts", "3", "expected 1 (first order) or 2 (DARTS's unrolled step)"),
+        ("proxyless", "2", "for search.method = darts or pdarts, not proxyless"),
+    ] {
+        let out = dir.path().join(format!("bad-{method}"));
+        let err = fails(set(args(&out, method), "--darts-order", order));
+        assert!(err.contains("gradient.darts_order") && err.contains(expected), "{err}");
+        assert!(!out.exists());
+    }
+}

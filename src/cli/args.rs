@@ -178,6 +178,9 @@ pub struct SettingsArgs {
     /// darts, pdarts, proxyless: epochs of the method (per stage for pdarts).
     #[arg(long)]
     pub method_epochs: Option<usize>,
+    /// darts, pdarts: 1 = first-order α gradient, 2 = DARTS's unrolled (second-order) step.
+    #[arg(long)]
+    pub darts_order: Option<u8>,
     /// proxyless: target latency (ms, batch 1) of the latency loss.
     #[arg(long)]
     pub target_latency_ms: Option<f64>,
@@ -293,6 +296,7 @@ impl SettingsArgs {
             s.sampler = Sampler::Fair;
         }
         set!(s.gradient.epochs, self.method_epochs);
+        set!(s.gradient.darts_order, self.darts_order);
         if self.target_latency_ms.is_some() {
             s.gradient.target_latency_ms = self.target_latency_ms;
         }

@@ -382,6 +382,20 @@ fn epoch(
                     mr.adam.step(&mr.alphas.t, &grads);
                     proxyless::rescale_pairs(&mr.alphas, &before, &pairs);
                 }
+                _ if g.darts_order == 2 => {
+                    let (x, y) = to_tensors(&wb, device);
+                    darts::alpha_step_unrolled(
+                        &mr.net,
+                        &mr.space,
+                        &mr.alphas,
+                        &mut mr.adam,
+                        &mr.sgd,
+                        (&x, &y),
+                        (&xa, &ya),
+                        cfg,
+                        lr,
+                    );
+                }
                 _ => {
                     darts::alpha_step(&mr.net, &mr.space, &mr.alphas, &mut mr.adam, &xa, &ya, cfg);
                 }

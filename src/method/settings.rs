@@ -61,6 +61,12 @@ pub enum LatencyLoss {
     MulLog,
 }
 
+// Left out of the serialised settings at its default, so that runs made before it existed keep
+// their fingerprints.
+fn is_first_order(order: &u8) -> bool {
+    *order == 1
+}
+
 /// Settings of the gradient-based methods (DARTS, PDARTS, ProxylessNAS).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -76,6 +82,11 @@ pub struct GradientSettings {
     pub w_momentum: f64,
     pub w_weight_decay: f64,
     pub w_grad_clip: f64,
+    /// DARTS's α gradient (`--darts-order`): 1, first order (the weights taken as they are); 2,
+    /// the unrolled step of DARTS's `architect.py` (the gradient at the weights after one virtual
+    /// SGD step, its Hessian-vector term by finite differences). DARTS and PDARTS only.
+    #[serde(skip_serializing_if = "is_first_order")]
+    pub darts_order: u8,
     /// α: Adam learning rate, betas and weight decay.
     pub alpha_lr: f64,
     pub alpha_betas: [f64; 2],
@@ -111,6 +122,7 @@ impl Default for GradientSettings {
             alpha_betas: [0.5, 0.999],
             alpha_weight_decay: 1e-3,
             alpha_every: None,
+            darts_order: 1,
             pdarts_keep: vec![3],
             max_skip: 2,
             target_latency_ms: None,
@@ -126,6 +138,12 @@ impl GradientSettings {
         use anyhow::bail;
         if self.batch_size == 0 || self.alpha_every == Some(0) {
             bail!("settings gradient.batch_size and gradient.alpha_every must be at least 1");
+        }
+        if !(1..=2).contains(&self.darts_order) {
+            bail!(
+                "setting gradient.darts_order (--darts-order) = {}: expected 1 (first order) or 2 (DARTS's unrolled step)",
+                self.darts_order
+            );
         }
         if !(self.w_lr > 0.0 && self.w_lr_min >= 0.0 && self.w_lr_min <= self.w_lr) {
             bail!("setting gradient.w_lr must be > 0 and gradient.w_lr_min in [0, w_lr]");

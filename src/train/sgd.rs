@@ -88,6 +88,14 @@ impl Sgd {
         });
     }
 
+    /// The momentum part of `name`'s next update as PyTorch's SGD writes it, `momentum · buffer`
+    /// (what DARTS's unrolled step adds to the gradient of its virtual step); `None` before the
+    /// parameter's first step or without momentum.
+    pub fn momentum_term(&self, name: &str) -> Option<Tensor> {
+        let m = self.momentum;
+        self.buffers.get(name).map(|b| b * (m / (1.0 - m)))
+    }
+
     /// Momentum buffers as named tensors for a checkpoint.
     pub fn state(&self) -> Vec<(String, Tensor)> {
         self.buffers.iter().map(|(n, t)| (format!("{PREFIX}{n}"), t.shallow_clone())).collect()
