@@ -1,7 +1,8 @@
 //! Retraining the chosen child from scratch: its stand-alone network, its own schedule, checkpoints
 //! every epoch, and the final top-1 on the test split with libtorch. Writes `retrain/weights.safetensors`
-//! (the weights `pwsnas export` takes), `retrain/last.safetensors` + `retrain/state.json` (resume),
-//! and `retrain/log.json` (per-epoch loss and accuracy).
+//! (the weights `pwsnas export` takes), `retrain/last.safetensors` + `retrain/state.json` (resume;
+//! with `retrain.auxiliary_weight`, the auxiliary head and its momentum too, which never reach
+//! `weights.safetensors`), and `retrain/log.json` (per-epoch loss and accuracy).
 use anyhow::{Context, Result};
 use pwsnas_models::net::aux_head::AuxHead;
 use pwsnas_models::{Arch, Mode, SpaceKind, Supernet};
