@@ -83,20 +83,7 @@ impl AuxHead {
     /// Loads every variable from `tensors` by name; fails, naming the variable, if one is missing or
     /// has another shape.
     pub fn load(&self, tensors: &HashMap<String, Tensor>) -> Result<()> {
-        for (name, var) in self.vs.variables() {
-            let src = tensors
-                .get(&name)
-                .ok_or_else(|| ModelError::Weights(format!("auxiliary head variable '{name}' is missing")))?;
-            if src.size() != var.size() {
-                return Err(ModelError::Weights(format!(
-                    "auxiliary head variable '{name}' has shape {:?}, expected {:?}",
-                    src.size(),
-                    var.size()
-                )));
-            }
-            tch::no_grad(|| var.shallow_clone().copy_(src));
-        }
-        Ok(())
+        super::load_variables(&self.vs, tensors, "auxiliary head variable")
     }
 }
 

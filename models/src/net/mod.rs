@@ -50,6 +50,24 @@ impl Route {
     }
 }
 
+/// Copies every variable of `vs` from `tensors` (by name); fails, naming the `what` and the name,
+/// if one is missing or has another shape. Names `vs` does not have are ignored.
+pub(crate) fn load_variables(vs: &nn::VarStore, tensors: &HashMap<String, Tensor>, what: &str) -> Result<()> {
+    for (name, var) in vs.variables() {
+        let src =
+            tensors.get(&name).ok_or_else(|| ModelError::Weights(format!("{what} '{name}' is missing")))?;
+        if src.size() != var.size() {
+            return Err(ModelError::Weights(format!(
+                "{what} '{name}' has shape {:?}, expected {:?}",
+                src.size(),
+                var.size()
+            )));
+        }
+        tch::no_grad(|| var.shallow_clone().copy_(src));
+    }
+    Ok(())
+}
+
 /// A supernet (or stand-alone network) with its variables.
 pub struct Supernet {
     vs: nn::VarStore,
@@ -267,21 +285,7 @@ impl Supernet {
     /// Loads every variable from `tensors` (by name). Fails, naming the variable, if one is missing
     /// or has another shape; names this network does not have are ignored.
     pub fn load(&self, tensors: &HashMap<String, Tensor>) -> Result<()> {
-        let vars = self.vs.variables();
-        for (name, var) in &vars {
-            let src = tensors
-                .get(name)
-                .ok_or_else(|| ModelError::Weights(format!("variable '{name}' is missing")))?;
-            if src.size() != var.size() {
-                return Err(ModelError::Weights(format!(
-                    "variable '{name}' has shape {:?}, expected {:?}",
-                    src.size(),
-                    var.size()
-                )));
-            }
-            tch::no_grad(|| var.shallow_clone().copy_(src));
-        }
-        Ok(())
+        load_variables(&self.vs, tensors, "variable")
     }
 
     /// The stand-alone network of `arch` with the weights (and BN statistics) this supernet gives it.
