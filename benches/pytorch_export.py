@@ -7,15 +7,18 @@ Runtime.
 Same network as pwsnas builds (`nb201`: stem conv+BN, three stages of cells with ResNet reductions,
 ReLU-Conv-BN ops, 3x3 average pooling without padding counted, `none` edges left out and a node without
 inputs as `zeros_like`, BN-ReLU head; `mobile`: stem conv+BN+ReLU6, MBConv layers with residuals where
-shapes allow, 1x1 head conv+BN+ReLU6), with its variables named as pwsnas names them, so the weights
-pwsnas saves (safetensors, read here without the safetensors package) load one to one; every variable
-must be used and every PyTorch parameter set.
+shapes allow, 1x1 head conv+BN+ReLU6; `darts`: DARTS's `NetworkCIFAR` of a genotype, `--arch` being its
+`Genotype(normal=[...], ...)` text, without auxiliary head and drop-path, pools bare as in a stand-alone
+child), with its variables named as pwsnas names them, so the weights pwsnas saves (safetensors, read
+here without the safetensors package) load one to one; every variable must be used and every PyTorch
+parameter set.
 
     PYTHONPATH=$HOME/.cache/pwsnas/deps/torch-2.11.0:.deps/onnx-site python3 benches/pytorch_export.py \
         --space nb201 --params '{"nodes":4,...}' --arch '|nor_conv_3x3~0|+|...|' \
         --weights child.safetensors --out torch.onnx
 """
 import argparse
+import ast
 import json
 import struct
 
@@ -218,9 +221,164 @@ class Mobile(nn.Module):
         return self.classifier(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
-# A DARTS genotype network goes here once pwsnas has the `darts` space: a `Darts(p, arch)` module
-# named like its variables, and an entry in NETWORKS.
-NETWORKS = {"nb201": Nb201, "mobile": Mobile}
+# ---- darts ---------------------------------------------------------------------------------------
+
+
+def conv(c_in, c_out, k, stride=1, groups=1, dilation=1):
+    """A conv without bias and with "same" padding, as pwsnas's Conv."""
+    return nn.Conv2d(c_in, c_out, k, stride, dilation * (k - 1) // 2, dilation, groups, bias=False)
+
+
+class SepConv(nn.Module):
+    """(ReLU, depthwise k×k, pointwise 1×1, BN) twice, the stride on the first depthwise conv."""
+
+    def __init__(self, c, k, stride):
+        super().__init__()
+        self.dw1, self.pw1, self.bn1 = conv(c, c, k, stride, c), conv(c, c, 1), nn.BatchNorm2d(c)
+        self.dw2, self.pw2, self.bn2 = conv(c, c, k, 1, c), conv(c, c, 1), nn.BatchNorm2d(c)
+
+    def forward(self, x):
+        x = self.bn1(self.pw1(self.dw1(F.relu(x))))
+        return self.bn2(self.pw2(self.dw2(F.relu(x))))
+
+
+class DilConv(nn.Module):
+    """ReLU, depthwise k×k with dilation 2, pointwise 1×1, BN."""
+
+    def __init__(self, c, k, stride):
+        super().__init__()
+        self.dw, self.pw, self.bn = conv(c, c, k, stride, c, dilation=2), conv(c, c, 1), nn.BatchNorm2d(c)
+
+    def forward(self, x):
+        return self.bn(self.pw(self.dw(F.relu(x))))
+
+
+class FactorizedReduce(nn.Module):
+    """ReLU, two 1×1 stride-2 convs to half the channels each (the second on the input shifted by one
+    pixel), concatenated, BN."""
+
+    def __init__(self, c_in, c_out):
+        super().__init__()
+        self.conv_1, self.conv_2 = conv(c_in, c_out // 2, 1, 2), conv(c_in, c_out // 2, 1, 2)
+        self.bn = nn.BatchNorm2d(c_out)
+
+    def forward(self, x):
+        x = F.relu(x)
+        return self.bn(torch.cat([self.conv_1(x), self.conv_2(x[:, :, 1:, 1:])], dim=1))
+
+
+class DartsEdge(nn.Module):
+    """One kept edge of a cell; its module named like pwsnas's variables: `{j}<-{i}.{op}.dw1.weight`."""
+
+    def __init__(self, op, c, stride):
+        super().__init__()
+        self.op, self.stride = op, stride
+        mods = {}
+        if op.startswith("sep_conv_"):
+            mods = {op: SepConv(c, int(op[-1]), stride)}
+        elif op.startswith("dil_conv_"):
+            mods = {op: DilConv(c, int(op[-1]), stride)}
+        elif op == "skip_connect" and stride == 2:
+            mods = {op: FactorizedReduce(c, c)}
+        elif op not in ("skip_connect", "max_pool_3x3", "avg_pool_3x3"):
+            raise SystemExit(f"'{op}' is not a darts op")
+        self.mods = nn.ModuleDict(mods)
+
+    def forward(self, x):
+        if self.op in self.mods:
+            return self.mods[self.op](x)
+        if self.op == "skip_connect":
+            return x
+        if self.op == "max_pool_3x3":
+            return F.max_pool2d(x, 3, self.stride, 1)
+        # A stand-alone child's pools are bare (DARTS's model.py), no BN after them.
+        return F.avg_pool2d(x, 3, self.stride, 1, count_include_pad=False)
+
+
+class DartsCell(nn.Module):
+    def __init__(self, nodes, c_prev_prev, c_prev, c, reduction, reduction_prev):
+        super().__init__()
+        if reduction_prev:
+            self.preprocess0 = FactorizedReduce(c_prev_prev, c)
+        else:
+            self.preprocess0 = ConvBn(c_prev_prev, c, 1, 1, pre="relu")
+        self.preprocess1 = ConvBn(c_prev, c, 1, 1, pre="relu")
+        # nodes[n]: the (op, input) pairs of node n + 2; edges named `{j}<-{i}` like pwsnas's.
+        self.nodes = [[(op, i) for op, i in node] for node in nodes]
+        self.edges = nn.ModuleDict(
+            {
+                f"{n + 2}<-{i}": DartsEdge(op, c, 2 if reduction and i < 2 else 1)
+                for n, node in enumerate(nodes)
+                for op, i in node
+            }
+        )
+
+    def forward(self, s0, s1):
+        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        for n, node in enumerate(self.nodes):
+            states.append(sum(self.edges[f"{n + 2}<-{i}"](states[i]) for _, i in node))
+        return torch.cat(states[2:], dim=1)
+
+
+def parse_genotype(text):
+    """DARTS's `Genotype(normal=[('sep_conv_3x3', 0), ...], normal_concat=[2, 3, 4, 5], reduce=[...],
+    reduce_concat=range(2, 6))` (as pwsnas prints it and the DARTS code writes it) to the nodes of the
+    normal and the reduction cell: per node 2..5 its two `(op, input)` pairs."""
+    text = text.strip()
+    assert text.startswith("Genotype(") and text.endswith(")"), f"not a genotype: {text}"
+    call = ast.parse(text, mode="eval").body
+    fields = {kw.arg: kw.value for kw in call.keywords}
+    out = {}
+    for cell in ("normal", "reduce"):
+        concat = fields.get(f"{cell}_concat")
+        if concat is not None:
+            if isinstance(concat, ast.Call):  # range(2, 6)
+                concat = list(range(*[ast.literal_eval(a) for a in concat.args]))
+            else:
+                concat = list(ast.literal_eval(concat))
+            assert concat == [2, 3, 4, 5], f"{cell}_concat {concat}: pwsnas concatenates nodes 2..5"
+        pairs = ast.literal_eval(fields[cell])
+        assert len(pairs) == 8, f"{cell}: {len(pairs)} edges, expected 2 per node"
+        nodes = [pairs[2 * n : 2 * n + 2] for n in range(4)]
+        for n, node in enumerate(nodes):
+            assert all(0 <= i < n + 2 for _, i in node), f"{cell}, node {n + 2}: {node}"
+            assert node[0][1] != node[1][1], f"{cell}, node {n + 2}: one input twice"
+        out[cell] = nodes
+    return out["normal"], out["reduce"]
+
+
+class Darts(nn.Module):
+    """DARTS's `NetworkCIFAR` (model.py) without the auxiliary head and drop-path: stem conv3x3 to 3C +
+    BN, `layers` cells with reduction cells at L/3 and 2L/3, global average pooling, linear."""
+
+    def __init__(self, p, arch):
+        super().__init__()
+        normal, reduce = parse_genotype(arch)
+        c, layers = p["channels"], p["layers"]
+        stem = 3 * c
+        self.stem = ConvBn(p["input_channels"], stem, 3, 1)
+        c_prev_prev, c_prev = stem, stem
+        reduction_prev = False
+        cells = []
+        for k in range(layers):
+            reduction = k in (layers // 3, 2 * layers // 3)
+            if reduction:
+                c *= 2
+            nodes = reduce if reduction else normal
+            cells.append(DartsCell(nodes, c_prev_prev, c_prev, c, reduction, reduction_prev))
+            c_prev_prev, c_prev = c_prev, 4 * c
+            reduction_prev = reduction
+        self.cells = nn.ModuleList(cells)
+        self.classifier = nn.Linear(c_prev, p["classes"])
+
+    def forward(self, x):
+        s0 = s1 = self.stem(x)
+        for cell in self.cells:
+            s0, s1 = s1, cell(s0, s1)
+        return self.classifier(torch.flatten(F.adaptive_avg_pool2d(s1, 1), 1))
+
+
+NETWORKS = {"nb201": Nb201, "mobile": Mobile, "darts": Darts}
 
 
 def pwsnas_name(torch_name):

@@ -15,8 +15,8 @@
 //! with their spread. The node counts of the graphs ONNX Runtime actually runs (saved with
 //! its optimized-model option) are printed beside them.
 //!
-//! A DARTS genotype joins [`NETWORKS`] once pwsnas has that space: add an entry (space name, its
-//! parameters and a genotype string) here and its module to the reference script's `NETWORKS`.
+//! A network of another space joins [`NETWORKS`] with an entry (space name, its parameters and an
+//! arch string) here and its module in the reference script's `NETWORKS`.
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -49,7 +49,9 @@ pub struct Network {
 
 /// The benchmark's networks: the demo's architecture, NAS-Bench-201's C=16 N=5 all-`nor_conv_3x3`
 /// and a mixed cell with every op (its node 1 receives only `none`, so zeros flow into node 2), and
-/// a mobile chain mixing kernels, expansions and skipped layers.
+/// a mobile chain mixing kernels, expansions and skipped layers, and DARTS_V2's genotype in DARTS's
+/// search-size network (C = 16, 8 cells) on CIFAR-sized inputs. The darts arch is the genotype's
+/// `Genotype(normal=[...], ...)` text, which the reference script parses itself.
 pub const NETWORKS: &[Network] = &[
     Network {
         name: "demo",
@@ -75,12 +77,18 @@ pub const NETWORKS: &[Network] = &[
         params: r#"{"input_channels": 3, "input_size": 32, "classes": 10}"#,
         arch: "mb_k3_e3,identity,mb_k5_e6,mb_k3_e3,mb_k7_e6,identity,mb_k5_e3,mb_k3_e6,identity,mb_k7_e3,mb_k5_e6",
     },
+    Network {
+        name: "darts",
+        space: "darts",
+        params: r#"{"channels": 16, "layers": 8, "input_channels": 3, "input_size": 32, "classes": 10}"#,
+        arch: "Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 1), ('skip_connect', 0), ('skip_connect', 0), ('dil_conv_3x3', 2)], normal_concat=[2, 3, 4, 5], reduce=[('max_pool_3x3', 0), ('max_pool_3x3', 1), ('skip_connect', 2), ('max_pool_3x3', 1), ('max_pool_3x3', 0), ('skip_connect', 2), ('skip_connect', 2), ('max_pool_3x3', 1)], reduce_concat=[2, 3, 4, 5])",
+    },
 ];
 
 /// Flags of `pwsnas bench export`.
 #[derive(Args, Clone, Debug)]
 pub struct ExportBenchArgs {
-    /// Networks to run (comma-separated names; default: all of demo, nb201-conv3x3, nb201-mixed, mobile).
+    /// Networks to run (comma-separated names; default: all of demo, nb201-conv3x3, nb201-mixed, mobile, darts).
     #[arg(long, value_delimiter = ',')]
     pub networks: Vec<String>,
     /// Rounds; every round times every model once, in rotating order.
@@ -517,5 +525,22 @@ fn print_network(progress: &Progress, r: &NetworkResult) {
             q.target,
             if q.median <= q.target { "met" } else { "MISSED" }
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_network_parses_and_its_space_has_a_reference() {
+        for net in NETWORKS {
+            let kind = kind_of(net).unwrap_or_else(|e| panic!("{}: {e:#}", net.name));
+            kind.parse_arch(net.arch).unwrap_or_else(|e| panic!("{}: {e}", net.name));
+            assert!(SCRIPT.contains(&format!("\"{}\": ", net.space)), "{}: no reference module", net.name);
+        }
+        let darts = NETWORKS.iter().find(|n| n.name == "darts").expect("the darts network");
+        let kind = kind_of(darts).unwrap();
+        assert_eq!(kind.parse_arch(darts.arch).unwrap(), kind.parse_arch("DARTS_V2").unwrap());
     }
 }
