@@ -163,14 +163,7 @@ impl DartsNet {
     }
 
     /// The forward, keeping the output of cell [`DartsParams::aux_cell`] when `aux` is set.
-    fn run(
-        &self,
-        x: &Tensor,
-        mix: &Mix,
-        _route: &[usize],
-        mode: Mode,
-        aux: bool,
-    ) -> (Tensor, Option<Tensor>) {
+    fn run(&self, x: &Tensor, mix: &Mix, mode: Mode, aux: bool) -> (Tensor, Option<Tensor>) {
         let s = self.stem.forward(x, mode);
         let (mut s0, mut s1) = (s.shallow_clone(), s);
         let mut features = None;
@@ -195,14 +188,14 @@ impl DartsNet {
 
 impl Network for DartsNet {
     /// Logits of the ops and weights `mix` picks on every edge for a batch `x` (NCHW).
-    fn forward(&self, x: &Tensor, mix: &Mix, route: &[usize], mode: Mode) -> Tensor {
-        self.run(x, mix, route, mode, false).0
+    fn forward(&self, x: &Tensor, mix: &Mix, _route: &[usize], mode: Mode) -> Tensor {
+        self.run(x, mix, mode, false).0
     }
 
     /// The logits, and in training the output of the second reduction cell (DARTS's
     /// `NetworkCIFAR`: the auxiliary head reads cell `2·layers/3`).
-    fn forward_aux(&self, x: &Tensor, mix: &Mix, route: &[usize], mode: Mode) -> (Tensor, Option<Tensor>) {
-        self.run(x, mix, route, mode, mode.train)
+    fn forward_aux(&self, x: &Tensor, mix: &Mix, _route: &[usize], mode: Mode) -> (Tensor, Option<Tensor>) {
+        self.run(x, mix, mode, mode.train)
     }
 
     /// The child `ops` as graph IR from the graph input to the logits.
