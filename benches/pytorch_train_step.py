@@ -44,10 +44,10 @@ class Edge(nn.Module):
 
 
 class Cell(nn.Module):
-    def __init__(self, c, nodes):
+    def __init__(self, c, nodes, edge=Edge):
         super().__init__()
         self.nodes = nodes
-        self.edges = nn.ModuleList([Edge(c) for j in range(1, nodes) for _ in range(j)])
+        self.edges = nn.ModuleList([edge(c) for j in range(1, nodes) for _ in range(j)])
 
     def forward(self, x, arch):
         states = [x]
@@ -75,14 +75,16 @@ class Reduction(nn.Module):
 
 
 class Supernet(nn.Module):
-    def __init__(self, c, n, nodes, classes, c_in):
+    """`arch` in `forward` holds what each edge's `forward` takes: an op name for `Edge`."""
+
+    def __init__(self, c, n, nodes, classes, c_in, edge=Edge):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(c_in, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c))
         blocks = []
         for s, cs in enumerate([c, 2 * c, 4 * c]):
             if s > 0:
                 blocks.append(Reduction(cs // 2, cs))
-            blocks += [Cell(cs, nodes) for _ in range(n)]
+            blocks += [Cell(cs, nodes, edge) for _ in range(n)]
         self.blocks = nn.ModuleList(blocks)
         self.lastact = nn.BatchNorm2d(4 * c)
         self.classifier = nn.Linear(4 * c, classes)

@@ -4,6 +4,10 @@
 //!   `pwsnas supernet`, on random data already on the device. `benches/pytorch_train_step.py` runs
 //!   the same step in PyTorch eager on the same libtorch for comparison; with the uniform sampler
 //!   both train the same fixed sequence of children (see `nth_child`).
+//! - `darts-step`: one DARTS first-order search step (Liu et al., ICLR 2019), the code path of
+//!   `pwsnas search --method darts`: an α step (Adam) on one batch through the mix weighted by
+//!   softmax(α) of every op, then a weight step (SGD, clip 5) on another, on the supernet of the
+//!   space. `benches/pytorch_darts_step.py` is the same step in PyTorch eager.
 //! - `score`: seconds to score every operator candidate with the angle metric and `S` children each.
 //! - `export`: pwsnas's ONNX against `torch.onnx.export` of the same network in ONNX Runtime
 //!   ([`crate::export::bench`]).
@@ -43,6 +47,19 @@ pub enum BenchCommand {
         warmup: usize,
         #[arg(long, value_enum, default_value = "uniform")]
         sampler: Sampler,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
+    /// ms per DARTS first-order search step (an α step, then a weight step).
+    DartsStep {
+        #[command(flatten)]
+        net: BenchNet,
+        #[arg(long, default_value_t = 64)]
+        batch_size: usize,
+        #[arg(long, default_value_t = 20)]
+        steps: usize,
+        #[arg(long, default_value_t = 3)]
+        warmup: usize,
         #[arg(long, default_value = "cpu")]
         device: String,
     },
@@ -121,6 +138,9 @@ pub fn run(cmd: BenchCommand, progress: &Progress) -> Result<()> {
                 kind.name(), kind.params_json(), images as f64 / secs, secs * 1e3 / steps as f64, format!("{which:?}").to_lowercase(), crate::device::name(device), tch::get_num_threads()
             ));
         }
+        BenchCommand::DartsStep { net, batch_size, steps, warmup, device } => {
+            darts_step(&net, batch_size, steps, warmup, &device, progress)?
+        }
         BenchCommand::Score { net, samples_per_op, device } => {
             let device = crate::device::parse(&device)?;
             let kind = net.kind()?;
@@ -171,6 +191,63 @@ pub fn run(cmd: BenchCommand, progress: &Progress) -> Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// `pwsnas bench darts-step`: the method's own α and weight steps ([`crate::method::darts`]) with
+/// the default `[gradient]` settings, on two fixed random batches (α batch, weight batch).
+fn darts_step(
+    net: &BenchNet,
+    batch_size: usize,
+    steps: usize,
+    warmup: usize,
+    device: &str,
+    progress: &Progress,
+) -> Result<()> {
+    use crate::method::{alpha, darts};
+    let device = crate::device::parse(device)?;
+    let kind = net.kind()?;
+    let space = Space::full(kind.clone());
+    tch::manual_seed(0);
+    let supernet = Supernet::new(&space, device);
+    let settings = crate::settings::Settings::default();
+    let g = &settings.gradient;
+    let cfg = crate::method::weight_cfg(&settings);
+    let mut sgd = Sgd::new(&cfg);
+    let alphas = alpha::Alphas::init(&space, 0, device);
+    let mut adam = alpha::Adam::new(g.alpha_lr, g.alpha_betas, g.alpha_weight_decay, &alphas.t);
+    let [c, h, w] = kind.input_shape();
+    let shape = [batch_size as i64, c as i64, h as i64, w as i64];
+    let batch = || {
+        let x = Tensor::randn(shape, (Kind::Float, device));
+        (x, Tensor::randint(kind.classes() as i64, [batch_size as i64], (Kind::Int64, device)))
+    };
+    let ((xa, ya), (xw, yw)) = (batch(), batch());
+    let mut start = Instant::now();
+    for step in 0..warmup + steps {
+        if step == warmup {
+            sync(device);
+            start = Instant::now();
+        }
+        darts::alpha_step(&supernet, &space, &alphas, &mut adam, (&xa, &ya), &cfg, Mode::TRAIN);
+        darts::weight_step(&supernet, &space, &alphas, &mut sgd, (&xw, &yw), &cfg, cfg.lr, Mode::TRAIN);
+    }
+    sync(device);
+    let secs = start.elapsed().as_secs_f64();
+    let ms = secs * 1e3 / steps as f64;
+    let result = json!({
+        "bench": "darts-step", "space": kind.name(), "params": kind.params_json(),
+        "batch_size": batch_size, "steps": steps, "device": crate::device::name(device),
+        "threads": tch::get_num_threads(), "seconds": secs, "ms_per_step": ms,
+    });
+    let line = format!(
+        "darts-step {} {}: {ms:.2} ms/step (α step + weight step, batch {batch_size}, {}, {} threads)",
+        kind.name(),
+        kind.params_json(),
+        crate::device::name(device),
+        tch::get_num_threads()
+    );
+    print_result(progress, &result, &line);
     Ok(())
 }
 

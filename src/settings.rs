@@ -381,6 +381,30 @@ impl Settings {
                 self.search.method.name()
             );
         }
+        let g = &self.gradient;
+        if self.search.method != Method::Pdarts {
+            for (name, set) in [
+                ("pdarts_depth", g.pdarts_depth.is_some()),
+                ("pdarts_skip_dropout", g.pdarts_skip_dropout.is_some()),
+                ("pdarts_weights_only_epochs", g.pdarts_weights_only_epochs.is_some()),
+            ] {
+                if set {
+                    bail!(
+                        "setting gradient.{name} is PDARTS's, for search.method = pdarts, not {}: drop it",
+                        self.search.method.name()
+                    );
+                }
+            }
+        }
+        for &depth in g.pdarts_depth.iter().flatten() {
+            let Some(deeper) = kind.with_depth(depth) else {
+                bail!(
+                    "setting gradient.pdarts_depth: the {} space has no depth apart from its choice points (PDARTS grows cell spaces: darts, nb201); drop it",
+                    self.space
+                );
+            };
+            deeper.validate().with_context(|| format!("setting gradient.pdarts_depth = {depth}"))?;
+        }
         if self.search.method == Method::Fairnas && self.sampler != Sampler::Fair {
             bail!("setting search.method = fairnas trains its supernet with sampler = fair, not {:?}: drop the sampler setting or set it to fair", self.sampler);
         }
@@ -493,6 +517,20 @@ fn one_line_toml_error(text: &str, e: &toml::de::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every settings file under `examples/methods/` and the demo's load and pass validation (the
+    /// sweep plans are checked in `sweep::plan`).
+    #[test]
+    fn the_example_configs_load_and_validate() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+        let methods = std::fs::read_dir(root.join("methods")).unwrap().map(|e| e.unwrap().path());
+        let files: Vec<_> = methods.chain([root.join("demo.toml")]).collect();
+        assert!(files.len() >= 6, "{files:?}");
+        for file in files {
+            let s = Settings::default().with_toml_file(&file).unwrap_or_else(|e| panic!("{e:#}"));
+            s.validate().unwrap_or_else(|e| panic!("{}: {e:#}", file.display()));
+        }
+    }
 
     /// Settings as a finished run stores them: nothing at its default where the layering matters.
     fn stored() -> Settings {
@@ -654,6 +692,33 @@ mod tests {
             (Some(16), Some(0.2))
         );
         assert_eq!(serde_json::from_value::<Settings>(json).unwrap(), s);
+    }
+
+    #[test]
+    fn pdarts_settings_are_refused_with_other_methods_and_depth_where_a_space_has_none() {
+        let mut s = Settings::default();
+        s.search.method = Method::Darts;
+        s.gradient.pdarts_skip_dropout = Some(vec![0.0, 0.2]);
+        let e = format!("{:#}", s.validate().unwrap_err());
+        assert_eq!(e, "setting gradient.pdarts_skip_dropout is PDARTS's, for search.method = pdarts, not darts: drop it");
+        s.search.method = Method::Pdarts;
+        s.gradient.pdarts_depth = Some(vec![1, 2]);
+        assert!(s.validate().is_ok(), "nb201 grows its cells per stage");
+        assert!(!serde_json::to_value(Settings::default()).unwrap()["gradient"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .any(|k| k.starts_with("pdarts_d") || k.starts_with("pdarts_s") || k.starts_with("pdarts_w")));
+        s.set_space("mobile");
+        let e = format!("{:#}", s.validate().unwrap_err());
+        assert!(e.starts_with("setting gradient.pdarts_depth: the mobile space has no depth"), "{e}");
+        s.set_space("darts");
+        s.gradient.pdarts_depth = Some(vec![3, 2]);
+        let e = format!("{:#}", s.validate().unwrap_err());
+        assert!(
+            e.starts_with("setting gradient.pdarts_depth = 2: ") && e.contains("at least 3 cells"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -57,7 +57,7 @@ fn alpha_learns_to_prefer_the_op_that_helps() {
     }
     let before = alphas.probs();
     for _ in 0..10 {
-        alpha_step(&net, &space, &alphas, &mut adam, &x, &y, &cfg);
+        alpha_step(&net, &space, &alphas, &mut adam, (&x, &y), &cfg, Mode::TRAIN);
     }
     let after = alphas.probs();
     for (b, a) in before.iter().zip(&after) {

@@ -192,10 +192,12 @@ metric = "none"
 method = "pdarts"
 val_images = 32
 [gradient]
-epochs = 1
+epochs = 2
 batch_size = 32
 steps_per_epoch = 2
 pdarts_keep = [2]
+pdarts_depth = [3, 4]
+pdarts_weights_only_epochs = 1
 max_skip = 0
 [retrain]
 epochs = 1
@@ -207,11 +209,21 @@ batch_size = 32
     ok(["search", "--config", s(&config), "--out", s(&out), "--device", "cpu", "--quiet"]);
     let method = json(&out.join("method.json"));
     let history = method["history"].as_array().unwrap();
-    assert_eq!(history.iter().map(|e| e["stage"].as_u64().unwrap()).collect::<Vec<_>>(), [0, 1]);
+    let stages: Vec<_> = history.iter().map(|e| e["stage"].as_u64().unwrap()).collect();
+    assert_eq!(stages, [0, 0, 1, 1]);
+    // The first epoch of each stage trains the weights only. Skip-connect dropout follows PDARTS's
+    // `train_search.py`: rate r = 0.1, then 0.7 (linear over the stages); r·(E−e−1)/E in the
+    // weights-only epoch (E = 2, e = 0), then r·exp(−0.2·(e−1)) = r.
+    let alpha_steps: Vec<_> = history.iter().map(|e| e["alpha_steps"].as_u64().unwrap()).collect();
+    assert_eq!((alpha_steps[0], alpha_steps[2]), (0, 0), "{alpha_steps:?}");
+    assert!(alpha_steps[1] > 0 && alpha_steps[3] > 0, "{alpha_steps:?}");
+    let drop: Vec<_> = history.iter().map(|e| e["skip_dropout"].as_f64().unwrap()).collect();
+    let expected = [0.05, 0.1, 0.35, 0.7];
+    assert!(drop.iter().zip(expected).all(|(d, e)| (d - e).abs() < 1e-9), "{drop:?}");
     let first = history[0]["probs"].as_object().unwrap();
     assert_eq!(first.len(), 28, "one α row per edge of both cells");
     assert!(first.values().all(|o| o.as_object().unwrap().len() == 7), "every op but none");
-    assert!(history[1]["probs"].as_object().unwrap().values().all(|o| o.as_object().unwrap().len() == 2));
+    assert!(history[2]["probs"].as_object().unwrap().values().all(|o| o.as_object().unwrap().len() == 2));
     let arch = json(&out.join("arch.json"))["arch"].as_str().unwrap().to_string();
     assert_eq!(method["derived"], arch.as_str());
     // Text of a genotype: 8 (op, input) pairs per cell; no skip in the normal cell (max_skip = 0).

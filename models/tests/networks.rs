@@ -106,7 +106,7 @@ fn check_child_matches_supernet(kind: SpaceKind, copies: usize) {
     for _ in 0..6 {
         let arch = space.sample(&mut rng);
         let child = supernet.extract_child(&arch).unwrap();
-        for mode in [Mode::EVAL, Mode { train: true, bn_momentum: 0.0, drop_path: 0.0 }] {
+        for mode in [Mode::EVAL, Mode { bn_momentum: 0.0, ..Mode::TRAIN }] {
             let a = tch::no_grad(|| supernet.forward(&x, &arch, mode));
             let b = tch::no_grad(|| child.forward(&x, &arch, mode));
             let diff = (a - b).abs().max().double_value(&[]);
@@ -164,4 +164,36 @@ fn child_with_weight_copies_uses_the_routed_copy() {
     let y_a1 = tch::no_grad(|| supernet.forward(&x, &a1, Mode::EVAL));
     let y_a0 = tch::no_grad(|| supernet.forward(&x, &a0, Mode::EVAL));
     assert!((y_a1 - y_a0).abs().max().double_value(&[]) > 1e-4);
+}
+
+/// PDARTS's dropout on `skip_connect` acts in a weighted mix's training forward only: not in
+/// evaluation, and not on the SPOS single path (which never asks for it).
+#[test]
+fn skip_dropout_acts_on_skip_connect_in_a_weighted_training_forward_only() {
+    let kind = nb201(4, 1);
+    let space = Space::full(kind.clone());
+    tch::manual_seed(0);
+    let net = Supernet::new(&space, Device::Cpu);
+    let x = Tensor::randn([2, 3, 32, 32], (Kind::Float, Device::Cpu));
+    // Every edge: skip_connect weighted 1, nor_conv_1x1 weighted 0.5.
+    let weights: Vec<Tensor> =
+        space.choices.iter().map(|_| Tensor::from_slice(&[0.0f32, 1.0, 0.5, 0.0, 0.0])).collect();
+    let run = |mode: Mode| {
+        tch::manual_seed(1);
+        net.forward_mix(&x, &pwsnas_models::Mix::weighted(&space, &weights), mode)
+    };
+    let plain = run(Mode::TRAIN);
+    let dropped = run(Mode::TRAIN.with_skip_dropout(0.5));
+    assert!((&plain - &dropped).abs().max().double_value(&[]) > 1e-3, "dropout changed nothing");
+    let again = run(Mode::TRAIN.with_skip_dropout(0.5));
+    assert!(dropped.allclose(&again, 0.0, 0.0, false), "same seed, same mask");
+    let eval = run(Mode::EVAL);
+    assert!(eval.allclose(&run(Mode::EVAL.with_skip_dropout(0.5)), 0.0, 0.0, false));
+    let skip = kind
+        .parse_arch(
+            "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|",
+        )
+        .unwrap();
+    let single = |mode: Mode| net.forward_mix(&x, &pwsnas_models::Mix::single(&skip), mode);
+    assert!(single(Mode::TRAIN).allclose(&single(Mode::TRAIN.with_skip_dropout(0.5)), 0.0, 0.0, false));
 }

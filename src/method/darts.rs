@@ -17,9 +17,17 @@ use super::alpha::{Adam, Alphas};
 use crate::settings::TrainSettings;
 use crate::train::sgd::Sgd;
 
-/// Cross-entropy of `net` on (x, y) for `mix`, and the logits.
-pub fn loss(net: &Supernet, mix: &Mix, x: &Tensor, y: &Tensor, cfg: &TrainSettings) -> (Tensor, Tensor) {
-    let logits = net.forward_mix(x, mix, Mode::TRAIN);
+/// Cross-entropy of `net` on (x, y) for `mix` in a training forward of `mode` (which carries
+/// PDARTS's skip dropout), and the logits.
+pub fn loss(
+    net: &Supernet,
+    mix: &Mix,
+    x: &Tensor,
+    y: &Tensor,
+    cfg: &TrainSettings,
+    mode: Mode,
+) -> (Tensor, Tensor) {
+    let logits = net.forward_mix(x, mix, mode);
     let loss = logits.cross_entropy_loss::<Tensor>(y, None, Reduction::Mean, -100, cfg.label_smoothing);
     (loss, logits)
 }
@@ -30,12 +38,12 @@ pub fn alpha_step(
     space: &Space,
     alphas: &Alphas,
     adam: &mut Adam,
-    x: &Tensor,
-    y: &Tensor,
+    (x, y): (&Tensor, &Tensor),
     cfg: &TrainSettings,
+    mode: Mode,
 ) -> f64 {
     let mix = Mix::weighted(space, &alphas.softmax());
-    let (loss, _) = loss(net, &mix, x, y, cfg);
+    let (loss, _) = loss(net, &mix, x, y, cfg, mode);
     let refs: Vec<&Tensor> = alphas.t.iter().collect();
     let grads = Tensor::run_backward(&[&loss], &refs, false, false);
     adam.step(&alphas.t, &grads);
@@ -47,7 +55,8 @@ pub fn alpha_step(
 /// `w' = w − ξ(μ·buffer + ∇w L_train(w, α) + λw)` with the weights' current learning rate ξ, momentum
 /// and weight decay, is `∇α L_val(w', α) − ξ · ∇²α,w L_train(w, α) · ∇w' L_val(w', α)`; the second
 /// term by finite differences ([`hessian_vector`]). One Adam step; the weights are left as they were.
-/// Returns the α loss at `w'`.
+/// Every forward here runs without PDARTS's skip dropout: the finite differences need one
+/// deterministic loss. Returns the α loss at `w'`.
 #[allow(clippy::too_many_arguments)]
 pub fn alpha_step_unrolled(
     net: &Supernet,
@@ -80,7 +89,7 @@ fn unrolled_grads(
     let fixed: Vec<Tensor> = alphas.softmax().iter().map(Tensor::detach).collect();
     let params = net.trainable_for_mix(&Mix::weighted(space, &fixed));
     let tensors: Vec<&Tensor> = params.iter().map(|p| &p.tensor).collect();
-    let (l_train, _) = loss(net, &Mix::weighted(space, &fixed), train.0, train.1, cfg);
+    let (l_train, _) = loss(net, &Mix::weighted(space, &fixed), train.0, train.1, cfg, Mode::TRAIN);
     let g = Tensor::run_backward(&[&l_train], &tensors, false, false);
     let w: Vec<Tensor> = tensors.iter().map(|t| t.detach().copy()).collect();
     tch::no_grad(|| {
@@ -95,7 +104,7 @@ fn unrolled_grads(
             p.tensor.shallow_clone().copy_(&(w - step * lr));
         }
     });
-    let (l_val, _) = loss(net, &Mix::weighted(space, &alphas.softmax()), val.0, val.1, cfg);
+    let (l_val, _) = loss(net, &Mix::weighted(space, &alphas.softmax()), val.0, val.1, cfg, Mode::TRAIN);
     let mut inputs: Vec<&Tensor> = alphas.t.iter().collect();
     inputs.extend(tensors.iter().copied());
     let grads = Tensor::run_backward(&[&l_val], &inputs, false, false);
@@ -133,7 +142,7 @@ pub fn hessian_vector(
     };
     let grad_alpha = |sign: f64| {
         set(sign);
-        let (l, _) = loss(net, &Mix::weighted(space, &alphas.softmax()), x, y, cfg);
+        let (l, _) = loss(net, &Mix::weighted(space, &alphas.softmax()), x, y, cfg, Mode::TRAIN);
         let refs: Vec<&Tensor> = alphas.t.iter().collect();
         Tensor::run_backward(&[&l], &refs, false, false)
     };
@@ -143,19 +152,20 @@ pub fn hessian_vector(
 }
 
 /// One SGD step of the weights on (x, y), softmax(α) fixed. Returns (loss, correct).
+#[allow(clippy::too_many_arguments)]
 pub fn weight_step(
     net: &Supernet,
     space: &Space,
     alphas: &Alphas,
     sgd: &mut Sgd,
-    x: &Tensor,
-    y: &Tensor,
+    (x, y): (&Tensor, &Tensor),
     cfg: &TrainSettings,
     lr: f64,
+    mode: Mode,
 ) -> (f64, f64) {
     let weights: Vec<Tensor> = alphas.softmax().iter().map(Tensor::detach).collect();
     let mix = Mix::weighted(space, &weights);
-    let (loss, logits) = loss(net, &mix, x, y, cfg);
+    let (loss, logits) = loss(net, &mix, x, y, cfg, mode);
     let params = net.trainable_for_mix(&mix);
     let inputs: Vec<&Tensor> = params.iter().map(|p| &p.tensor).collect();
     let grads = Tensor::run_backward(&[&loss], &inputs, false, false);
@@ -344,7 +354,7 @@ mod tests {
         let w: Vec<Tensor> = tensors.iter().map(|t| t.detach().copy()).collect();
         let v: Vec<Tensor> = w.iter().map(Tensor::randn_like).collect();
         // Exact: ∇α of (∇w L · v), by differentiating the weight gradient again.
-        let (l, _) = loss(&net, &Mix::weighted(&space, &alphas.softmax()), &x, &y, &cfg);
+        let (l, _) = loss(&net, &Mix::weighted(&space, &alphas.softmax()), &x, &y, &cfg, Mode::TRAIN);
         let gw = Tensor::run_backward(&[&l], &tensors, true, true);
         let dot =
             gw.iter().zip(&v).map(|(g, v)| (g * v).sum(Kind::Float)).fold(Tensor::from(0f32), |a, b| a + b);
@@ -365,7 +375,7 @@ mod tests {
         let (space, net, alphas, x, y, cfg) = unrolled_setup();
         let sgd = Sgd::new(&cfg);
         let (xa, ya) = (x.flip([0]), y.flip([0]));
-        let (l, _) = loss(&net, &Mix::weighted(&space, &alphas.softmax()), &xa, &ya, &cfg);
+        let (l, _) = loss(&net, &Mix::weighted(&space, &alphas.softmax()), &xa, &ya, &cfg, Mode::TRAIN);
         let first = Tensor::run_backward(&[&l], &alphas.t.iter().collect::<Vec<_>>(), false, false);
         let (_, at_zero) = unrolled_grads(&net, &space, &alphas, &sgd, (&x, &y), (&xa, &ya), &cfg, 0.0);
         assert!(flat(&at_zero).allclose(&flat(&first), 1e-5, 1e-7, false));

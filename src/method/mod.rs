@@ -63,6 +63,9 @@ pub struct MethodEpoch {
     pub derived: String,
     /// ProxylessNAS: E[lat] (ms) under those probabilities.
     pub expected_latency_ms: Option<f64>,
+    /// PDARTS: the dropout probability on `skip_connect` in the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip_dropout: Option<f64>,
     pub seconds: f64,
 }
 
@@ -70,9 +73,10 @@ pub struct MethodEpoch {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MethodState {
     pub method: Method,
-    /// The space the network was built from (the method's starting space).
+    /// The method's starting space (what shrinking left).
     pub built_space: serde_json::Value,
-    /// The current stage's space (PDARTS narrows it stage by stage).
+    /// The current stage's space, which the network is built from (PDARTS narrows it and may
+    /// deepen it stage by stage).
     pub space: serde_json::Value,
     /// Current stage and the epochs completed in it.
     pub stage: usize,
@@ -100,7 +104,7 @@ struct MethodRun {
 }
 
 /// SGD settings of the weight steps.
-fn weight_cfg(settings: &Settings) -> TrainSettings {
+pub fn weight_cfg(settings: &Settings) -> TrainSettings {
     let g = &settings.gradient;
     TrainSettings {
         epochs: g.epochs,
@@ -127,28 +131,37 @@ impl MethodRun {
                     dir.display()
                 );
             }
-            let net = Supernet::new(&built, device);
-            checkpoint::restore(&tensors, &net, None, &mut sgd, device)?;
             let space = Space::from_json(state.space.clone())?;
+            let net = Supernet::new(&space, device);
+            checkpoint::restore(&tensors, &net, None, &mut sgd, device)?;
             let alphas = Alphas::load(&tensors, &space, device).context("the method checkpoint")?;
             let mut adam = Adam::new(g.alpha_lr, g.alpha_betas, g.alpha_weight_decay, &alphas.t);
             adam.load_state(&tensors, state.adam_steps, device)?;
             return Ok(MethodRun { net, sgd, alphas, adam, space, state });
         }
-        tch::manual_seed(derive_seed(settings.seed, "method-weights", 0) as i64);
-        let net = Supernet::new(start, device);
-        let alphas = Alphas::init(start, derive_seed(settings.seed, "method-alpha", 0), device);
-        let adam = Adam::new(g.alpha_lr, g.alpha_betas, g.alpha_weight_decay, &alphas.t);
+        let space = at_depth(settings, start, 0);
         let state = MethodState {
             method: settings.search.method,
             built_space: start.to_json(),
-            space: start.to_json(),
+            space: space.to_json(),
             stage: 0,
             epoch: 0,
             adam_steps: 0,
             history: Vec::new(),
         };
-        Ok(MethodRun { net, sgd, alphas, adam, space: start.clone(), state })
+        Ok(MethodRun::fresh(settings, space, state, device))
+    }
+
+    /// A stage's network, SGD, α and Adam from scratch on `space` (PDARTS builds each stage's
+    /// network afresh; the weights' seed depends on the stage).
+    fn fresh(settings: &Settings, space: Space, state: MethodState, device: Device) -> MethodRun {
+        let g = &settings.gradient;
+        let stage = state.stage as u64;
+        tch::manual_seed(derive_seed(settings.seed, "method-weights", stage) as i64);
+        let net = Supernet::new(&space, device);
+        let alphas = Alphas::init(&space, derive_seed(settings.seed, "method-alpha", stage), device);
+        let adam = Adam::new(g.alpha_lr, g.alpha_betas, g.alpha_weight_decay, &alphas.t);
+        MethodRun { net, sgd: Sgd::new(&weight_cfg(settings)), alphas, adam, space, state }
     }
 
     fn save(&mut self, dir: &std::path::Path) -> Result<()> {
@@ -181,9 +194,18 @@ fn halves(data: &RunData, seed: u64) -> (Dataset, Dataset) {
 /// Number of stages of the method (PDARTS: one per entry of `pdarts_keep`, plus the first).
 fn stages(settings: &Settings) -> usize {
     if settings.search.method == Method::Pdarts {
-        1 + settings.gradient.pdarts_keep.len()
+        settings.gradient.pdarts_stages()
     } else {
         1
+    }
+}
+
+/// `space` at the depth of stage `stage` (`gradient.pdarts_depth`; unchanged without it).
+fn at_depth(settings: &Settings, space: &Space, stage: usize) -> Space {
+    let depth = settings.gradient.pdarts_depth.as_ref().map(|d| d[stage]);
+    match depth.and_then(|d| space.kind.with_depth(d)) {
+        Some(kind) => Space { kind, choices: space.choices.clone() },
+        None => space.clone(),
     }
 }
 
@@ -263,24 +285,27 @@ pub fn run_stage(
         }
         if mr.state.stage + 1 < stages(&settings) {
             let keep = g.pdarts_keep[mr.state.stage];
-            mr.space = darts::keep_strongest(&mr.space, &mr.alphas.probs(), keep);
-            mr.alphas = Alphas::init(
-                &mr.space,
-                derive_seed(settings.seed, "method-alpha", mr.state.stage as u64 + 1),
-                device,
-            );
-            mr.adam = Adam::new(g.alpha_lr, g.alpha_betas, g.alpha_weight_decay, &mr.alphas.t);
+            let kept = darts::keep_strongest(&mr.space, &mr.alphas.probs(), keep);
+            let next = at_depth(&settings, &kept, mr.state.stage + 1);
+            let mut state = mr.state.clone();
+            state.stage += 1;
+            state.epoch = 0;
+            mr = MethodRun::fresh(&settings, next, state, device);
             progress.info(format!(
-                "pdarts: stage {} keeps {keep} ops per choice point ({} children)",
-                mr.state.stage + 1,
-                mr.space.size()
+                "pdarts: stage {} keeps {keep} ops per choice point ({} children), on a new network ({})",
+                mr.state.stage,
+                mr.space.size(),
+                mr.space.kind.params_json()
             ));
+        } else {
+            mr.state.stage += 1;
+            mr.state.epoch = 0;
         }
-        mr.state.stage += 1;
-        mr.state.epoch = 0;
         mr.save(&dir)?;
     }
     let arch = mr.derive(&settings);
+    // The child as a child of the method's starting space (PDARTS may have searched it deeper).
+    mr.space = Space { kind: start.kind.clone(), choices: mr.space.choices.clone() };
     mr.space.check_child(&arch).with_context(|| format!("the child {} derived", method.name()))?;
     constraints.check_derived(method.name(), &mr.space, &arch)?;
     let evaluator = Evaluator::new(
@@ -355,6 +380,11 @@ fn epoch(
     let mut a_batches = batches(a_half, &data.norm, bs, Order::Shuffled, &data.augment, true, a_seed);
     let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(settings.seed, "method-gates", index));
     let bar = progress.bar(steps as u64, &format!("{} {}.{}", method.name(), stage, ep + 1));
+    // PDARTS: dropout on skip_connect in every training forward, and weights-only epochs first.
+    let pdarts = method == Method::Pdarts;
+    let skip_dropout = pdarts.then(|| g.skip_dropout(stage, ep));
+    let mode = Mode::TRAIN.with_skip_dropout(skip_dropout.unwrap_or(0.0));
+    let train_alpha = !pdarts || ep >= g.weights_only_epochs();
     let (mut loss_sum, mut correct, mut seen, mut alpha_steps, mut done) = (0.0, 0.0, 0usize, 0usize, 0usize);
     let total = steps * g.epochs;
     for i in 0..steps {
@@ -362,7 +392,7 @@ fn epoch(
         let t = ep * steps + i;
         let lr = g.w_lr_min
             + (g.w_lr - g.w_lr_min) * 0.5 * (1.0 + (std::f64::consts::PI * t as f64 / total as f64).cos());
-        if i % every == 0 {
+        if train_alpha && i % every == 0 {
             let Some(ab) = a_batches.next() else { break };
             let (xa, ya) = to_tensors(&ab, device);
             match method {
@@ -375,7 +405,7 @@ fn epoch(
                         .collect();
                     let pairs = proxyless::sample_pairs(&mr.alphas.probs(), &mut rng);
                     let mix = proxyless::gated_mix(&mr.space, &mr.alphas, &pairs);
-                    let (ce, _) = darts::loss(&mr.net, &mix, &xa, &ya, cfg);
+                    let (ce, _) = darts::loss(&mr.net, &mix, &xa, &ya, cfg, mode);
                     let loss = proxyless::with_latency(ce, latency.map(|(m, t)| (m, *t)), &mr.alphas, g);
                     let refs: Vec<&tch::Tensor> = mr.alphas.t.iter().collect();
                     let grads = tch::Tensor::run_backward(&[&loss], &refs, false, false);
@@ -397,7 +427,7 @@ fn epoch(
                     );
                 }
                 _ => {
-                    darts::alpha_step(&mr.net, &mr.space, &mr.alphas, &mut mr.adam, &xa, &ya, cfg);
+                    darts::alpha_step(&mr.net, &mr.space, &mr.alphas, &mut mr.adam, (&xa, &ya), cfg, mode);
                 }
             }
             alpha_steps += 1;
@@ -420,7 +450,7 @@ fn epoch(
                 );
                 (step.loss_sum.double_value(&[]), step.correct.double_value(&[]))
             }
-            _ => darts::weight_step(&mr.net, &mr.space, &mr.alphas, &mut mr.sgd, &x, &y, cfg, lr),
+            _ => darts::weight_step(&mr.net, &mr.space, &mr.alphas, &mut mr.sgd, (&x, &y), cfg, lr, mode),
         };
         loss_sum += loss;
         correct += right;
@@ -447,6 +477,7 @@ fn epoch(
         probs: named,
         derived: mr.space.format_arch(&mr.derive(settings)),
         expected_latency_ms: latency.map(|(m, _)| m.expected(&probs)),
+        skip_dropout,
         seconds: start.elapsed().as_secs_f64(),
     }
 }

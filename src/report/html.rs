@@ -415,6 +415,7 @@ mod tests {
             probs,
             derived: "child".into(),
             expected_latency_ms: None,
+            skip_dropout: None,
             seconds: 1.0,
         };
         // PDARTS-like: stage 1 keeps one op of the first choice point.

@@ -150,6 +150,11 @@ impl SpaceDef for DartsParams {
         SpaceKind::new(DartsParams { input_channels: channels, input_size: size, classes, ..self.clone() })
     }
 
+    /// Depth is L, the cells in all, as DARTS and PDARTS count them.
+    fn with_depth(&self, depth: usize) -> Option<SpaceKind> {
+        Some(SpaceKind::new(DartsParams { layers: depth, ..self.clone() }))
+    }
+
     /// `normal/2<-0`, …, `normal/5<-4`, `reduce/2<-0`, …, `reduce/5<-4`.
     fn choice_point_names(&self) -> Vec<String> {
         CellKind::BOTH

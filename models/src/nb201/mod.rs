@@ -164,6 +164,11 @@ impl SpaceDef for Nb201Params {
         SpaceKind::new(Nb201Params { input_channels: channels, input_size: size, classes, ..self.clone() })
     }
 
+    /// Depth is N, the cells per stage (every cell repeats the one searched).
+    fn with_depth(&self, depth: usize) -> Option<SpaceKind> {
+        Some(SpaceKind::new(Nb201Params { cells_per_stage: depth, ..self.clone() }))
+    }
+
     fn choice_point_names(&self) -> Vec<String> {
         self.edges().iter().map(|(j, i)| format!("{j}<-{i}")).collect()
     }

@@ -8,7 +8,7 @@
 use pwsnas_onnx::{BatchNormParams, ConvAttrs, GraphBuilder, Value};
 use tch::{nn, Tensor};
 
-/// How a forward pass treats BatchNorm, and drop-path.
+/// How a forward pass treats BatchNorm, drop-path and PDARTS's dropout on `skip_connect`.
 #[derive(Clone, Copy, Debug)]
 pub struct Mode {
     /// Batch statistics (and running-statistics updates) when true; running statistics when false.
@@ -19,20 +19,29 @@ pub struct Mode {
     /// drop-path); 0 = off. Only networks whose space supports it
     /// ([`crate::space::SpaceDef::drop_path`]) read it, and only when `train`.
     pub drop_path: f64,
+    /// Probability that a training forward zeroes an element of `skip_connect`'s output in a
+    /// weighted mix (PDARTS's dropout after the identity, Chen et al., ICCV 2019), the rest scaled by
+    /// `1 / (1 - p)`; 0 = off. Read by [`crate::OpSite::forward`], only when `train`.
+    pub skip_dropout: f64,
 }
 
 impl Mode {
-    pub const TRAIN: Mode = Mode { train: true, bn_momentum: 0.1, drop_path: 0.0 };
-    pub const EVAL: Mode = Mode { train: false, bn_momentum: 0.0, drop_path: 0.0 };
+    pub const TRAIN: Mode = Mode { train: true, bn_momentum: 0.1, drop_path: 0.0, skip_dropout: 0.0 };
+    pub const EVAL: Mode = Mode { train: false, bn_momentum: 0.0, drop_path: 0.0, skip_dropout: 0.0 };
 
     /// Batch `t` (from 0) of a BN recalibration: running statistics become the cumulative average.
     pub fn recalibrate(t: usize) -> Mode {
-        Mode { train: true, bn_momentum: 1.0 / (t as f64 + 1.0), drop_path: 0.0 }
+        Mode { train: true, bn_momentum: 1.0 / (t as f64 + 1.0), drop_path: 0.0, skip_dropout: 0.0 }
     }
 
     /// This mode with drop-path probability `p`.
     pub fn with_drop_path(self, p: f64) -> Mode {
         Mode { drop_path: p, ..self }
+    }
+
+    /// This mode with PDARTS's `skip_connect` dropout probability `p`.
+    pub fn with_skip_dropout(self, p: f64) -> Mode {
+        Mode { skip_dropout: p, ..self }
     }
 }
 

@@ -74,14 +74,19 @@ pub trait OpSite {
 
     /// The site's output for the ops and weights `picks` of its choice point (see [`Mix`]), each
     /// op's copy `copy`: `Σ weight · op(x)`, `None` when nothing contributes (only `none`). One
-    /// unweighted op is its module alone, the SPOS fast path: no multiply, no extra kernel.
+    /// unweighted op is its module alone, the SPOS fast path: no multiply, no extra kernel. In a
+    /// weighted mix, `skip_connect`'s output goes through dropout when training asks for it
+    /// ([`Mode::skip_dropout`], PDARTS's `MixedOp`).
     fn forward(&self, x: &Tensor, picks: &[Weighted], copy: usize, mode: Mode) -> Option<Tensor> {
         if let [Weighted { op, weight: None }] = picks {
             return self.module(*op, copy).forward(x, mode);
         }
         let mut sum: Option<Tensor> = None;
         for pick in picks {
-            let Some(y) = self.module(pick.op, copy).forward(x, mode) else { continue };
+            let Some(mut y) = self.module(pick.op, copy).forward(x, mode) else { continue };
+            if pick.op == Op::SkipConnect && mode.train && mode.skip_dropout > 0.0 {
+                y = y.dropout(mode.skip_dropout, true);
+            }
             let y = match &pick.weight {
                 Some(w) => y * w,
                 None => y,

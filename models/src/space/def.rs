@@ -100,6 +100,14 @@ pub trait SpaceDef: Any + Send + Sync + fmt::Debug {
         true
     }
 
+    /// The same space at depth `depth`, for PDARTS's stages of growing depth (Chen et al., ICCV
+    /// 2019: 5 → 11 → 17 cells), with the same choice points and arch text; `None` (the default)
+    /// where the space has no depth apart from its choice points (a chain of blocks). Not yet
+    /// validated ([`SpaceDef::validate`] does).
+    fn with_depth(&self, _depth: usize) -> Option<SpaceKind> {
+        None
+    }
+
     /// Whether the space's stand-alone network applies DARTS's drop-path when training asks for it
     /// ([`crate::Mode::drop_path`]). False by default: on a chain of blocks (mobile) or in a space
     /// without a cell's sum of edges, dropping an op's output has no such meaning.
