@@ -60,29 +60,37 @@ def main():
         return x, torch.randint(a.classes, (a.batch_size,), device=dev)
 
     (xa, ya), (xw, yw) = batch(), batch()
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    alpha_secs = weight_secs = 0.0
     for step in range(a.warmup + a.steps):
-        if step == a.warmup:
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
+        sync()
+        t = time.perf_counter()
         loss = F.cross_entropy(net(xa, [al.softmax(0) for al in alphas]), ya)
         grads = torch.autograd.grad(loss, alphas)
         for al, g in zip(alphas, grads):
             al.grad = g
         adam.step()
+        sync()
+        t_alpha = time.perf_counter() - t
         weights = [al.softmax(0).detach() for al in alphas]
         sgd.zero_grad(set_to_none=True)
         F.cross_entropy(net(xw, weights), yw).backward()
         torch.nn.utils.clip_grad_norm_([q for q in net.parameters() if q.grad is not None], 5.0)
         sgd.step()
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-    secs = time.perf_counter() - start
+        sync()
+        if step >= a.warmup:
+            alpha_secs += t_alpha
+            weight_secs += time.perf_counter() - t - t_alpha
+    per_step = lambda s: s * 1e3 / a.steps
     print(
-        f"pytorch darts-step nb201 C={a.channels} N={a.cells}: {secs * 1e3 / a.steps:.2f} ms/step "
-        f"(α step + weight step, batch {a.batch_size}, {dev}, {torch.get_num_threads()} threads, torch {torch.__version__})"
+        f"pytorch darts-step nb201 C={a.channels} N={a.cells}: {per_step(alpha_secs + weight_secs):.2f} ms/step "
+        f"(α step {per_step(alpha_secs):.2f} + weight step {per_step(weight_secs):.2f}, batch {a.batch_size}, {dev}, "
+        f"{torch.get_num_threads()} threads, torch {torch.__version__})"
     )
-
 
 if __name__ == "__main__":
     main()

@@ -223,27 +223,36 @@ fn darts_step(
         (x, Tensor::randint(kind.classes() as i64, [batch_size as i64], (Kind::Int64, device)))
     };
     let ((xa, ya), (xw, yw)) = (batch(), batch());
-    let mut start = Instant::now();
+    // Seconds of the α steps and of the weight steps, timed apart (synchronised on CUDA).
+    let (mut alpha_secs, mut weight_secs) = (0.0, 0.0);
     for step in 0..warmup + steps {
-        if step == warmup {
-            sync(device);
-            start = Instant::now();
-        }
+        sync(device);
+        let t = Instant::now();
         darts::alpha_step(&supernet, &space, &alphas, &mut adam, (&xa, &ya), &cfg, Mode::TRAIN);
+        sync(device);
+        let a = t.elapsed().as_secs_f64();
         darts::weight_step(&supernet, &space, &alphas, &mut sgd, (&xw, &yw), &cfg, cfg.lr, Mode::TRAIN);
+        sync(device);
+        if step >= warmup {
+            alpha_secs += a;
+            weight_secs += t.elapsed().as_secs_f64() - a;
+        }
     }
-    sync(device);
-    let secs = start.elapsed().as_secs_f64();
-    let ms = secs * 1e3 / steps as f64;
+    let secs = alpha_secs + weight_secs;
+    let per_step = |s: f64| s * 1e3 / steps as f64;
+    let ms = per_step(secs);
     let result = json!({
         "bench": "darts-step", "space": kind.name(), "params": kind.params_json(),
         "batch_size": batch_size, "steps": steps, "device": crate::device::name(device),
         "threads": tch::get_num_threads(), "seconds": secs, "ms_per_step": ms,
+        "alpha_ms": per_step(alpha_secs), "weight_ms": per_step(weight_secs),
     });
     let line = format!(
-        "darts-step {} {}: {ms:.2} ms/step (α step + weight step, batch {batch_size}, {}, {} threads)",
+        "darts-step {} {}: {ms:.2} ms/step (α step {:.2} + weight step {:.2}, batch {batch_size}, {}, {} threads)",
         kind.name(),
         kind.params_json(),
+        per_step(alpha_secs),
+        per_step(weight_secs),
         crate::device::name(device),
         tch::get_num_threads()
     );

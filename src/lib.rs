@@ -28,6 +28,7 @@ pub mod fsutil;
 pub mod host;
 pub mod infer;
 pub mod latency;
+pub mod malloc;
 pub mod method;
 pub mod ort_probe;
 pub mod ort_runtime;

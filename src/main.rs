@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    pwsnas::malloc::tune_for_training();
     let cli = pwsnas::cli::Cli::parse();
     match pwsnas::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,

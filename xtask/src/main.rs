@@ -120,7 +120,8 @@ fn pip_install(deps: &Path, name: &str, spec: &str, with_deps: bool, marker: &st
     if partial.exists() {
         std::fs::remove_dir_all(&partial)?;
     }
-    say(&format!("installing {spec} from PyPI into {} (one time; torch is about 4.8 GB)", dest.display()));
+    let size = if spec.starts_with("torch==") { "; torch is about 4.8 GB" } else { "" };
+    say(&format!("installing {spec} from PyPI into {} (one time{size})", dest.display()));
     let python = python()?;
     let mut cmd = Command::new(&python);
     cmd.args([
