@@ -11,13 +11,12 @@ momentum 0.9, weight decay 3e-4, gradient clipping at 5). Random data already on
 
     PYTHONPATH=$HOME/.cache/pwsnas/deps/torch-2.11.0 python3 benches/pytorch_darts_step.py --device cpu
 """
-import argparse
 import time
 
 import torch
 import torch.nn.functional as F
 
-from pytorch_train_step import OPS, Edge, Supernet
+from pytorch_train_step import OPS, Edge, Supernet, step_args
 
 
 class MixedEdge(Edge):
@@ -35,18 +34,7 @@ class MixedEdge(Edge):
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--channels", type=int, default=16)
-    p.add_argument("--cells", type=int, default=5)
-    p.add_argument("--nodes", type=int, default=4)
-    p.add_argument("--input-size", type=int, default=32)
-    p.add_argument("--input-channels", type=int, default=3)
-    p.add_argument("--classes", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--device", default="cpu")
-    a = p.parse_args()
+    a = step_args()
     dev = torch.device(a.device)
     torch.manual_seed(0)
     net = Supernet(a.channels, a.cells, a.nodes, a.classes, a.input_channels, edge=MixedEdge).to(dev)

@@ -97,7 +97,8 @@ class Supernet(nn.Module):
         return self.classifier(F.adaptive_avg_pool2d(x, 1).flatten(1))
 
 
-def main():
+def step_args():
+    """The flags of a step benchmark, as `pwsnas bench train-step|darts-step` takes them."""
     p = argparse.ArgumentParser()
     p.add_argument("--channels", type=int, default=16)
     p.add_argument("--cells", type=int, default=5)
@@ -109,7 +110,11 @@ def main():
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--device", default="cpu")
-    a = p.parse_args()
+    return p.parse_args()
+
+
+def main():
+    a = step_args()
     dev = torch.device(a.device)
     torch.manual_seed(0)
     net = Supernet(a.channels, a.cells, a.nodes, a.classes, a.input_channels).to(dev)

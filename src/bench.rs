@@ -39,29 +39,17 @@ pub enum BenchCommand {
     TrainStep {
         #[command(flatten)]
         net: BenchNet,
-        #[arg(long, default_value_t = 64)]
-        batch_size: usize,
-        #[arg(long, default_value_t = 20)]
-        steps: usize,
-        #[arg(long, default_value_t = 3)]
-        warmup: usize,
+        #[command(flatten)]
+        run: StepRun,
         #[arg(long, value_enum, default_value = "uniform")]
         sampler: Sampler,
-        #[arg(long, default_value = "cpu")]
-        device: String,
     },
     /// ms per DARTS first-order search step (an α step, then a weight step).
     DartsStep {
         #[command(flatten)]
         net: BenchNet,
-        #[arg(long, default_value_t = 64)]
-        batch_size: usize,
-        #[arg(long, default_value_t = 20)]
-        steps: usize,
-        #[arg(long, default_value_t = 3)]
-        warmup: usize,
-        #[arg(long, default_value = "cpu")]
-        device: String,
+        #[command(flatten)]
+        run: StepRun,
     },
     /// Seconds to score every operator candidate with the angle metric.
     Score {
@@ -86,6 +74,19 @@ pub struct BenchNet {
     shape: SpaceShapeArgs,
 }
 
+/// How a step benchmark runs: batch size, timed and untimed steps, device.
+#[derive(Args)]
+pub struct StepRun {
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 20)]
+    steps: usize,
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
 impl BenchNet {
     fn kind(&self) -> Result<SpaceKind> {
         let mut params = serde_json::Map::new();
@@ -97,7 +98,11 @@ impl BenchNet {
 pub fn run(cmd: BenchCommand, progress: &Progress) -> Result<()> {
     match cmd {
         BenchCommand::Export(args) => crate::export::bench::run(&args, progress)?,
-        BenchCommand::TrainStep { net, batch_size, steps, warmup, sampler: which, device } => {
+        BenchCommand::TrainStep {
+            net,
+            run: StepRun { batch_size, steps, warmup, device },
+            sampler: which,
+        } => {
             let device = crate::device::parse(&device)?;
             let kind = net.kind()?;
             let space = Space::full(kind.clone());
@@ -138,9 +143,7 @@ pub fn run(cmd: BenchCommand, progress: &Progress) -> Result<()> {
                 kind.name(), kind.params_json(), images as f64 / secs, secs * 1e3 / steps as f64, format!("{which:?}").to_lowercase(), crate::device::name(device), tch::get_num_threads()
             ));
         }
-        BenchCommand::DartsStep { net, batch_size, steps, warmup, device } => {
-            darts_step(&net, batch_size, steps, warmup, &device, progress)?
-        }
+        BenchCommand::DartsStep { net, run } => darts_step(&net, &run, progress)?,
         BenchCommand::Score { net, samples_per_op, device } => {
             let device = crate::device::parse(&device)?;
             let kind = net.kind()?;
@@ -196,15 +199,9 @@ pub fn run(cmd: BenchCommand, progress: &Progress) -> Result<()> {
 
 /// `pwsnas bench darts-step`: the method's own α and weight steps ([`crate::method::darts`]) with
 /// the default `[gradient]` settings, on two fixed random batches (α batch, weight batch).
-fn darts_step(
-    net: &BenchNet,
-    batch_size: usize,
-    steps: usize,
-    warmup: usize,
-    device: &str,
-    progress: &Progress,
-) -> Result<()> {
+fn darts_step(net: &BenchNet, run: &StepRun, progress: &Progress) -> Result<()> {
     use crate::method::{alpha, darts};
+    let StepRun { batch_size, steps, warmup, ref device } = *run;
     let device = crate::device::parse(device)?;
     let kind = net.kind()?;
     let space = Space::full(kind.clone());

@@ -2,7 +2,8 @@
 //! search → export with parity and records α per epoch; a DARTS search killed in its method stage
 //! resumes to the architecture (and α) of an uninterrupted run; PDARTS runs its stages on an
 //! angle-shrunk space; ProxylessNAS on the mobile space takes a latency target and refuses one no
-//! child reaches; PDARTS on the DARTS cell space derives a genotype that exports with parity.
+//! child reaches; PDARTS on the DARTS cell space derives a genotype that exports with parity; the
+//! DARTS step benchmark reports its α and weight steps.
 mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -262,4 +263,37 @@ fn second_order_darts_runs_to_export_and_bad_orders_are_refused() {
         assert!(err.contains("gradient.darts_order") && err.contains(expected), "{err}");
         assert!(!out.exists());
     }
+}
+
+/// `pwsnas bench darts-step` runs the method's own α and weight steps and reports their times, which
+/// add up to the step's.
+#[test]
+fn the_darts_step_benchmark_times_the_alpha_and_weight_steps() {
+    let out = ok([
+        "--json",
+        "bench",
+        "darts-step",
+        "--channels",
+        "2",
+        "--cells",
+        "1",
+        "--nodes",
+        "3",
+        "--input-size",
+        "8",
+        "--batch-size",
+        "4",
+        "--steps",
+        "3",
+        "--warmup",
+        "1",
+    ]);
+    let r: serde_json::Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!((r["bench"].as_str(), r["steps"].as_u64()), (Some("darts-step"), Some(3)), "{r}");
+    let (a, w, total) = (
+        r["alpha_ms"].as_f64().unwrap(),
+        r["weight_ms"].as_f64().unwrap(),
+        r["ms_per_step"].as_f64().unwrap(),
+    );
+    assert!(a > 0.0 && w > 0.0 && (a + w - total).abs() < 1e-6 * total.max(1.0), "{r}");
 }
