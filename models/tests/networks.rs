@@ -178,15 +178,16 @@ fn skip_dropout_acts_on_skip_connect_in_a_weighted_training_forward_only() {
     // Every edge: skip_connect weighted 1, nor_conv_1x1 weighted 0.5.
     let weights: Vec<Tensor> =
         space.choices.iter().map(|_| Tensor::from_slice(&[0.0f32, 1.0, 0.5, 0.0, 0.0])).collect();
-    let run = |mode: Mode| {
-        tch::manual_seed(1);
-        net.forward_mix(&x, &pwsnas_models::Mix::weighted(&space, &weights), mode)
-    };
+    // No assertion here depends on the dropout mask: torch's generator is global, and tests run in
+    // parallel threads.
+    let run = |mode: Mode| net.forward_mix(&x, &pwsnas_models::Mix::weighted(&space, &weights), mode);
     let plain = run(Mode::TRAIN);
+    assert!(
+        plain.allclose(&run(Mode::TRAIN), 0.0, 0.0, false),
+        "a training forward without dropout is deterministic"
+    );
     let dropped = run(Mode::TRAIN.with_skip_dropout(0.5));
     assert!((&plain - &dropped).abs().max().double_value(&[]) > 1e-3, "dropout changed nothing");
-    let again = run(Mode::TRAIN.with_skip_dropout(0.5));
-    assert!(dropped.allclose(&again, 0.0, 0.0, false), "same seed, same mask");
     let eval = run(Mode::EVAL);
     assert!(eval.allclose(&run(Mode::EVAL.with_skip_dropout(0.5)), 0.0, 0.0, false));
     let skip = kind
