@@ -523,7 +523,10 @@ mod tests {
     #[test]
     fn the_example_configs_load_and_validate() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-        let methods = std::fs::read_dir(root.join("methods")).unwrap().map(|e| e.unwrap().path());
+        let methods = std::fs::read_dir(root.join("methods"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"));
         let files: Vec<_> = methods.chain([root.join("demo.toml")]).collect();
         assert!(files.len() >= 6, "{files:?}");
         for file in files {
