@@ -25,7 +25,7 @@ fuzz_target!(|data: &[u8]| {
     // `restore` checks the weights as `check_w0` does (which builds a fresh network each time).
     NET.with(|net| {
         let mut sgd = Sgd::new(&TrainSettings::default());
-        let _ = checkpoint::restore(&tensors, net, &mut sgd, tch::Device::Cpu);
+        let _ = checkpoint::restore(&tensors, net, None, &mut sgd, tch::Device::Cpu);
     });
     if let Ok(state) = checkpoint::state_of::<SupernetState>(file, &tensors) {
         let _ = Space::from_json(state.space);
