@@ -198,3 +198,40 @@ fn skip_dropout_acts_on_skip_connect_in_a_weighted_training_forward_only() {
     let single = |mode: Mode| net.forward_mix(&x, &pwsnas_models::Mix::single(&skip), mode);
     assert!(single(Mode::TRAIN).allclose(&single(Mode::TRAIN.with_skip_dropout(0.5)), 0.0, 0.0, false));
 }
+
+/// PDARTS drops only identities: a darts `skip_connect` at stride 2 (a FactorizedReduce, in the
+/// reduction cells) passes through a training mix with skip dropout untouched, one at stride 1 does not.
+#[test]
+fn skip_dropout_spares_the_factorized_reduce_of_a_stride_2_skip() {
+    use pwsnas_models::darts::ops::DartsOp;
+    use pwsnas_models::net::{Module, OpSite};
+    struct One(DartsOp);
+    impl OpSite for One {
+        fn cp(&self) -> usize {
+            0
+        }
+        fn module(&self, _op: Op, _copy: usize) -> &dyn Module {
+            &self.0
+        }
+        fn magnitude(&self, _op: Op, _copy: usize) -> f64 {
+            0.0
+        }
+    }
+    let vs = tch::nn::VarStore::new(Device::Cpu);
+    let weight = Some(Tensor::from(1.0f32));
+    let picks = [pwsnas_models::Weighted { op: Op::SkipConnect, weight }];
+    let x = Tensor::randn([2, 4, 8, 8], (Kind::Float, Device::Cpu)).abs() + 0.1;
+    let (train, dropping) = (Mode::TRAIN, Mode::TRAIN.with_skip_dropout(0.5));
+    for (stride, dropped) in [(1, true), (2, false)] {
+        let site = One(DartsOp::new(&vs.root(), Op::SkipConnect, 4, stride, true));
+        assert_eq!(site.0.is_identity(), stride == 1);
+        let plain = site.forward(&x, &picks, 0, train).unwrap();
+        let y = site.forward(&x, &picks, 0, dropping).unwrap();
+        // Dropout at 0.5 zeroes about half of 512 positive elements; a FactorizedReduce is left as is.
+        let zeros = |t: &Tensor| t.eq(0.0).sum(Kind::Int64).int64_value(&[]);
+        assert_eq!(zeros(&y) > zeros(&plain) + 100, dropped, "stride {stride}");
+        if !dropped {
+            assert!(y.allclose(&plain, 0.0, 0.0, false), "stride {stride}");
+        }
+    }
+}

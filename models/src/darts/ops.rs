@@ -244,6 +244,10 @@ impl Module for DartsOp {
         }
     }
 
+    fn is_identity(&self) -> bool {
+        matches!(self, DartsOp::Identity)
+    }
+
     /// Conv weights in module order: a sep_conv's 4, a dil_conv's 2, a FactorizedReduce's 2.
     fn conv_weights(&self) -> Vec<&Param> {
         match self {

@@ -75,16 +75,18 @@ pub trait OpSite {
     /// The site's output for the ops and weights `picks` of its choice point (see [`Mix`]), each
     /// op's copy `copy`: `Σ weight · op(x)`, `None` when nothing contributes (only `none`). One
     /// unweighted op is its module alone, the SPOS fast path: no multiply, no extra kernel. In a
-    /// weighted mix, `skip_connect`'s output goes through dropout when training asks for it
-    /// ([`Mode::skip_dropout`], PDARTS's `MixedOp`).
+    /// weighted mix, a stride-1 `skip_connect` (an identity) goes through dropout when training asks
+    /// for it ([`Mode::skip_dropout`]; PDARTS's `MixedOp` wraps only its `Identity` modules, so a
+    /// reduction cell's FactorizedReduce is spared).
     fn forward(&self, x: &Tensor, picks: &[Weighted], copy: usize, mode: Mode) -> Option<Tensor> {
         if let [Weighted { op, weight: None }] = picks {
             return self.module(*op, copy).forward(x, mode);
         }
         let mut sum: Option<Tensor> = None;
         for pick in picks {
-            let Some(mut y) = self.module(pick.op, copy).forward(x, mode) else { continue };
-            if pick.op == Op::SkipConnect && mode.train && mode.skip_dropout > 0.0 {
+            let module = self.module(pick.op, copy);
+            let Some(mut y) = module.forward(x, mode) else { continue };
+            if pick.op == Op::SkipConnect && mode.train && mode.skip_dropout > 0.0 && module.is_identity() {
                 y = y.dropout(mode.skip_dropout, true);
             }
             let y = match &pick.weight {
@@ -104,6 +106,12 @@ pub trait OpSite {
 pub trait Module {
     /// The op's output, or `None` for an op that contributes nothing (`none`).
     fn forward(&self, x: &Tensor, mode: Mode) -> Option<Tensor>;
+
+    /// Whether the module passes its input through unchanged (a stride-1 `skip_connect` or
+    /// `identity`; a stride-2 `skip_connect` is a FactorizedReduce and is not).
+    fn is_identity(&self) -> bool {
+        false
+    }
 
     /// Trainable tensors.
     fn trainable<'a>(&'a self, out: &mut Vec<&'a Param>);

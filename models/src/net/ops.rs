@@ -144,6 +144,10 @@ impl Module for OpModule {
         }
     }
 
+    fn is_identity(&self) -> bool {
+        matches!(self, OpModule::Skip | OpModule::Identity)
+    }
+
     fn conv_weights(&self) -> Vec<&Param> {
         self.conv_bns().into_iter().map(|cb| &cb.conv.weight).collect()
     }
