@@ -208,11 +208,10 @@ fn darts_step(net: &BenchNet, run: &StepRun, progress: &Progress) -> Result<()> 
     tch::manual_seed(0);
     let supernet = Supernet::new(&space, device);
     let settings = crate::settings::Settings::default();
-    let g = &settings.gradient;
     let cfg = crate::method::weight_cfg(&settings);
     let mut sgd = Sgd::new(&cfg);
     let alphas = alpha::Alphas::init(&space, 0, device);
-    let mut adam = alpha::Adam::new(g.alpha_lr, g.alpha_betas, g.alpha_weight_decay, &alphas.t);
+    let mut adam = alpha::Adam::for_alphas(&settings.gradient, &alphas);
     let [c, h, w] = kind.input_shape();
     let shape = [batch_size as i64, c as i64, h as i64, w as i64];
     let batch = || {

@@ -9,6 +9,8 @@ use anyhow::{bail, Result};
 use pwsnas_models::Space;
 use tch::{Device, Kind, Tensor};
 
+use super::settings::GradientSettings;
+
 const ALPHA: &str = "method.alpha.";
 const MOMENT1: &str = "method.adam.m.";
 const MOMENT2: &str = "method.adam.v.";
@@ -93,6 +95,11 @@ impl Adam {
             m: params.iter().map(zeros).collect(),
             v: params.iter().map(zeros).collect(),
         }
+    }
+
+    /// The optimiser of `alphas` with the `[gradient]` settings' α learning rate, betas and decay.
+    pub fn for_alphas(g: &GradientSettings, alphas: &Alphas) -> Adam {
+        Adam::new(g.alpha_lr, g.alpha_betas, g.alpha_weight_decay, &alphas.t)
     }
 
     /// One update of `params` by `grads` (same order; an undefined gradient leaves its tensor alone).

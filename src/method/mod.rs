@@ -135,7 +135,7 @@ impl MethodRun {
             let net = Supernet::new(&space, device);
             checkpoint::restore(&tensors, &net, None, &mut sgd, device)?;
             let alphas = Alphas::load(&tensors, &space, device).context("the method checkpoint")?;
-            let mut adam = Adam::new(g.alpha_lr, g.alpha_betas, g.alpha_weight_decay, &alphas.t);
+            let mut adam = Adam::for_alphas(g, &alphas);
             adam.load_state(&tensors, state.adam_steps, device)?;
             return Ok(MethodRun { net, sgd, alphas, adam, space, state });
         }
@@ -160,7 +160,7 @@ impl MethodRun {
         tch::manual_seed(derive_seed(settings.seed, "method-weights", stage) as i64);
         let net = Supernet::new(&space, device);
         let alphas = Alphas::init(&space, derive_seed(settings.seed, "method-alpha", stage), device);
-        let adam = Adam::new(g.alpha_lr, g.alpha_betas, g.alpha_weight_decay, &alphas.t);
+        let adam = Adam::for_alphas(g, &alphas);
         MethodRun { net, sgd: Sgd::new(&weight_cfg(settings)), alphas, adam, space, state }
     }
 
