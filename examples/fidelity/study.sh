@@ -7,7 +7,8 @@
 #   examples/fidelity/study.sh fashion-mnist runs/fidelity-fmnist "0 1 2" "1 5 10"
 #
 # PWSNAS names the binary (default target/release/pwsnas), JOBS the truth's worker processes
-# (default 2). Every step resumes: rerun the same command after an interruption.
+# (default 2), THREADS the threads of each truth worker and of each supernet (default: the
+# cores shared out). Every step resumes: rerun the same command after an interruption.
 set -euo pipefail
 DATA=${1:?usage: study.sh DATA OUT [SEEDS] [EPOCHS]}
 OUT=${2:?usage: study.sh DATA OUT [SEEDS] [EPOCHS]}
@@ -15,9 +16,11 @@ SEEDS=${3:-0 1 2}
 EPOCHS=${4:-1 5 10}
 PWSNAS=${PWSNAS:-target/release/pwsnas}
 JOBS=${JOBS:-2}
+THREADS=${THREADS:-}
 CONFIG=$(dirname "$0")/fidelity.toml
 
-"$PWSNAS" fidelity truth --out "$OUT/truth" --config "$CONFIG" --data "$DATA" --jobs "$JOBS"
+"$PWSNAS" fidelity truth --out "$OUT/truth" --config "$CONFIG" --data "$DATA" --jobs "$JOBS" ${THREADS:+--threads "$THREADS"}
+if [ -n "$THREADS" ]; then export OMP_NUM_THREADS=$THREADS; fi
 runs=()
 for seed in $SEEDS; do
   for e in $EPOCHS; do
