@@ -6,7 +6,9 @@
 //!
 //! Each function returns the `<svg>` element or an error saying why there is nothing to draw.
 use anyhow::{bail, Result};
+use plotters::chart::MeshStyle;
 use plotters::coord::combinators::BindKeyPoints;
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::prelude::*;
 
 use crate::method::MethodReport;
@@ -78,11 +80,51 @@ fn svg(draw: impl FnOnce(&DrawingArea<SVGBackend, plotters::coord::Shift>) -> Re
     Ok(out)
 }
 
+/// A chart drawn into an SVG string, over the coordinates `X` × `Y`.
+type Chart<'a, 's, X, Y> = ChartContext<'a, SVGBackend<'s>, Cartesian2d<X, Y>>;
+
+/// A chart on `root` over `x` × `y`, with the margins and label areas every chart uses
+/// (`y_labels`: the width of the y tick labels, wider for long ones).
+fn frame<'a, 's, X, Y>(
+    root: &'a DrawingArea<SVGBackend<'s>, plotters::coord::Shift>,
+    y_labels: u32,
+    x: X,
+    y: Y,
+) -> Result<Chart<'a, 's, X::CoordDescType, Y::CoordDescType>>
+where
+    X: AsRangedCoord,
+    Y: AsRangedCoord,
+{
+    Ok(ChartBuilder::on(root)
+        .margin(14)
+        .x_label_area_size(42)
+        .y_label_area_size(y_labels)
+        .build_cartesian_2d(x, y)?)
+}
+
+/// The grid and axis descriptions of a chart, in the one style every chart uses; the caller adds a
+/// tick formatter where it needs one and draws it.
+fn mesh<'a, 'b, 's, X, Y>(
+    chart: &'b mut Chart<'a, 's, X, Y>,
+    x_desc: impl Into<String>,
+    y_desc: impl Into<String>,
+) -> MeshStyle<'a, 'b, X, Y, SVGBackend<'s>>
+where
+    X: Ranged + ValueFormatter<X::ValueType>,
+    Y: Ranged + ValueFormatter<Y::ValueType>,
+{
+    let mut mesh = chart.configure_mesh();
+    mesh.x_desc(x_desc)
+        .y_desc(y_desc)
+        .label_style((FONT, 13))
+        .axis_desc_style((FONT, 14))
+        .light_line_style(LIGHT)
+        .bold_line_style(BOLD);
+    mesh
+}
+
 /// The legend of a chart, in the one style every chart uses.
-fn legend<'a, X, Y>(
-    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
-    position: SeriesLabelPosition,
-) -> Result<()>
+fn legend<'a, 's: 'a, X, Y>(chart: &mut Chart<'a, 's, X, Y>, position: SeriesLabelPosition) -> Result<()>
 where
     X: Ranged<ValueType = f64>,
     Y: Ranged<ValueType = f64>,
@@ -108,20 +150,9 @@ pub fn space_size(shrink: &ShrinkReport) -> Result<String> {
     let (y0, y1) = padded(y0.min(0.0), y1, 0.08);
     let n = points.len() as f64;
     svg(|root| {
-        let mut chart = ChartBuilder::on(root)
-            .margin(14)
-            .x_label_area_size(42)
-            .y_label_area_size(56)
-            .build_cartesian_2d(-0.3..n - 0.7, y0..y1)?;
-        chart
-            .configure_mesh()
-            .x_desc("after round (0 = before shrinking)")
-            .y_desc("log10 space size")
+        let mut chart = frame(root, 56, -0.3..n - 0.7, y0..y1)?;
+        mesh(&mut chart, "after round (0 = before shrinking)", "log10 space size")
             .x_label_formatter(&integer_label)
-            .label_style((FONT, 13))
-            .axis_desc_style((FONT, 14))
-            .light_line_style(LIGHT)
-            .bold_line_style(BOLD)
             .draw()?;
         chart.draw_series(LineSeries::new(points.clone(), BLUE.stroke_width(2)))?;
         chart.draw_series(points.iter().map(|&p| Circle::new(p, 4, BLUE.filled())))?;
@@ -154,21 +185,14 @@ pub fn candidate_scores(shrink: &ShrinkReport) -> Result<String> {
     let (y0, y1) = padded(y0, y1, 0.1);
     let rounds = shrink.rounds.len() as f64;
     svg(|root| {
-        let mut chart = ChartBuilder::on(root)
-            .margin(14)
-            .x_label_area_size(42)
-            .y_label_area_size(64)
-            .build_cartesian_2d(-0.6..rounds - 0.4, y0..y1)?;
-        chart
-            .configure_mesh()
-            .x_desc("round (candidates spread within each round)")
-            .y_desc(format!("score ({:?})", shrink.metric).to_lowercase())
-            .x_label_formatter(&integer_label)
-            .label_style((FONT, 13))
-            .axis_desc_style((FONT, 14))
-            .light_line_style(LIGHT)
-            .bold_line_style(BOLD)
-            .draw()?;
+        let mut chart = frame(root, 64, -0.6..rounds - 0.4, y0..y1)?;
+        mesh(
+            &mut chart,
+            "round (candidates spread within each round)",
+            format!("score ({:?})", shrink.metric).to_lowercase(),
+        )
+        .x_label_formatter(&integer_label)
+        .draw()?;
         chart
             .draw_series(kept.iter().map(|&p| Circle::new(p, 3, BLUE.mix(0.75).filled())))?
             .label("kept")
@@ -201,21 +225,8 @@ pub fn by_epoch(series: &[EpochSeries], x_desc: &str, y_desc: &str) -> Result<St
     let colors =
         [BLUE, ORANGE, RED, RGBColor(44, 160, 44), RGBColor(148, 103, 189), RGBColor(140, 86, 75), GREY];
     svg(|root| {
-        let mut chart = ChartBuilder::on(root)
-            .margin(14)
-            .x_label_area_size(42)
-            .y_label_area_size(56)
-            .build_cartesian_2d(x0..x1, y0..y1)?;
-        chart
-            .configure_mesh()
-            .x_desc(x_desc)
-            .y_desc(y_desc)
-            .x_label_formatter(&integer_label)
-            .label_style((FONT, 13))
-            .axis_desc_style((FONT, 14))
-            .light_line_style(LIGHT)
-            .bold_line_style(BOLD)
-            .draw()?;
+        let mut chart = frame(root, 56, x0..x1, y0..y1)?;
+        mesh(&mut chart, x_desc, y_desc).x_label_formatter(&integer_label).draw()?;
         for (i, s) in series.iter().enumerate() {
             let color = colors[i % colors.len()];
             chart
@@ -270,20 +281,8 @@ pub fn search_scatter(search: &SearchReport, winner: &str) -> Result<String> {
     let (y0, y1) = bounds(pts.iter().map(|p| p.1));
     let ((x0, x1), (y0, y1)) = (padded(x0, x1, 0.1), padded(y0, y1, 0.12));
     svg(|root| {
-        let mut chart = ChartBuilder::on(root)
-            .margin(14)
-            .x_label_area_size(42)
-            .y_label_area_size(56)
-            .build_cartesian_2d(x0..x1, y0..y1)?;
-        chart
-            .configure_mesh()
-            .x_desc("M multiply-adds")
-            .y_desc("supernet accuracy (%)")
-            .label_style((FONT, 13))
-            .axis_desc_style((FONT, 14))
-            .light_line_style(LIGHT)
-            .bold_line_style(BOLD)
-            .draw()?;
+        let mut chart = frame(root, 56, x0..x1, y0..y1)?;
+        mesh(&mut chart, "M multiply-adds", "supernet accuracy (%)").draw()?;
         chart
             .draw_series(
                 pts.iter().filter(|p| !p.2).map(|p| Circle::new((p.0, p.1), 4, BLUE.mix(0.6).filled())),
@@ -317,20 +316,10 @@ pub fn latency_runs(ort: &LatencyStats, libtorch: &LatencyStats) -> Result<Strin
     }
     let (lo, hi) = (y0 * 0.8, y1 * 1.6);
     svg(|root| {
-        let mut chart = ChartBuilder::on(root)
-            .margin(14)
-            .x_label_area_size(42)
-            .y_label_area_size(64)
-            .build_cartesian_2d(0.0..n + 1.0, (lo..hi).log_scale().with_key_points(ticks_125(lo, hi)))?;
-        chart
-            .configure_mesh()
-            .x_desc(format!("timed run (batch {})", ort.batch))
-            .y_desc("latency (ms, log scale)")
+        let mut chart =
+            frame(root, 64, 0.0..n + 1.0, (lo..hi).log_scale().with_key_points(ticks_125(lo, hi)))?;
+        mesh(&mut chart, format!("timed run (batch {})", ort.batch), "latency (ms, log scale)")
             .y_label_formatter(&|v| significant(*v))
-            .label_style((FONT, 13))
-            .axis_desc_style((FONT, 14))
-            .light_line_style(LIGHT)
-            .bold_line_style(BOLD)
             .draw()?;
         for (name, stats, color) in [("ONNX Runtime", ort, BLUE), ("libtorch eager", libtorch, ORANGE)] {
             let points = stats.samples_ms.iter().enumerate().map(|(i, &v)| ((i + 1) as f64, v));
@@ -379,19 +368,8 @@ pub fn accuracy_latency(runs: &[RunPoint]) -> Result<String> {
         runs.iter().filter(|r| r.pareto).map(|r| (r.latency_ms, r.accuracy * 100.0)).collect();
     front.sort_by(|a, b| a.0.total_cmp(&b.0));
     svg(|root| {
-        let mut chart = ChartBuilder::on(root)
-            .margin(14)
-            .x_label_area_size(42)
-            .y_label_area_size(56)
-            .build_cartesian_2d(x0.max(0.0)..x1, y0..y1)?;
-        chart
-            .configure_mesh()
-            .x_desc("ONNX Runtime latency, batch 1, p50 (ms)")
-            .y_desc("test accuracy, ONNX Runtime (%)")
-            .label_style((FONT, 13))
-            .axis_desc_style((FONT, 14))
-            .light_line_style(LIGHT)
-            .bold_line_style(BOLD)
+        let mut chart = frame(root, 56, x0.max(0.0)..x1, y0..y1)?;
+        mesh(&mut chart, "ONNX Runtime latency, batch 1, p50 (ms)", "test accuracy, ONNX Runtime (%)")
             .draw()?;
         let predicted: Vec<(f64, f64, f64)> = runs
             .iter()
