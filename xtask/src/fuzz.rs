@@ -9,6 +9,7 @@
 //! `fuzz/artifacts/NAME/` (both git-ignored). Targets are built once with `-s none` (no
 //! sanitizer: the readers are safe Rust, so what fuzzing finds is panics, hangs and runaway
 //! memory, and the runs are several times faster), then run one at a time with one job each.
+//! Each run's output is written as it comes to `fuzz/artifacts/NAME.log`.
 //! A crash found here gets a fix and a regression test in the normal test suite.
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -94,15 +95,23 @@ fn fuzz_one(root: &Path, target: &str, o: &Options) -> Result<Outcome> {
     if let Some(runs) = o.runs {
         cmd.arg(format!("-runs={runs}"));
     }
-    let start = std::time::Instant::now();
-    let out =
-        cmd.current_dir(root).output().with_context(|| format!("cannot start cargo fuzz for {target}"))?;
-    let seconds = start.elapsed().as_secs_f64();
-    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    // libFuzzer's output goes straight to the log, so that a long run can be followed while it runs
+    // (its progress lines count the executions) and what it printed survives an interruption.
     let log_path = fuzz.join("artifacts").join(format!("{target}.log"));
     std::fs::create_dir_all(log_path.parent().expect("has a parent"))?;
-    std::fs::write(&log_path, &log)?;
-    let failure = (!out.status.success()).then(|| {
+    let file = std::fs::File::create(&log_path)
+        .with_context(|| format!("cannot write the fuzzing log {}", log_path.display()))?;
+    crate::say(&format!("{target}: libFuzzer's output goes to {} (tail -f it)", log_path.display()));
+    let start = std::time::Instant::now();
+    let status = cmd
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .current_dir(root)
+        .status()
+        .with_context(|| format!("cannot start cargo fuzz for {target}"))?;
+    let seconds = start.elapsed().as_secs_f64();
+    let log = String::from_utf8_lossy(&std::fs::read(&log_path)?).into_owned();
+    let failure = (!status.success()).then(|| {
         let artifact = log
             .lines()
             .find_map(|l| l.split("Test unit written to ").nth(1))
