@@ -62,14 +62,10 @@ impl Classifier {
     /// The network input of one image file (`C×H×W`, normalised).
     pub fn preprocess(&self, path: &Path) -> Result<Vec<f32>> {
         let [c, h, w] = self.info.input_shape;
-        let mut reader = image::ImageReader::open(path)
-            .with_context(|| format!("cannot read the image {}", path.display()))?
-            .with_guessed_format()
-            .with_context(|| format!("cannot read the image {}", path.display()))?;
-        reader.limits(pwsnas_datasets::from_bytes::image_limits());
-        let img = reader.decode().map_err(|e| {
-            anyhow::anyhow!("cannot decode the image {}: {e} (expected a PNG or JPEG file)", path.display())
-        })?;
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read the image {}", path.display()))?;
+        let img = pwsnas_datasets::image_file::decode(path, &bytes)
+            .map_err(|e| anyhow::anyhow!("{e} (expected a PNG or JPEG file)"))?;
         let img = if img.width() as usize != w || img.height() as usize != h {
             img.resize_exact(w as u32, h as u32, FilterType::Triangle)
         } else {

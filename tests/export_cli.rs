@@ -370,7 +370,7 @@ fn infer_rejects_a_corrupt_model_and_an_undecodable_image() {
     let not_image = dir.path().join("photo.png");
     std::fs::write(&not_image, b"just text").unwrap();
     let err = fails(["infer", s(&model), s(&image), s(&not_image)]);
-    assert!(err.contains(&format!("cannot decode the image {}", not_image.display())), "{err}");
+    assert!(err.contains(&format!("{} is not a readable image", not_image.display())), "{err}");
     let err = fails(["infer", s(&model), s(&dir.path().join("absent.png"))]);
     assert!(err.contains("cannot read the image") && err.contains("absent.png"), "{err}");
 }

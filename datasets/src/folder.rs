@@ -3,7 +3,7 @@
 //! Two layouts: `ROOT/train/<class>/*` with `ROOT/test/<class>/*` (the classes are the sorted
 //! training folders; test classes must be among them), or `ROOT/<class>/*` alone, split per class
 //! into train and test by a seeded fraction. Files ending in `.png`, `.jpg` or `.jpeg` (any case)
-//! are decoded with the `image` crate; other files and hidden entries are ignored. The images
+//! are decoded by [`crate::image_file`]; other files and hidden entries are ignored. The images
 //! decide the channels: all greyscale gives one channel, anything else three (greyscale images are
 //! then replicated into RGB, alpha is dropped). All images must share one size unless a size to
 //! resize them to is given.
@@ -190,19 +190,10 @@ fn decode(path: &Path, image_size: Option<(usize, usize)>) -> Result<Pixels, Dat
     decode_bytes(path, &bytes, image_size)
 }
 
-/// Decodes the bytes of the image file `path` (its content decides the format; its extension is
-/// the fallback), resized to `image_size` when given.
+/// Decodes the bytes of the image file `path` ([`crate::image_file::decode`]), resized to
+/// `image_size` when given.
 fn decode_bytes(path: &Path, bytes: &[u8], image_size: Option<(usize, usize)>) -> Result<Pixels, DataError> {
-    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes));
-    if let Ok(format) = image::ImageFormat::from_path(path) {
-        reader.set_format(format);
-    }
-    reader.limits(image_limits());
-    let img = reader
-        .with_guessed_format()
-        .map_err(|e| DataError::io(path, e))?
-        .decode()
-        .map_err(|cause| DataError::NotAnImage { path: path.to_path_buf(), cause })?;
+    let img = crate::image_file::decode(path, bytes)?;
     let img = match image_size {
         Some((h, w)) if (img.height() as usize, img.width() as usize) != (h, w) => {
             img.resize_exact(w as u32, h as u32, FilterType::Triangle)
@@ -210,17 +201,6 @@ fn decode_bytes(path: &Path, bytes: &[u8], image_size: Option<(usize, usize)>) -
         _ => img,
     };
     Ok(if img.color().has_color() { Pixels::Rgb(img.into_rgb8()) } else { Pixels::Gray(img.into_luma8()) })
-}
-
-/// The largest image pwsnas decodes: 10,000 pixels a side and 256 MiB of pixels. A damaged header
-/// can claim any size (a 600-byte JPEG claiming 32772×1028 took seconds to decode), and no dataset
-/// image or photo to classify comes near this.
-pub fn image_limits() -> image::Limits {
-    let mut limits = image::Limits::default();
-    limits.max_image_width = Some(10_000);
-    limits.max_image_height = Some(10_000);
-    limits.max_alloc = Some(256 << 20);
-    limits
 }
 
 /// One image file as the folder reader takes it, from its bytes: `(channels, height, width)` and

@@ -32,6 +32,7 @@ mod dataset;
 mod error;
 mod folder;
 mod idx;
+pub mod image_file;
 mod load;
 mod normalize;
 mod spec;
@@ -45,7 +46,6 @@ mod synthetic;
 pub mod from_bytes {
     pub use crate::cifar::split_from_bytes as cifar_split;
     pub use crate::folder::image_from_bytes as folder_image;
-    pub use crate::folder::image_limits;
     pub use crate::idx::{gunzip, split_from_bytes as idx_split};
 }
 
