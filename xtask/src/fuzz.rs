@@ -111,19 +111,7 @@ fn fuzz_one(root: &Path, target: &str, o: &Options) -> Result<Outcome> {
         .with_context(|| format!("cannot start cargo fuzz for {target}"))?;
     let seconds = start.elapsed().as_secs_f64();
     let log = String::from_utf8_lossy(&std::fs::read(&log_path)?).into_owned();
-    let failure = (!status.success()).then(|| {
-        let artifact = log
-            .lines()
-            .find_map(|l| l.split("Test unit written to ").nth(1))
-            .map_or_else(|| format!("see {}", log_path.display()), |p| format!("input {}", p.trim()));
-        let what = log
-            .lines()
-            .find(|l| l.contains("panicked at") || l.contains("ERROR: libFuzzer"))
-            .unwrap_or("the target failed")
-            .trim()
-            .to_string();
-        format!("{what} ({artifact})")
-    });
+    let failure = (!status.success()).then(|| failure(&log, &log_path));
     Ok(Outcome {
         target: target.to_string(),
         executions: stat(&log, "number_of_executed_units").unwrap_or(0),
@@ -131,6 +119,25 @@ fn fuzz_one(root: &Path, target: &str, o: &Options) -> Result<Outcome> {
         peak_rss_mb: stat(&log, "peak_rss_mb").unwrap_or(0),
         failure,
     })
+}
+
+/// What a failed run's log says went wrong, and the input that did it: a panic, a libFuzzer error
+/// (crash, timeout, out of memory) or an interruption. libFuzzer also writes slow inputs
+/// (`slow-unit-*`), which are not failures.
+fn failure(log: &str, log_path: &Path) -> String {
+    let artifact = log
+        .lines()
+        .filter_map(|l| l.split("Test unit written to ").nth(1))
+        .find(|p| !p.contains("slow-unit-"))
+        .map_or_else(|| format!("see {}", log_path.display()), |p| format!("input {}", p.trim()));
+    let what = log
+        .lines()
+        .find(|l| {
+            l.contains("panicked at") || l.contains("ERROR: libFuzzer") || l.contains("run interrupted")
+        })
+        .unwrap_or("the target failed")
+        .trim();
+    format!("{what} ({artifact})")
 }
 
 /// Type-checks every fuzz target with the stable toolchain (`cargo xtask test` runs it last).
@@ -188,4 +195,27 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         bail!("fuzz targets failed: {} (inputs in fuzz/artifacts/)", failed.join(", "));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slow_input_is_not_named_as_the_failure() {
+        let slow = "Slowest unit: 13 s:\nTest unit written to fuzz/artifacts/image/slow-unit-c8d5\n";
+        let log = format!("{slow}#3419340\tREDUCE cov: 3424\n==1672== libFuzzer: run interrupted; exiting\n");
+        let path = Path::new("fuzz/artifacts/image.log");
+        assert_eq!(
+            failure(&log, path),
+            "==1672== libFuzzer: run interrupted; exiting (see fuzz/artifacts/image.log)"
+        );
+        let crash = format!(
+            "{slow}thread '<unnamed>' panicked at src/x.rs:1:1:\nTest unit written to a/crash-f7b0\n"
+        );
+        assert_eq!(
+            failure(&crash, path),
+            "thread '<unnamed>' panicked at src/x.rs:1:1: (input a/crash-f7b0)"
+        );
+    }
 }
