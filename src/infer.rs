@@ -9,7 +9,6 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use image::imageops::FilterType;
 use serde::Serialize;
 
 use crate::export::metadata::ModelInfo;
@@ -64,13 +63,8 @@ impl Classifier {
         let [c, h, w] = self.info.input_shape;
         let bytes =
             std::fs::read(path).with_context(|| format!("cannot read the image {}", path.display()))?;
-        let img = pwsnas_datasets::image_file::decode(path, &bytes)
+        let img = pwsnas_datasets::image_file::decode(path, &bytes, Some((h, w)))
             .map_err(|e| anyhow::anyhow!("{e} (expected a PNG or JPEG file)"))?;
-        let img = if img.width() as usize != w || img.height() as usize != h {
-            img.resize_exact(w as u32, h as u32, FilterType::Triangle)
-        } else {
-            img
-        };
         let chw: Vec<u8> = match c {
             1 => img.into_luma8().into_raw(),
             3 => {

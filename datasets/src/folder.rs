@@ -10,7 +10,6 @@
 
 use std::path::{Path, PathBuf};
 
-use image::imageops::FilterType;
 use image::{GrayImage, RgbImage};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -190,16 +189,10 @@ fn decode(path: &Path, image_size: Option<(usize, usize)>) -> Result<Pixels, Dat
     decode_bytes(path, &bytes, image_size)
 }
 
-/// Decodes the bytes of the image file `path` ([`crate::image_file::decode`]), resized to
-/// `image_size` when given.
+/// Decodes the bytes of the image file `path`, resized to `image_size` when given
+/// ([`crate::image_file::decode`]), into the pixels the reader keeps.
 fn decode_bytes(path: &Path, bytes: &[u8], image_size: Option<(usize, usize)>) -> Result<Pixels, DataError> {
-    let img = crate::image_file::decode(path, bytes)?;
-    let img = match image_size {
-        Some((h, w)) if (img.height() as usize, img.width() as usize) != (h, w) => {
-            img.resize_exact(w as u32, h as u32, FilterType::Triangle)
-        }
-        _ => img,
-    };
+    let img = crate::image_file::decode(path, bytes, image_size)?;
     Ok(if img.color().has_color() { Pixels::Rgb(img.into_rgb8()) } else { Pixels::Gray(img.into_luma8()) })
 }
 

@@ -16,6 +16,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 
 use image::error::{DecodingError, ImageFormatHint};
+use image::imageops::FilterType;
 use image::{DynamicImage, ImageError, ImageFormat};
 
 use crate::error::DataError;
@@ -23,7 +24,7 @@ use crate::error::DataError;
 /// The largest image pwsnas decodes: 10,000 pixels a side and 256 MiB of pixels. A damaged header
 /// can claim any size (a 600-byte JPEG claiming 32772×1028 took seconds to decode), and no dataset
 /// image or photo to classify comes near this.
-pub fn limits() -> image::Limits {
+fn limits() -> image::Limits {
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(10_000);
     limits.max_image_height = Some(10_000);
@@ -32,9 +33,20 @@ pub fn limits() -> image::Limits {
 }
 
 /// Decodes the image file `path` from its `bytes` (its content decides the format, its extension is
-/// the fallback) within [`limits`]. A file the decoder fails or crashes on is
-/// [`DataError::NotAnImage`].
-pub fn decode(path: &Path, bytes: &[u8]) -> Result<DynamicImage, DataError> {
+/// the fallback) within [`limits`], resized to `size` (height, width) when given and different. A
+/// file the decoder fails or crashes on is [`DataError::NotAnImage`].
+pub fn decode(path: &Path, bytes: &[u8], size: Option<(usize, usize)>) -> Result<DynamicImage, DataError> {
+    let img = decode_as_stored(path, bytes)?;
+    Ok(match size {
+        Some((h, w)) if (img.height() as usize, img.width() as usize) != (h, w) => {
+            img.resize_exact(w as u32, h as u32, FilterType::Triangle)
+        }
+        _ => img,
+    })
+}
+
+/// [`decode`] without the resizing.
+fn decode_as_stored(path: &Path, bytes: &[u8]) -> Result<DynamicImage, DataError> {
     let not_an_image = |cause| DataError::NotAnImage { path: path.to_path_buf(), cause };
     let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes));
     let format = image::guess_format(bytes).or_else(|_| ImageFormat::from_path(path));
@@ -98,21 +110,21 @@ mod tests {
 
     #[test]
     fn a_file_the_decoder_crashes_on_is_not_a_readable_image() {
-        let err = decode(Path::new("cat/a.jpg"), DECODER_PANIC).unwrap_err();
+        let err = decode(Path::new("cat/a.jpg"), DECODER_PANIC, None).unwrap_err();
         assert!(matches!(err, DataError::NotAnImage { .. }), "{err:?}");
         let text = err.to_string();
         assert!(text.starts_with("cat/a.jpg is not a readable image: "), "{text}");
         assert!(text.contains("the image decoder crashed on it (") && text.contains("save the image again"));
         // The catch is per call: the next file decodes, and a panic elsewhere is still a panic.
-        assert!(decode(Path::new("b.png"), &encode(gray(), ImageFormat::Png)).is_ok());
+        assert!(decode(Path::new("b.png"), &encode(gray(), ImageFormat::Png), None).is_ok());
         assert!(panic::catch_unwind(|| panic!("elsewhere")).is_err());
     }
 
     #[test]
     fn jpeg_and_png_decode_to_the_pixels_they_hold() {
         for img in [DynamicImage::ImageRgb8(rgb()), DynamicImage::ImageLuma8(gray())] {
-            let png = decode(Path::new("a.png"), &encode(img.clone(), ImageFormat::Png)).unwrap();
-            let jpeg = decode(Path::new("a.jpg"), &encode(img.clone(), ImageFormat::Jpeg)).unwrap();
+            let png = decode(Path::new("a.png"), &encode(img.clone(), ImageFormat::Png), None).unwrap();
+            let jpeg = decode(Path::new("a.jpg"), &encode(img.clone(), ImageFormat::Jpeg), None).unwrap();
             assert_eq!((png.color(), png.as_bytes()), (img.color(), img.as_bytes()));
             assert_eq!(jpeg.color(), img.color());
             // JPEG is lossy: close, not equal.
