@@ -47,5 +47,5 @@ pub use encode::{Precision, IR_VERSION, OPSET_VERSION, PRODUCER};
 pub use error::OnnxError;
 pub use ir::{BatchNormParams, ConvAttrs, Dim, Graph, SliceAxis, Value};
 pub use metadata::{read_metadata, Metadata};
-pub use rewrite::Lowering;
+pub use rewrite::{nchwc_block, Lowering};
 pub use summary::{summary, ModelSummary, ShapeDim, TensorSummary};

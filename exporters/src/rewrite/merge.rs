@@ -1,9 +1,10 @@
 //! Parallel convolutions that read one tensor, each with fewer output channels than a block of ONNX
 //! Runtime's blocked (NCHWc) layout, merged into one convolution and a `Split`.
 //!
-//! On x86 ONNX Runtime runs a convolution in a blocked layout of [`BLOCK`] channels (16 floats with
-//! AVX-512, the width of its vector registers) and pads the output channels of a convolution to a
-//! whole number of blocks: a convolution with 8 output channels costs as much as one with 16. So
+//! On x86 ONNX Runtime runs a convolution in a blocked layout (NCHWc) of [`nchwc_block`] channels:
+//! the floats of one vector register, 16 with AVX-512 and 8 without (MLAS, its kernel library, sets
+//! `NchwcBlockSize` so in `platform.cpp`). It pads the output channels of a convolution to a whole
+//! number of blocks: with AVX-512 a convolution with 8 output channels costs as much as one with 16. So
 //! when a tensor feeds several such convolutions (in NAS-Bench-201's cells, the `nor_conv` edges
 //! leaving one node share their input and its ReLU), one convolution with their filters stacked
 //! fills the blocks that would otherwise be padding, and a `Split` hands each consumer its part
@@ -18,21 +19,37 @@ use std::collections::HashMap;
 
 use crate::ir::{Graph, Node, Op, Tensor};
 
-/// Channels per block of ONNX Runtime's blocked layout (AVX-512).
-pub(crate) const BLOCK: usize = 16;
+/// Channels per block of ONNX Runtime's blocked layout on this machine: 16 where the CPU has
+/// AVX-512F, 8 on other x86-64 CPUs, and 1 (merge nothing) elsewhere, where ONNX Runtime's CPU
+/// provider has no blocked layout to fill. The export is tuned for the machine that runs it (the
+/// machine whose latency `pwsnas export` measures); the function is the same on any machine.
+pub fn nchwc_block() -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            16
+        } else {
+            8
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        1
+    }
+}
 
 /// What convolutions must share to be merged: input, kernel, attributes, weight dims.
 type Key = (String, usize, (usize, usize, usize), [usize; 4]);
 
 impl Graph {
-    /// See the module docs.
-    pub(crate) fn merge_parallel_convs(&mut self) {
+    /// See the module docs; `block` is [`nchwc_block`] outside tests.
+    pub(crate) fn merge_parallel_convs(&mut self, block: usize) {
         let mut groups: HashMap<Key, Vec<usize>> = HashMap::new();
         for (i, node) in self.nodes.iter().enumerate() {
             let Op::Conv { kernel, attrs } = node.op else { continue };
             let Some(w) = self.initializers.get(&node.inputs[1]) else { continue };
             let [out, cin, kh, kw] = w.dims[..] else { continue };
-            if attrs.groups != 1 || out >= BLOCK {
+            if attrs.groups != 1 || out >= block {
                 continue;
             }
             let key = (
@@ -139,12 +156,18 @@ mod tests {
         let mut g = b.finish(&out, vec![Dim::Batch, Dim::Fixed(20), Dim::Fixed(1), Dim::Fixed(1)]);
         g.fold_batch_norm();
         assert_eq!(g.node_count("Conv"), 5);
-        let after = assert_same_function(&g, &[2, 4, 5, 5], |g| g.merge_parallel_convs());
+        let after = assert_same_function(&g, &[2, 4, 5, 5], |g| g.merge_parallel_convs(16));
         assert_eq!((after.node_count("Conv"), after.node_count("Split")), (4, 1));
         let split = after.nodes.iter().find(|n| matches!(n.op, Op::Split { .. })).unwrap();
         // The parts keep the names of the convs they replace, so their readers are unchanged.
         assert_eq!(split.outputs().collect::<Vec<_>>(), ["conv_0", "conv_1"]);
         assert_eq!(after.initializers["conv_0.merged.weight"].dims, [8, 4, 3, 3]);
         assert_eq!(after.initializers["conv_0.merged.bias"].dims, [8]);
+        // Where a block is 4 channels (or less), 4-channel convs fill it already: nothing merges.
+        for block in [4, 1] {
+            let mut same = g.clone();
+            same.merge_parallel_convs(block);
+            assert_eq!((same.node_count("Conv"), same.node_count("Split")), (5, 0));
+        }
     }
 }

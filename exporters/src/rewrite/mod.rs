@@ -6,7 +6,7 @@
 //!    propagated: zero terms leave sums, ops of zeros become zeros or constants, and the nodes that only
 //!    fed zeros are dropped;
 //! 2. [`merge`]: convolutions that read one tensor and each fill less than a block of ONNX Runtime's
-//!    blocked layout become one convolution and a `Split`;
+//!    blocked layout on this machine ([`nchwc_block`]) become one convolution and a `Split`;
 //! 3. [`sums`]: every variadic `Sum` becomes a chain of binary `Add`s, ordered so that each `Add`
 //!    has a convolution output as an operand, which ONNX Runtime fuses into that convolution (its
 //!    `Sum` input) together with a following `Relu`;
@@ -19,6 +19,7 @@
 //! comparison (`pwsnas export --no-optimize`).
 mod affine;
 mod merge;
+pub use merge::nchwc_block;
 pub(crate) mod shapes;
 mod sums;
 mod zeros;
@@ -61,7 +62,7 @@ impl Graph {
     /// Every rewrite of the module docs, in order, then drops what the output no longer needs.
     pub fn optimize(&mut self) {
         self.propagate_zeros();
-        self.merge_parallel_convs();
+        self.merge_parallel_convs(nchwc_block());
         self.sums_to_adds();
         self.affine_to_depthwise();
         self.drop_dead();
