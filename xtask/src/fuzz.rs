@@ -89,8 +89,11 @@ fn fuzz_one(root: &Path, target: &str, o: &Options) -> Result<Outcome> {
     if seeds.is_dir() {
         cmd.arg(&seeds);
     }
-    // One process, one job (libFuzzer's default); an input that runs 10 s or takes 2 GB fails.
-    cmd.args(["--", "-timeout=10", "-rss_limit_mb=2048", "-print_final_stats=1"]);
+    // One process, one job (libFuzzer's default); an input that runs 30 s or takes 2 GB fails. Not
+    // less: a 745-byte JPEG claiming 4344×8454 pixels (within the reader's limits) takes 4.5 s of
+    // CPU in the instrumented `image` target, and on a 2-CPU machine shared with other work a 10 s
+    // wall-clock limit failed it as a hang. A loop that never ends still fails.
+    cmd.args(["--", "-timeout=30", "-rss_limit_mb=2048", "-print_final_stats=1"]);
     cmd.arg(format!("-max_total_time={}", o.seconds));
     if let Some(runs) = o.runs {
         cmd.arg(format!("-runs={runs}"));
