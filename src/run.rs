@@ -354,7 +354,7 @@ mod tests {
         changed.shrink.w0_epoch = 2;
         assert_eq!(Stage::Supernet.fingerprint(&s), Stage::Supernet.fingerprint(&changed));
         let diff = diff(&Stage::Shrink.fingerprint(&s), &Stage::Shrink.fingerprint(&changed));
-        assert_eq!(diff, vec!["shrink.w0_epoch: 0 → 2".to_string()]);
+        assert_eq!(diff, vec!["shrink.w0_epoch: 1 → 2".to_string()]);
     }
 
     #[test]

@@ -118,10 +118,12 @@ pub struct ShrinkSettings {
     /// The `W0` of the angle: the supernet's weights after this many epochs (`--w0-epoch K`; 0 = at
     /// initialisation, `supernet/W0.safetensors`). With `K > 0` the supernet saves its weights when
     /// it completes epoch `K` (`supernet/W0-epochK.safetensors`), as ABS's DARTS code takes `W0`
-    /// after its warm-up; the driving angle is measured from them (keys `angle_w0eK`, ...), and
-    /// `score_only` records the angles from both (docs/method.md). At most `supernet.epochs`. It
-    /// shapes the shrink stage only: changing it later needs no retraining as long as the supernet
-    /// saved that epoch (the stage refuses to run without the file, naming the fix).
+    /// after its warm-up, and the driving angle is measured from them (keys `angle_w0eK`, ...) once
+    /// the supernet is past epoch `K`; scored at epoch `K` or before, it is measured from the
+    /// initialisation. `score_only` records the angles from both (docs/method.md). Default 1: in
+    /// the fidelity study this ranks operator candidates best at every epoch (README, "Fidelity").
+    /// It shapes the shrink stage only: changing it later needs no retraining as long as the
+    /// supernet saved that epoch (the stage refuses to run without the file, naming the fix).
     pub w0_epoch: usize,
     /// Children sampled per operator candidate (`S`).
     pub samples_per_op: usize,
@@ -155,7 +157,7 @@ impl Default for ShrinkSettings {
         ShrinkSettings {
             metric: Metric::Angle,
             angle_vector: Composition::Pwsnas,
-            w0_epoch: 0,
+            w0_epoch: 1,
             samples_per_op: 100,
             exhaustive: false,
             score_only: false,
@@ -358,13 +360,6 @@ impl Settings {
         }
         if !(0.0..=1.0).contains(&self.search.mutation_prob) {
             bail!("setting search.mutation_prob must be in [0, 1], got {}", self.search.mutation_prob);
-        }
-        if self.shrink.w0_epoch > self.supernet.epochs {
-            bail!(
-                "setting shrink.w0_epoch (--w0-epoch) is {}, but the supernet trains {} epoch(s) before the first round (supernet.epochs, --warmup-epochs): the W0 of the angle must be taken by then",
-                self.shrink.w0_epoch,
-                self.supernet.epochs
-            );
         }
         let budget = self.shrink.param_budget;
         if !(budget.is_finite() && budget > 0.0) {

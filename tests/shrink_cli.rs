@@ -164,7 +164,7 @@ fn a_w0_epoch_the_supernet_did_not_save_is_refused_naming_the_file_and_the_fix()
     let out = dir.path().join("no-w0e");
     let mut sn = set(tiny(&out), "--warmup-epochs", "2");
     sn[0] = "supernet".into();
-    sn.extend(["--nodes", "3"].map(String::from));
+    sn.extend(["--nodes", "3", "--w0-epoch", "0"].map(String::from));
     ok(&sn);
     let shrink = |k: &'static str| {
         [
@@ -193,20 +193,58 @@ fn a_w0_epoch_the_supernet_did_not_save_is_refused_naming_the_file_and_the_fix()
     let run = json(&out.join("run.json"));
     assert!(run["stages"].get("shrink").is_none(), "{run}");
     assert_eq!(run["stages"]["supernet"]["status"], "done");
-    // Past the warm-up: refused by the settings.
-    let err = fails(shrink("3"));
-    assert!(err.contains("shrink.w0_epoch") && err.contains("supernet.epochs"), "{err}");
-    // The epoch the supernet stands at: saved on resuming, and every warm-up angle is 0 (but the
-    // pwsnas angle of a child with every path cut, which is -1 whatever the weights).
+    // The epoch the supernet stands at: saved on resuming; the angles of `_w0e2` are those from
+    // initialisation, since from the current weights every angle would be 0.
     ok(shrink("2"));
     assert!(out.join("supernet/W0-epoch2.safetensors").exists());
     let report = json(&out.join("shrink.json"));
+    let moved = report["children"].as_array().unwrap().iter().filter(|c| c["angle"].as_f64().unwrap() > 0.0);
+    assert!(moved.count() > 0);
     for child in report["children"].as_array().unwrap() {
-        let cut = child["angle_pwsnas"] == -1.0;
-        for k in ["angle_w0e2", "angle_full_w0e2", "angle_pwsnas_w0e2"] {
-            let want = if cut && k == "angle_pwsnas_w0e2" { -1.0 } else { 0.0 };
-            assert!((child[k].as_f64().unwrap() - want).abs() < 1e-6, "{k} of {child}");
+        for k in ["angle", "angle_full", "angle_pwsnas"] {
+            assert_eq!(child[format!("{k}_w0e2")], child[k], "{k} of {child}");
         }
+    }
+}
+
+#[test]
+fn a_w0_epoch_past_the_warm_up_measures_from_initialisation_until_the_supernet_passes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("late-w0e");
+    let mut sn = set(tiny(&out), "--warmup-epochs", "1");
+    sn[0] = "supernet".into();
+    sn.extend(["--nodes", "3", "--w0-epoch", "2"].map(String::from));
+    ok(&sn);
+    assert!(!out.join("supernet/W0-epoch2.safetensors").exists());
+    // Rounds at epochs 1, 2 and 3 (dropping one of 15 candidates each, 125 → 100 → 80 → 64
+    // children): the first two from initialisation (no snapshot is needed for them, and their
+    // angles are not the zeros of an angle from the current weights), the third from the weights
+    // the supernet saved when it completed epoch 2 on the way.
+    let shrink = [
+        "shrink",
+        "--run",
+        s(&out),
+        "--samples-per-op",
+        "2",
+        "--drop-per-round",
+        "1",
+        "--target-size",
+        "64",
+        "--device",
+        "cpu",
+        "--quiet",
+    ];
+    ok(shrink);
+    assert!(out.join("supernet/W0-epoch2.safetensors").exists());
+    let report = json(&out.join("shrink.json"));
+    let rounds = report["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), 3, "{report}");
+    for round in rounds {
+        let candidates = round["candidates"].as_array().unwrap();
+        for c in candidates {
+            assert_eq!(c["score"], c["scores"]["angle_pwsnas_w0e2"], "{c}");
+        }
+        assert!(candidates.iter().any(|c| c["score"].as_f64().unwrap() > 0.0), "{round}");
     }
 }
 

@@ -146,7 +146,8 @@ pub struct SettingsArgs {
     /// Weight-vector composition of the angle (see docs/method.md).
     #[arg(long, value_enum)]
     pub angle_vector: Option<Composition>,
-    /// Measure the angle from the supernet's weights after K epochs (0 = at initialisation).
+    /// Measure the angle from the supernet's weights after K epochs (0 = at initialisation; default 1;
+    /// scored at epoch K or before, the angle is measured from initialisation).
     #[arg(long, value_name = "K")]
     pub w0_epoch: Option<usize>,
     #[arg(long)]

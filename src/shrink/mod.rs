@@ -31,7 +31,7 @@ use crate::fsutil::{read_json, write_json};
 use crate::progress::Progress;
 use crate::run::{RunDir, Stage};
 use crate::search::constraints::Constraints;
-use crate::settings::{Metric, Settings};
+use crate::settings::{Metric, Settings, ShrinkSettings};
 use crate::supernet::SupernetRun;
 use crate::train::derive_seed;
 use crate::train::epoch::Phase;
@@ -96,6 +96,30 @@ fn apply_round(sn: &mut SupernetRun, round: &Round) -> Result<()> {
 
 fn current_tensors(sn: &SupernetRun) -> HashMap<String, Tensor> {
     sn.net.named_tensors().into_iter().collect()
+}
+
+/// The `W0`s of a round scored at supernet epoch `epoch`: the initialisation (key suffix none) when
+/// the angle is measured from it (`w0_epoch = 0`) or with `score_only`, and for `w0_epoch = K > 0`
+/// the weights after epoch `K` (suffix `_w0eK`). Until the supernet is past epoch `K` those are the
+/// current weights, from which every angle is 0, so the `_w0eK` angle is measured from the
+/// initialisation instead (docs/method.md, "W0").
+fn origins_at<'a>(
+    epoch: usize,
+    sh: &ShrinkSettings,
+    init: Option<&'a HashMap<String, Tensor>>,
+    warm: Option<&'a HashMap<String, Tensor>>,
+) -> Vec<Origin<'a>> {
+    let Some(init) = init else { return Vec::new() };
+    let mut origins = Vec::new();
+    if sh.w0_epoch == 0 || sh.score_only {
+        origins.push(Origin { epoch: 0, w0: init });
+    }
+    if sh.w0_epoch > 0 {
+        let w0 =
+            if epoch > sh.w0_epoch { warm.expect("loaded once the supernet reached w0_epoch") } else { init };
+        origins.push(Origin { epoch: sh.w0_epoch, w0 });
+    }
+    origins
 }
 
 /// Scores one round on the current supernet and decides what it drops and which copies it grants.
@@ -234,18 +258,14 @@ pub fn run_stage(
             .context("space.json of this run is not valid");
     }
     // The `W0`s the angles are measured from: the driving angle's (initialisation, or after
-    // `w0_epoch` epochs), and with `score_only` both; loaded before the stage begins, so a missing
-    // snapshot leaves no started stage behind.
+    // `w0_epoch` epochs), and with `score_only` both. A snapshot that should exist already is loaded
+    // before the stage begins, so a missing one leaves no started stage behind; one of an epoch
+    // the supernet has not reached yet is loaded once training has saved it (see [`origins_at`]).
     let angles = sh.score_only || sh.metric == Metric::Angle;
-    let init = (angles && (sh.w0_epoch == 0 || sh.score_only)).then(|| sn.w0()).transpose()?;
-    let warm = (angles && sh.w0_epoch > 0).then(|| sn.w0_at(sh.w0_epoch)).transpose()?;
-    let mut origins = Vec::new();
-    if let Some(w0) = &init {
-        origins.push(Origin { epoch: 0, w0 });
-    }
-    if let Some(w0) = &warm {
-        origins.push(Origin { epoch: sh.w0_epoch, w0 });
-    }
+    let init = angles.then(|| sn.w0()).transpose()?;
+    let mut warm = (angles && sh.w0_epoch > 0 && sn.state.epoch >= sh.w0_epoch)
+        .then(|| sn.w0_at(sh.w0_epoch))
+        .transpose()?;
     run.begin(Stage::Shrink)?;
     let mut report: ShrinkReport = if report_path.exists() {
         read_json(&report_path)?
@@ -309,6 +329,10 @@ pub fn run_stage(
             sh.metric,
             sn.space.size()
         ));
+        if angles && sh.w0_epoch > 0 && warm.is_none() && sn.state.epoch >= sh.w0_epoch {
+            warm = Some(sn.w0_at(sh.w0_epoch)?);
+        }
+        let origins = origins_at(sn.state.epoch, sh, init.as_ref(), warm.as_ref());
         let (round, children) =
             score_round(sn, &report, &settings, evaluator.as_ref(), constraints, &origins, progress)?;
         progress.info(describe_round(&round));
@@ -363,4 +387,29 @@ pub fn run_stage(
         json!({ "rounds": report.rounds.len(), "space_size": sn.space.size() as f64, "log10_space_size": sn.space.log10_size() }),
     )?;
     Ok(sn.space.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_w0_of_epoch_k_is_the_initialisation_until_the_supernet_is_past_epoch_k() {
+        let (init, warm) = (HashMap::new(), HashMap::new());
+        let sh = |w0_epoch, score_only| ShrinkSettings { w0_epoch, score_only, ..ShrinkSettings::default() };
+        // (epoch, suffix epoch, is the snapshot) of each origin.
+        let seen = |epoch, sh: &ShrinkSettings| -> Vec<(usize, bool)> {
+            origins_at(epoch, sh, Some(&init), Some(&warm))
+                .iter()
+                .map(|o| (o.epoch, std::ptr::eq(o.w0, &warm)))
+                .collect()
+        };
+        assert_eq!(seen(1, &sh(1, false)), [(1, false)]);
+        assert_eq!(seen(2, &sh(1, false)), [(1, true)]);
+        assert_eq!(seen(3, &sh(0, false)), [(0, false)]);
+        assert_eq!(seen(1, &sh(1, true)), [(0, false), (1, false)]);
+        assert_eq!(seen(5, &sh(1, true)), [(0, false), (1, true)]);
+        // Without angles there is nothing to measure from.
+        assert!(origins_at(5, &sh(1, false), None, None).is_empty());
+    }
 }
