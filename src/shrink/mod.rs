@@ -262,10 +262,9 @@ pub fn run_stage(
     // before the stage begins, so a missing one leaves no started stage behind; one of an epoch
     // the supernet has not reached yet is loaded once training has saved it (see [`origins_at`]).
     let angles = sh.score_only || sh.metric == Metric::Angle;
+    let reached_w0_epoch = |epoch: usize| angles && sh.w0_epoch > 0 && epoch >= sh.w0_epoch;
     let init = angles.then(|| sn.w0()).transpose()?;
-    let mut warm = (angles && sh.w0_epoch > 0 && sn.state.epoch >= sh.w0_epoch)
-        .then(|| sn.w0_at(sh.w0_epoch))
-        .transpose()?;
+    let mut warm = reached_w0_epoch(sn.state.epoch).then(|| sn.w0_at(sh.w0_epoch)).transpose()?;
     run.begin(Stage::Shrink)?;
     let mut report: ShrinkReport = if report_path.exists() {
         read_json(&report_path)?
@@ -329,7 +328,7 @@ pub fn run_stage(
             sh.metric,
             sn.space.size()
         ));
-        if angles && sh.w0_epoch > 0 && warm.is_none() && sn.state.epoch >= sh.w0_epoch {
+        if warm.is_none() && reached_w0_epoch(sn.state.epoch) {
             warm = Some(sn.w0_at(sh.w0_epoch)?);
         }
         let origins = origins_at(sn.state.epoch, sh, init.as_ref(), warm.as_ref());
@@ -397,7 +396,7 @@ mod tests {
     fn the_w0_of_epoch_k_is_the_initialisation_until_the_supernet_is_past_epoch_k() {
         let (init, warm) = (HashMap::new(), HashMap::new());
         let sh = |w0_epoch, score_only| ShrinkSettings { w0_epoch, score_only, ..ShrinkSettings::default() };
-        // (epoch, suffix epoch, is the snapshot) of each origin.
+        // (the epoch of its key suffix, whether it is the snapshot) of each origin.
         let seen = |epoch, sh: &ShrinkSettings| -> Vec<(usize, bool)> {
             origins_at(epoch, sh, Some(&init), Some(&warm))
                 .iter()
