@@ -9,6 +9,15 @@ fn run_space(out: &std::path::Path) -> Space {
     Space::from_json(json(&out.join("space.json"))).unwrap()
 }
 
+/// Trains the supernet stage alone on the 125-child space (nb201 with 3 nodes) at the tests' tiny
+/// size, for `warmup` epochs, with `extra` flags.
+fn supernet_on_3_nodes(out: &std::path::Path, warmup: &str, extra: &[&str]) {
+    let mut sn = set(tiny(out), "--warmup-epochs", warmup);
+    sn[0] = "supernet".into();
+    sn.extend(["--nodes", "3"].iter().chain(extra).map(|a| a.to_string()));
+    ok(&sn);
+}
+
 fn flops(space: &Space, arch: &Arch) -> f64 {
     space.kind.cost(arch).flops() as f64
 }
@@ -17,10 +26,7 @@ fn flops(space: &Space, arch: &Arch) -> f64 {
 fn score_only_exhaustive_scores_every_candidate_and_child_with_every_metric() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("small");
-    let mut sn = set(tiny(&out), "--warmup-epochs", "1");
-    sn[0] = "supernet".into();
-    sn.extend(["--nodes", "3"].map(String::from));
-    ok(&sn);
+    supernet_on_3_nodes(&out, "1", &[]);
     ok([
         "shrink",
         "--run",
@@ -86,10 +92,7 @@ fn angle_keys(k: usize) -> Vec<String> {
 fn score_only_with_a_w0_after_warm_up_records_every_angle_variant() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("w0e");
-    let mut sn = set(tiny(&out), "--warmup-epochs", "2");
-    sn[0] = "supernet".into();
-    sn.extend(["--nodes", "3", "--w0-epoch", "1"].map(String::from));
-    ok(&sn);
+    supernet_on_3_nodes(&out, "2", &["--w0-epoch", "1"]);
     assert!(out.join("supernet/W0.safetensors").exists());
     assert!(out.join("supernet/W0-epoch1.safetensors").exists(), "the weights after epoch 1 are saved");
     ok(["shrink", "--run", s(&out), "--score-only", "--exhaustive", "--device", "cpu", "--quiet"]);
@@ -131,10 +134,7 @@ fn score_only_with_a_w0_after_warm_up_records_every_angle_variant() {
 fn shrinking_by_the_pwsnas_angle_from_a_w0_after_warm_up_drives_with_its_key() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("drive");
-    let mut sn = set(tiny(&out), "--warmup-epochs", "2");
-    sn[0] = "supernet".into();
-    sn.extend(["--nodes", "3", "--w0-epoch", "1"].map(String::from));
-    ok(&sn);
+    supernet_on_3_nodes(&out, "2", &["--w0-epoch", "1"]);
     ok([
         "shrink",
         "--run",
@@ -162,10 +162,7 @@ fn shrinking_by_the_pwsnas_angle_from_a_w0_after_warm_up_drives_with_its_key() {
 fn a_w0_epoch_the_supernet_did_not_save_is_refused_naming_the_file_and_the_fix() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("no-w0e");
-    let mut sn = set(tiny(&out), "--warmup-epochs", "2");
-    sn[0] = "supernet".into();
-    sn.extend(["--nodes", "3", "--w0-epoch", "0"].map(String::from));
-    ok(&sn);
+    supernet_on_3_nodes(&out, "2", &["--w0-epoch", "0"]);
     let shrink = |k: &'static str| {
         [
             "shrink",
@@ -211,10 +208,7 @@ fn a_w0_epoch_the_supernet_did_not_save_is_refused_naming_the_file_and_the_fix()
 fn a_w0_epoch_past_the_warm_up_measures_from_initialisation_until_the_supernet_passes_it() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("late-w0e");
-    let mut sn = set(tiny(&out), "--warmup-epochs", "1");
-    sn[0] = "supernet".into();
-    sn.extend(["--nodes", "3", "--w0-epoch", "2"].map(String::from));
-    ok(&sn);
+    supernet_on_3_nodes(&out, "1", &["--w0-epoch", "2"]);
     assert!(!out.join("supernet/W0-epoch2.safetensors").exists());
     // Rounds at epochs 1, 2 and 3 (dropping one of 15 candidates each, 125 → 100 → 80 → 64
     // children): the first two from initialisation (no snapshot is needed for them, and their
@@ -351,10 +345,7 @@ fn a_budget_no_child_meets_is_refused_before_any_training() {
 fn with_a_budget_every_child_scored_by_every_metric_is_admissible() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("small");
-    let mut sn = set(tiny(&out), "--warmup-epochs", "1");
-    sn[0] = "supernet".into();
-    sn.extend(["--nodes", "3"].map(String::from));
-    ok(&sn);
+    supernet_on_3_nodes(&out, "1", &[]);
     let space = run_space_of_supernet(&out);
     let mut all: Vec<f64> = space.enumerate().iter().map(|a| flops(&space, a)).collect();
     all.sort_by(f64::total_cmp);
