@@ -5,7 +5,7 @@
 //! `weights.safetensors`), and `retrain/log.json` (per-epoch loss and accuracy).
 use anyhow::{Context, Result};
 use pwsnas_models::net::aux_head::AuxHead;
-use pwsnas_models::{Arch, Mode, SpaceKind, Supernet};
+use pwsnas_models::{Arch, Mode, Space, SpaceKind, Supernet};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tch::Device;
@@ -115,7 +115,7 @@ pub fn run_stage(
     let child = kind.parse_arch(&arch.arch)?;
     let seed = standalone_seed(settings.seed);
     tch::manual_seed(seed as i64);
-    let net = Supernet::standalone(&kind, &child, device);
+    let net = Supernet::initialised(&Space::single(kind.clone(), &child), device, cfg.init);
     let aux = aux_head(&kind, cfg, device)?;
     let mut sgd = Sgd::new(cfg);
     let mut state = RetrainState { epoch: 0, arch: arch.arch.clone(), seed, history: Vec::new() };

@@ -121,7 +121,7 @@ impl SupernetRun {
         }
         let space = initial_space(settings, &kind)?;
         tch::manual_seed(settings.seed as i64);
-        let net = Supernet::new(&space, device);
+        let net = Supernet::initialised(&space, device, settings.supernet.init);
         save_tensors(&dir.join("W0.safetensors"), &net.named_tensors())?;
         let state = SupernetState {
             epoch: 0,

@@ -25,7 +25,7 @@ pub use error::ModelError;
 pub use mobile::{MobileParams, MobileStage};
 pub use nb201::Nb201Params;
 pub use net::pieces::{Piece, PieceKey};
-pub use net::{Mix, Mode, Network, Param, Route, Supernet, Weighted};
+pub use net::{Init, Mix, Mode, Network, Param, Route, Supernet, Weighted};
 pub use op::Op;
 pub use space::{Arch, ChoicePoint, ShrinkDefaults, Space, SpaceDef, SpaceKind, SpaceParams};
 pub use vector::{AngleMeter, Composition, Segment};

@@ -215,7 +215,7 @@ pub fn train_child(
     let start = Instant::now();
     let seed = crate::retrain::standalone_seed(settings.seed);
     tch::manual_seed(seed as i64);
-    let net = Supernet::standalone(kind, arch, device);
+    let net = Supernet::initialised(&pwsnas_models::Space::single(kind.clone(), arch), device, cfg.init);
     let aux = crate::retrain::aux_head(kind, cfg, device)?;
     let mut sgd = Sgd::new(cfg);
     let (mut loss, mut train_accuracy) = (f64::NAN, f64::NAN);

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Tensor};
 
 pub mod aux_head;
+pub mod init;
 pub mod layers;
 pub mod mix;
 pub mod network;
@@ -25,6 +26,7 @@ use crate::error::{ModelError, Result};
 use crate::op::Op;
 use crate::space::{Arch, Space, SpaceKind};
 use crate::vector::{Composition, Segment};
+pub use init::Init;
 pub use layers::{BatchNorm, Mode, Param};
 pub use mix::{Mix, Weighted};
 pub use network::{Module, Network, OpSite};
@@ -90,6 +92,14 @@ impl Supernet {
             copies: vec![1; space.choices.len()],
             routes: vec![None; space.choices.len()],
         }
+    }
+
+    /// [`Supernet::new`] with its conv weights drawn by `init`, from libtorch's generator (seed it
+    /// first): how every stage builds a network it is going to train.
+    pub fn initialised(space: &Space, device: Device, init: Init) -> Supernet {
+        let net = Supernet::new(space, device);
+        init.apply(&net.vs);
+        net
     }
 
     /// The stand-alone network of a child (freshly initialised).
