@@ -16,6 +16,7 @@
 //! [`fidelity`] is the ranking study: every child of a small space trained stand-alone, and how
 //! well each shrinking metric ranks children and operator candidates against that truth.
 pub mod bench;
+pub mod benchmark;
 pub mod cli;
 pub mod compare;
 pub mod data;

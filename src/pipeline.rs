@@ -13,6 +13,11 @@
 //! and every evaluated child's predicted latency goes into `search.json`. With `--max-latency-ms`
 //! the table is required; without it, a table that cannot be had (no ONNX Runtime) only costs the
 //! predictions, and the search says so.
+//!
+//! With a benchmark table (`--benchmark`, nb201 only) the table is read and checked against the
+//! space before anything trains, and the finished search is annotated with it
+//! ([`crate::benchmark::annotate`]). With `retrain.epochs = 0` the run ends after its search: a
+//! run judged by a benchmark needs no retraining, and `pwsnas export` then refuses it.
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -32,7 +37,7 @@ use crate::search::constraints::{Constraints, TableRef};
 use crate::search::{self, ArchFile};
 use crate::settings::{Metric, Settings};
 use crate::train::derive_seed;
-use crate::{device, method, shrink, supernet};
+use crate::{benchmark, device, method, shrink, supernet};
 
 /// The ONNX Runtime setting the search predicts latencies for.
 pub fn latency_config(settings: &Settings) -> SessionConfig {
@@ -120,14 +125,15 @@ pub fn checked_constraints(
     Ok(constraints)
 }
 
-/// Runs (or resumes) every stage of a search into `out`.
+/// Runs (or resumes) every stage of a search into `out`. With `retrain.epochs = 0` the run ends
+/// after its search (no retrained child: `None`).
 pub fn search(
     out: &Path,
     settings: &Settings,
     device: Device,
     force: bool,
     progress: &Progress,
-) -> Result<RetrainResult> {
+) -> Result<Option<RetrainResult>> {
     settings.validate()?;
     let mut run = RunDir::open_or_create(out, settings, &device::name(device), force)?;
     progress.attach_events(&run.path("events.jsonl"))?;
@@ -140,7 +146,9 @@ pub fn search(
         data.test.len(),
         data.shape()
     ));
-    let arch: ArchFile = if run.is_done(Stage::Search) {
+    // Read (and checked against the space) before anything trains.
+    let benchmark = benchmark::for_run(settings, &supernet::space_kind(settings, &data)?)?;
+    let mut arch: ArchFile = if run.is_done(Stage::Search) {
         read_json(&run.path("arch.json"))?
     } else {
         let constraints = checked_constraints(&run, &data, true, progress)?;
@@ -169,10 +177,25 @@ pub fn search(
         }
         arch
     };
+    if let Some(table) = &benchmark {
+        let found = benchmark::annotate(&run, table)?;
+        progress.info(format!("search: {} — {}", arch.arch, benchmark::describe(&found)));
+        progress.event("benchmark", json!(found));
+        arch.benchmark = Some(found);
+    }
+    if settings.retrain.epochs == 0 {
+        // A run judged by a benchmark table need not retrain (how NAS-Bench-201 studies run).
+        progress.info("retrain: skipped (retrain.epochs = 0); the run ends with its search".to_string());
+        progress.event(
+            "search_finished",
+            json!({ "run": out, "arch": arch.arch, "retrained": false, "benchmark": arch.benchmark }),
+        );
+        return Ok(None);
+    }
     let result = retrain::run_stage(&mut run, &arch, &data, device, progress)?;
     progress.event(
         "search_finished",
-        json!({ "run": out, "arch": result.arch, "test_accuracy": result.test_accuracy }),
+        json!({ "run": out, "arch": result.arch, "test_accuracy": result.test_accuracy, "benchmark": arch.benchmark }),
     );
-    Ok(result)
+    Ok(Some(result))
 }

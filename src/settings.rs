@@ -10,7 +10,7 @@
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use pwsnas_models::{Composition, SpaceKind};
+use pwsnas_models::{Composition, Init, SpaceKind};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -79,6 +79,14 @@ pub struct TrainSettings {
     /// child's parameters (`pwsnas_models::net::aux_head`). Spaces without a head refuse it.
     #[serde(skip_serializing_if = "is_zero_f64")]
     pub auxiliary_weight: f64,
+    /// How the network's conv weights are drawn before training (`--init` for the supernet and
+    /// the gradient methods' network, `--retrain-init` for the stand-alone child; see
+    /// `pwsnas_models::Init`). The supernet's default is PyTorch's (ABS's NB201 supernet), the
+    /// child's Kaiming-normal fan-out (NB201's and DARTS's stand-alone training): docs/nb201.md
+    /// gives the measurements that chose them. Left out of `run.json` at `fan-out`, which a run
+    /// made before the setting existed therefore reads back, as it was built with it.
+    #[serde(skip_serializing_if = "is_fan_out")]
+    pub init: Init,
 }
 
 // Left out of the serialised settings at their defaults, so that runs made before these fields
@@ -89,6 +97,17 @@ fn is_zero_usize(v: &usize) -> bool {
 
 fn is_zero_f64(v: &f64) -> bool {
     *v == 0.0
+}
+
+/// The default of [`ShrinkSettings::accuracy_children`].
+pub const ACCURACY_CHILDREN: usize = 500;
+
+fn is_default_accuracy_children(v: &usize) -> bool {
+    *v == ACCURACY_CHILDREN
+}
+
+fn is_fan_out(v: &Init) -> bool {
+    *v == Init::FanOut
 }
 
 impl Default for TrainSettings {
@@ -106,6 +125,7 @@ impl Default for TrainSettings {
             cutout: 0,
             drop_path: 0.0,
             auxiliary_weight: 0.0,
+            init: Init::FanOut,
         }
     }
 }
@@ -131,6 +151,15 @@ pub struct ShrinkSettings {
     pub exhaustive: bool,
     /// Score once with every metric (and, with `exhaustive`, every child) without dropping anything.
     pub score_only: bool,
+    /// With `exhaustive`: supernet accuracy (BN recalibration + validation, the one costly metric)
+    /// is measured on this many children drawn uniformly from the space (seeded), every child when
+    /// the space has no more; the angles and the magnitude cover every child. A candidate's
+    /// accuracy score is the mean over the drawn children holding it: about `N / ops` of them, 100
+    /// for NAS-Bench-201's 5 ops at the default 500, as `samples_per_op` gives without
+    /// `exhaustive`. 500 children take about a minute and a half at C=16, N=5 on 2 CPU cores,
+    /// where all 15,625 would take most of an hour (docs/nb201.md). Left out of `run.json` at 500.
+    #[serde(skip_serializing_if = "is_default_accuracy_children")]
+    pub accuracy_children: usize,
     /// Candidates dropped per round (global ranking); the space's default when absent.
     pub drop_per_round: Option<usize>,
     /// Drop the lowest candidate of every choice point each round instead (FairNAS).
@@ -161,6 +190,7 @@ impl Default for ShrinkSettings {
             samples_per_op: 100,
             exhaustive: false,
             score_only: false,
+            accuracy_children: ACCURACY_CHILDREN,
             drop_per_round: None,
             per_choice_point: false,
             epochs_between_rounds: 1,
@@ -256,6 +286,12 @@ pub struct Settings {
     /// The gradient-based methods' settings (`search.method` = darts, pdarts or proxyless).
     pub gradient: GradientSettings,
     pub retrain: TrainSettings,
+    /// A benchmark table of the nb201 space, `FILE` or `FILE#COLUMN` (`--benchmark`; e.g.
+    /// NAS-Bench-201's CIFAR-10 test accuracy after 12 epochs, `nb201.csv#cifar10-test@12`): every
+    /// child the search evaluates and the cell it finds are looked up in it (`crate::benchmark`).
+    /// It shapes no stage, so it is in no fingerprint. Left out of `run.json` when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub benchmark: Option<String>,
 }
 
 impl Default for Settings {
@@ -269,11 +305,12 @@ impl Default for Settings {
             val_fraction: 0.1,
             seed: 0,
             sampler: Sampler::Uniform,
-            supernet: TrainSettings::default(),
+            supernet: TrainSettings { init: Init::Pytorch, ..TrainSettings::default() },
             shrink: ShrinkSettings::default(),
             search: SearchSettings::default(),
             gradient: GradientSettings::default(),
             retrain: TrainSettings { epochs: 10, lr: 0.05, ..TrainSettings::default() },
+            benchmark: None,
         }
     }
 }
@@ -305,6 +342,16 @@ impl Settings {
         }
         overlay(&mut merged, layer);
         serde_json::from_value(merged).context("the merged settings are not valid")
+    }
+
+    /// FairNAS is a method and a sampler at once: with `search.method = fairnas` the supernet
+    /// trains with the fair sampler. Flags and sweep grids that set the method without naming the
+    /// sampler call this, so `--method fairnas` and a grid over `search.method` need no
+    /// `sampler = "fair"` beside it (an explicit other sampler is still refused by [`Settings::validate`]).
+    pub fn sampler_follows_method(&mut self) {
+        if self.search.method == Method::Fairnas {
+            self.sampler = Sampler::Fair;
+        }
     }
 
     /// Switches to the space `name`; another space's parameters are dropped.
@@ -340,6 +387,7 @@ impl Settings {
             ("retrain.batch_size", self.retrain.batch_size),
             ("shrink.samples_per_op", self.shrink.samples_per_op),
             ("shrink.copies", self.shrink.copies),
+            ("shrink.accuracy_children", self.shrink.accuracy_children),
             ("search.population", self.search.population),
             ("search.top_k", self.search.top_k),
         ];
@@ -404,6 +452,15 @@ impl Settings {
             bail!("setting search.method = fairnas trains its supernet with sampler = fair, not {:?}: drop the sampler setting or set it to fair", self.sampler);
         }
         self.gradient.validate()?;
+        if let Some(b) = &self.benchmark {
+            b.parse::<crate::benchmark::TableRef>().context("setting benchmark")?;
+            if kind.params::<pwsnas_models::Nb201Params>().is_none() {
+                bail!(
+                    "setting benchmark = '{b}': benchmark tables hold cells of the nb201 space, and this run's space is {}: drop it",
+                    self.space
+                );
+            }
+        }
         if self.search.latency_threads == Some(0) {
             bail!("setting search.latency_threads must be at least 1");
         }

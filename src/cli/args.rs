@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use clap::Args;
 use pwsnas_datasets::DataSpec;
-use pwsnas_models::{Composition, SpaceKind};
+use pwsnas_models::{Composition, Init, SpaceKind};
 use serde_json::json;
 
 use crate::export;
@@ -137,6 +137,10 @@ pub struct SettingsArgs {
     pub label_smoothing: Option<f64>,
     #[arg(long)]
     pub grad_clip: Option<f64>,
+    /// How the supernet's (and the gradient methods' network's) conv weights are drawn: pytorch
+    /// (PyTorch's default, ABS's; the default) or fan-out (Kaiming normal).
+    #[arg(long, value_enum)]
+    pub init: Option<Init>,
     /// Cap on training steps per epoch (supernet and retraining), for quick runs.
     #[arg(long)]
     pub steps_per_epoch: Option<usize>,
@@ -154,6 +158,10 @@ pub struct SettingsArgs {
     pub samples_per_op: Option<usize>,
     #[arg(long)]
     pub exhaustive: bool,
+    /// With --exhaustive: children whose supernet accuracy is measured (drawn uniformly; the
+    /// angles and the magnitude cover every child).
+    #[arg(long, value_name = "N")]
+    pub accuracy_children: Option<usize>,
     #[arg(long)]
     pub score_only: bool,
     #[arg(long)]
@@ -221,6 +229,15 @@ pub struct SettingsArgs {
     pub retrain_epochs: Option<usize>,
     #[arg(long)]
     pub retrain_lr: Option<f64>,
+    /// How the retrained child's conv weights are drawn: fan-out (Kaiming normal, NAS-Bench-201's
+    /// and DARTS's; the default) or pytorch.
+    #[arg(long, value_enum)]
+    pub retrain_init: Option<Init>,
+    /// A benchmark table of the nb201 space, FILE or FILE#COLUMN (e.g.
+    /// nb201-cifar10-12e.csv#cifar10-test@12): the search's children and the found cell are
+    /// looked up in it (arch.json, search.json, reports).
+    #[arg(long, value_name = "FILE[#COLUMN]")]
+    pub benchmark: Option<String>,
     /// Retraining: side of the cutout square in pixels (0 = off; DARTS uses 16 on CIFAR-10).
     #[arg(long)]
     pub cutout: Option<usize>,
@@ -267,6 +284,7 @@ impl SettingsArgs {
         set!(s.supernet.lr, self.lr);
         set!(s.supernet.weight_decay, self.weight_decay);
         set!(s.supernet.label_smoothing, self.label_smoothing);
+        set!(s.supernet.init, self.init);
         if self.grad_clip.is_some() {
             s.supernet.grad_clip = self.grad_clip;
             s.retrain.grad_clip = self.grad_clip;
@@ -280,6 +298,7 @@ impl SettingsArgs {
         set!(s.shrink.w0_epoch, self.w0_epoch);
         set!(s.shrink.samples_per_op, self.samples_per_op);
         s.shrink.exhaustive |= self.exhaustive;
+        set!(s.shrink.accuracy_children, self.accuracy_children);
         s.shrink.score_only |= self.score_only;
         if self.drop_per_round.is_some() {
             s.shrink.drop_per_round = self.drop_per_round;
@@ -293,8 +312,8 @@ impl SettingsArgs {
         set!(s.shrink.param_budget, self.param_budget);
         set!(s.shrink.epochs_after_shrink, self.epochs_after_shrink);
         set!(s.search.method, self.method);
-        if s.search.method == Method::Fairnas && self.sampler.is_none() {
-            s.sampler = Sampler::Fair;
+        if self.sampler.is_none() {
+            s.sampler_follows_method();
         }
         set!(s.gradient.epochs, self.method_epochs);
         set!(s.gradient.darts_order, self.darts_order);
@@ -329,9 +348,13 @@ impl SettingsArgs {
         set!(s.search.val_images, self.val_images);
         set!(s.retrain.epochs, self.retrain_epochs);
         set!(s.retrain.lr, self.retrain_lr);
+        set!(s.retrain.init, self.retrain_init);
         set!(s.retrain.cutout, self.cutout);
         set!(s.retrain.drop_path, self.drop_path);
         set!(s.retrain.auxiliary_weight, self.auxiliary_weight);
+        if self.benchmark.is_some() {
+            s.benchmark = self.benchmark.clone();
+        }
         s.validate()?;
         Ok(s)
     }

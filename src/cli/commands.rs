@@ -178,15 +178,21 @@ pub fn arch_info(space: &str, arch: &str, shape: &SpaceShapeArgs, progress: &Pro
 pub fn search(out: &Path, args: &SettingsArgs, run: &RunArgs, progress: &Progress) -> Result<()> {
     let settings = settings_for(out, args)?;
     let device = device::parse(&run.device)?;
-    let result = crate::pipeline::search(out, &settings, device, run.force, progress)?;
-    progress.info(format!(
-        "\ndone: {} — test accuracy {:.4} after {} retraining epochs (seed {}).\nnext: pwsnas export {}",
-        result.arch,
-        result.test_accuracy,
-        result.epochs,
-        settings.seed,
-        out.display()
-    ));
+    match crate::pipeline::search(out, &settings, device, run.force, progress)? {
+        Some(result) => progress.info(format!(
+            "\ndone: {} — test accuracy {:.4} after {} retraining epochs (seed {}).\nnext: pwsnas export {}",
+            result.arch,
+            result.test_accuracy,
+            result.epochs,
+            settings.seed,
+            out.display()
+        )),
+        None => progress.info(format!(
+            "\ndone: the search's cell is in {}/arch.json (not retrained: retrain.epochs = 0, seed {}).",
+            out.display(),
+            settings.seed
+        )),
+    }
     Ok(())
 }
 
@@ -234,7 +240,14 @@ pub fn train(
     run: &RunArgs,
     progress: &Progress,
 ) -> Result<()> {
-    let (mut r, data, device) = open_run(dir, &args_over_run(dir, args)?, run, progress)?;
+    let settings = args_over_run(dir, args)?;
+    if settings.retrain.epochs == 0 {
+        anyhow::bail!(
+            "setting retrain.epochs is 0 for {} (a run judged by its benchmark table): pass --retrain-epochs N to retrain its cell",
+            dir.display()
+        );
+    }
+    let (mut r, data, device) = open_run(dir, &settings, run, progress)?;
     let arch_file: ArchFile = match arch {
         Some(path) => {
             let a: ArchFile = read_json(path)?;
@@ -390,4 +403,58 @@ pub fn latency_table(args: &LatencyTableArgs, progress: &Progress) -> Result<()>
         args.arch.as_deref(),
         progress,
     )
+}
+
+/// `pwsnas benchmark import`.
+pub fn benchmark_import(opts: &crate::benchmark::import::ImportOptions, progress: &Progress) -> Result<()> {
+    let done = crate::benchmark::import::run(opts)?;
+    progress.event("benchmark_imported", json!(done));
+    progress.info(format!(
+        "wrote {} ({} format): {} cells, columns {}",
+        done.out,
+        done.format,
+        done.rows,
+        done.columns.join(", ")
+    ));
+    Ok(())
+}
+
+/// `pwsnas benchmark lookup`: each cell's value and rank, or the table's summary.
+pub fn benchmark_lookup(table: &str, archs: &[String], json_out: bool) -> Result<()> {
+    let r: crate::benchmark::TableRef = table.parse()?;
+    let t = crate::benchmark::Table::read(&r)?;
+    let kind =
+        pwsnas_models::SpaceKind::new(pwsnas_models::Nb201Params { nodes: t.nodes, ..Default::default() });
+    if archs.is_empty() {
+        let summary = json!({ "table": t.path, "column": t.column, "cells": t.len(), "nodes": t.nodes,
+            "best_arch": t.best.0, "best_accuracy": t.best.1, "mean_accuracy": t.mean });
+        if json_out {
+            println!("{summary}");
+        } else {
+            println!(
+                "{} column {}: {} cells of {} nodes; best {:.2} % ({}), mean {:.2} %",
+                t.path.display(),
+                t.column,
+                t.len(),
+                t.nodes,
+                t.best.1,
+                t.best.0,
+                t.mean
+            );
+        }
+        return Ok(());
+    }
+    for text in archs {
+        let arch = kind
+            .parse_arch(text)
+            .with_context(|| format!("'{text}' is not a {}-node nb201 cell", t.nodes))?;
+        let key = kind.format_arch(&arch);
+        let found = t.lookup(&key).with_context(|| format!("{key} is not in {}", t.path.display()))?;
+        if json_out {
+            println!("{}", json!(found));
+        } else {
+            println!("{key}: {}", crate::benchmark::describe(&found));
+        }
+    }
+    Ok(())
 }

@@ -124,6 +124,9 @@ pub enum Command {
     /// metric of `--score-only --exhaustive` runs against it (`report`).
     #[command(subcommand)]
     Fidelity(crate::fidelity::FidelityCommand),
+    /// NAS-Bench-201 tables: import the official files as a CSV table, look cells up in one.
+    #[command(subcommand)]
+    Benchmark(BenchmarkCommand),
     /// Classify images with a model written by `pwsnas export` (ONNX Runtime; top classes with names).
     Infer {
         /// The exported model (model.onnx).
@@ -150,6 +153,39 @@ pub enum ArchCommand {
         arch: String,
         #[command(flatten)]
         shape: SpaceShapeArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum BenchmarkCommand {
+    /// Write a benchmark table (CSV: index, arch, one column per data set, split and schedule, e.g.
+    /// cifar10-test@12) from NAS-Bench-201's official files, with the official API packages.
+    Import {
+        /// NAS-Bench-201-v1_0-e61699.pth, NAS-Bench-201-v1_1-096897.pth or a NATS-Bench topology
+        /// file or folder (NATS-tss-v1_0-3ffb9-simple).
+        input: PathBuf,
+        /// The table to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// The file's format: auto (from its content), nb201-v1_0, nb201-v1_1 or nats-tss.
+        #[arg(long, default_value = "auto")]
+        format: String,
+        /// PYTHONPATH for the importer (default: the set-up's torch and API packages).
+        #[arg(long)]
+        python_path: Option<String>,
+        /// Unpickle the file without PyTorch's restrictions: much faster and leaner on the
+        /// gigabyte files, for a file from the benchmark's official source only.
+        #[arg(long)]
+        trust_pickle: bool,
+    },
+    /// Look cells up in a benchmark table: value, rank among its cells; without cells, the table's
+    /// columns, its best and its mean cell.
+    Lookup {
+        /// The table and the column that counts: FILE or FILE#COLUMN.
+        #[arg(long)]
+        table: String,
+        /// NB201 arch strings (|op~0|+|op~0|op~1|+|...|).
+        archs: Vec<String>,
     },
 }
 
@@ -192,5 +228,13 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::LatencyTable(args) => commands::latency_table(&args, &progress),
         Command::Sweep(args) => crate::sweep::cli::run(args, &progress),
         Command::Fidelity(cmd) => crate::fidelity::run(cmd, &progress),
+        Command::Benchmark(BenchmarkCommand::Import { input, out, format, python_path, trust_pickle }) => {
+            let opts =
+                crate::benchmark::import::ImportOptions { input, out, format, python_path, trust_pickle };
+            commands::benchmark_import(&opts, &progress)
+        }
+        Command::Benchmark(BenchmarkCommand::Lookup { table, archs }) => {
+            commands::benchmark_lookup(&table, &archs, cli.json)
+        }
     }
 }

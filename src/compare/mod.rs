@@ -1,7 +1,7 @@
 //! `pwsnas compare RUN...`: one table of the exported runs — accuracy (libtorch and ONNX Runtime)
 //! beside what strategy 2 gave the search (weight copies, supernet parameters, degree of sharing),
 //! ONNX Runtime latency (p50/p90 at batch 1, throughput at batch 64), parameters, FLOPs, model
-//! size, predicted latency and its error — with the Pareto-optimal runs (accuracy against batch-1
+//! size, predicted latency and its error, the cell's benchmark value (`--benchmark`) — with the Pareto-optimal runs (accuracy against batch-1
 //! latency) marked, written as `compare.md`, `compare.csv`, `compare.json` and a self-contained
 //! `compare.html` with an accuracy-against-latency chart ([`render`]).
 //!
@@ -101,6 +101,9 @@ pub struct Row {
     /// better in one of the two.
     pub pareto: bool,
     pub setting: Setting,
+    /// The cell's value in the run's benchmark table (%, `--benchmark`), when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub benchmark: Option<f64>,
 }
 
 /// `compare.json`.
@@ -171,6 +174,7 @@ fn row(dir: &Path, r: &Report) -> Row {
         prediction_error: l.prediction_error,
         pareto: false,
         setting: Setting::of(r),
+        benchmark: r.benchmark.as_ref().map(|b| b.accuracy),
     }
 }
 
@@ -247,6 +251,7 @@ pub(crate) mod tests {
                 ep: "cpu".into(),
                 onnxruntime: "1.31.1".into(),
             },
+            benchmark: None,
         }
     }
 

@@ -31,12 +31,31 @@ fn copies(v: &Option<Vec<usize>>, sep: &str) -> Option<String> {
     v.as_ref().map(|c| c.iter().map(ToString::to_string).collect::<Vec<_>>().join(sep))
 }
 
+/// The column of the benchmark value in [`HEADERS`] and [`cells`]: shown only when a run has one.
+const BENCHMARK_COLUMN: usize = 3;
+
+/// Whether the comparison shows the benchmark column (some run was looked up in a table).
+fn with_benchmark(c: &Comparison) -> bool {
+    c.runs.iter().any(|r| r.benchmark.is_some())
+}
+
+/// `items` without the benchmark column unless `benchmark`.
+fn shown<T: Clone>(items: &[T], benchmark: bool) -> Vec<T> {
+    items
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| benchmark || *i != BENCHMARK_COLUMN)
+        .map(|(_, x)| x.clone())
+        .collect()
+}
+
 /// The columns of the main table, as text cells.
-fn cells(r: &Row) -> [String; 16] {
+fn cells(r: &Row) -> [String; 17] {
     [
         r.run.clone(),
         pct(r.accuracy_libtorch),
         pct(r.accuracy_ort),
+        r.benchmark.map(|b| format!("{b:.2}%")).unwrap_or_else(|| "–".into()),
         copies(&r.copies, "·").unwrap_or_else(|| "–".into()),
         r.supernet_params.map(|p| format!("{:.3} M", p as f64 / 1e6)).unwrap_or_else(|| "–".into()),
         r.sharing_degree.map(|d| format!("{d:.2}")).unwrap_or_else(|| "–".into()),
@@ -53,10 +72,11 @@ fn cells(r: &Row) -> [String; 16] {
     ]
 }
 
-const HEADERS: [&str; 16] = [
+const HEADERS: [&str; 17] = [
     "run",
     "acc. libtorch",
     "acc. ORT",
+    "benchmark",
     "copies",
     "supernet params",
     "sharing",
@@ -73,7 +93,8 @@ const HEADERS: [&str; 16] = [
 ];
 
 /// What the short headers mean.
-const LEGEND: &str = "acc.: test top-1; ORT: ONNX Runtime; copies: weight copies per choice point of the supernet the \
+const LEGEND: &str = "acc.: test top-1; ORT: ONNX Runtime; benchmark (when a run has one): the cell's value in the \
+    run's benchmark table (--benchmark, e.g. NAS-Bench-201's CIFAR-10 test top-1); copies: weight copies per choice point of the supernet the \
     search used (strategy 2), supernet params: its effective parameters, sharing: children per weight copy of the \
     final space (mean); b1/b64: batch 1/64, ORT latency and throughput; MACs: \
     multiply-adds per image; size: model.onnx; budget: the search's --max-latency-ms; predicted: the latency \
@@ -83,10 +104,13 @@ const LEGEND: &str = "acc.: test top-1; ORT: ONNX Runtime; copies: weight copies
 /// The Markdown table, the architectures, and the setting.
 pub fn markdown(c: &Comparison) -> String {
     let mut s = String::from("# pwsnas comparison\n\n");
-    let _ = writeln!(s, "| {} |", HEADERS.join(" | "));
-    let _ = writeln!(s, "| --- |{}", " ---: |".repeat(HEADERS.len() - 2) + " :---: |");
+    let bench = with_benchmark(c);
+    let headers = shown(&HEADERS, bench);
+    let _ = writeln!(s, "| {} |", headers.join(" | "));
+    let _ = writeln!(s, "| --- |{}", " ---: |".repeat(headers.len() - 2) + " :---: |");
     for r in &c.runs {
-        let _ = writeln!(s, "| {} |", cells(r).map(|c| c.replace('|', "\\|")).join(" | "));
+        let row: Vec<String> = shown(&cells(r), bench).iter().map(|c| c.replace('|', "\\|")).collect();
+        let _ = writeln!(s, "| {} |", row.join(" | "));
     }
     let _ = writeln!(s, "\n{LEGEND}\n");
     let _ = writeln!(s, "{}\n", setting_note(c));
@@ -112,7 +136,7 @@ pub fn csv(c: &Comparison) -> String {
     let mut s = String::from(
         "run,arch,space,accuracy_libtorch,accuracy_ort,latency_p50_ms,latency_p90_ms,throughput_batch64_per_s,params,\
          flops,model_bytes,budget_ms,predicted_ms,prediction_error,pareto,cpu,threads,ep,onnxruntime,copies,\
-         supernet_params,sharing_degree\n",
+         supernet_params,sharing_degree,benchmark\n",
     );
     let opt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
     for r in &c.runs {
@@ -139,6 +163,7 @@ pub fn csv(c: &Comparison) -> String {
             copies(&r.copies, " ").unwrap_or_default(),
             r.supernet_params.map(|p| p.to_string()).unwrap_or_default(),
             opt(r.sharing_degree),
+            opt(r.benchmark),
         ];
         let _ = writeln!(s, "{}", fields.join(","));
     }
@@ -183,14 +208,15 @@ pub fn html(c: &Comparison) -> String {
         }
     }
     s.push_str("</section>\n<section>\n<h2>Runs</h2>\n<div style=\"overflow-x: auto\">\n<table>\n<tr>");
-    for (i, h) in HEADERS.iter().enumerate() {
+    let bench = with_benchmark(c);
+    for (i, h) in shown(&HEADERS, bench).iter().enumerate() {
         let class = if i == 0 { "" } else { " class=\"n\"" };
         let _ = write!(s, "<th{class}>{}</th>", escape(h));
     }
     s.push_str("</tr>\n");
     for r in &c.runs {
         s.push_str("<tr>");
-        for (i, cell) in cells(r).iter().enumerate() {
+        for (i, cell) in shown(&cells(r), bench).iter().enumerate() {
             if i == 0 {
                 let _ = write!(s, "<td style=\"white-space: nowrap\"><code>{}</code></td>", escape(cell));
             } else {
@@ -236,6 +262,18 @@ mod tests {
         assert_eq!(md.matches(" ★ |").count(), 2, "{md}");
         assert!(md.contains("ONNX Runtime 1.31.1 on cpu, 2 thread(s), Test CPU"), "{md}");
         assert!(md.contains("`\\|nor_conv_3x3~0\\|+"), "{md}");
+    }
+
+    #[test]
+    fn the_benchmark_column_appears_when_a_run_has_a_benchmark_value() {
+        let mut c = comparison();
+        c.runs[1].benchmark = Some(88.25);
+        let md = markdown(&c);
+        assert!(md.contains("| run | acc. libtorch | acc. ORT | benchmark | copies |"), "{md}");
+        assert!(md.contains("| runs/c | 80.00% | 80.00% | 88.25% | 2·1·1 |"), "{md}");
+        assert!(md.contains("| runs/d | 70.00% | 70.00% | – | 2·1·1 |"), "{md}");
+        assert!(html(&c).contains("<td class=\"n\">88.25%</td>"));
+        assert!(csv(&c).lines().nth(2).unwrap().ends_with(",88.25"), "{}", csv(&c));
     }
 
     #[test]

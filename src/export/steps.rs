@@ -73,6 +73,13 @@ pub fn prepare(dir: &std::path::Path, opts: &ExportOptions, progress: &Progress)
         );
     }
     let arch_file: ArchFile = read_json(&arch_path)?;
+    if run.info.settings.retrain.epochs == 0 {
+        bail!(
+            "{} ends with its search (retrain.epochs = 0: its cell is judged by a benchmark table, arch.json): there is no retrained model to export; retrain it with `pwsnas train --run {} --retrain-epochs N` (or search with --retrain-epochs N > 0)",
+            dir.display(),
+            dir.display()
+        );
+    }
     let kind = arch_file.kind().with_context(|| format!("{} holds an invalid space", arch_path.display()))?;
     let arch = kind
         .parse_arch(&arch_file.arch)
@@ -335,6 +342,7 @@ pub fn assemble(
         },
         shrinking: History::read(&job.run.root).shrink.as_ref().ok().and_then(report::Shrinking::of),
         method: Some(settings.search.method.name().to_string()),
+        benchmark: job.arch_file.benchmark.clone(),
     }
 }
 

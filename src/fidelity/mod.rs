@@ -63,8 +63,9 @@ pub struct TruthArgs {
 
 #[derive(Args)]
 pub struct ReportArgs {
-    /// A truth folder (or its truth.jsonl); twice for two truth seeds: the truth is their mean and
-    /// the τ between them is reported as the ceiling.
+    /// A truth folder (or its truth.jsonl), or a benchmark table TABLE.csv[#COLUMN] (e.g.
+    /// NAS-Bench-201's); twice for two truths: the truth is their mean and the τ between them is
+    /// reported as the ceiling.
     #[arg(long, required = true)]
     pub truth: Vec<PathBuf>,
     /// Runs scored with `pwsnas shrink --score-only --exhaustive` (several epochs, several seeds).

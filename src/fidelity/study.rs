@@ -130,8 +130,23 @@ pub struct Study {
     pub runs: Vec<RunResult>,
 }
 
-/// The truth of a file: `truth.jsonl`, or a truth folder holding one.
+/// Whether a `--truth` names a benchmark table (`FILE.csv` or `FILE.csv#COLUMN`) rather than a
+/// truth folder or `truth.jsonl`.
+pub fn is_table(path: &Path) -> bool {
+    let text = path.to_string_lossy();
+    let file = text.split('#').next().unwrap_or("");
+    file.to_ascii_lowercase().ends_with(".csv")
+}
+
+/// The truth of a file: `truth.jsonl`, a truth folder holding one, or a benchmark table
+/// (`TABLE.csv[#COLUMN]`, [`crate::benchmark::table`]; its values in % become fractions like
+/// `truth.jsonl`'s, which the rank statistics do not see and the pages print as %).
 pub fn read_truth(path: &Path) -> Result<BTreeMap<String, f64>> {
+    if is_table(path) {
+        let r: crate::benchmark::TableRef = path.to_string_lossy().parse()?;
+        let table = crate::benchmark::Table::read(&r)?;
+        return Ok(table.cells().map(|(arch, v)| (arch.clone(), v / 100.0)).collect());
+    }
     let file = if path.is_dir() { path.join("truth.jsonl") } else { path.to_path_buf() };
     let text = std::fs::read_to_string(&file).with_context(|| {
         format!(

@@ -158,7 +158,7 @@ impl MethodRun {
         let g = &settings.gradient;
         let stage = state.stage as u64;
         tch::manual_seed(derive_seed(settings.seed, "method-weights", stage) as i64);
-        let net = Supernet::new(&space, device);
+        let net = Supernet::initialised(&space, device, settings.supernet.init);
         let alphas = Alphas::init(&space, derive_seed(settings.seed, "method-alpha", stage), device);
         let adam = Adam::for_alphas(g, &alphas);
         MethodRun { net, sgd: Sgd::new(&weight_cfg(settings)), alphas, adam, space, state }
@@ -331,6 +331,7 @@ pub fn run_stage(
         params_count: facts.params,
         supernet_accuracy: Some(accuracy),
         predicted_latency_ms: facts.latency_ms,
+        benchmark: None,
     };
     write_json(&run.path("arch.json"), &file)?;
     progress.info(format!(

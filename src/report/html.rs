@@ -137,10 +137,18 @@ fn cards(s: &mut String, r: &Report) {
 fn architecture(s: &mut String, r: &Report) {
     let _ = write!(
         s,
-        "<section>\n<h2>Architecture</h2>\n<code class=\"arch\">{}</code>\n<h3>Space parameters</h3>\n<code class=\"arch\">{}</code>\n</section>\n",
+        "<section>\n<h2>Architecture</h2>\n<code class=\"arch\">{}</code>\n<h3>Space parameters</h3>\n<code class=\"arch\">{}</code>\n",
         escape(&r.arch),
         escape(&r.space_params.to_string())
     );
+    if let Some(b) = &r.benchmark {
+        let _ = write!(
+            s,
+            "<h3>Benchmark</h3>\n<p class=\"benchmark\">{}</p>\n",
+            escape(&crate::benchmark::sentence(b))
+        );
+    }
+    s.push_str("</section>\n");
 }
 
 fn row(s: &mut String, k: &str, v_html: &str) {
@@ -392,6 +400,7 @@ mod tests {
         assert_eq!(html.matches("<svg").count(), 2, "the two latency charts");
         assert!(html.contains("Shrinking: no chart (shrink.json does not exist)"));
         assert!(html.contains("parity passed"));
+        assert!(html.contains("<h3>Benchmark</h3>") && html.contains("rank 41 of 15625 cells"));
         assert_eq!(escape("a<b & \"c\"'"), "a&lt;b &amp; &quot;c&quot;&#39;");
     }
 

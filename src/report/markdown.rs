@@ -91,6 +91,9 @@ pub fn render(r: &Report) -> String {
     if let Some(m) = &r.method {
         let _ = writeln!(s, "\nSearch method: **{m}**.");
     }
+    if let Some(b) = &r.benchmark {
+        let _ = writeln!(s, "\n## Benchmark\n\n{}", crate::benchmark::sentence(b));
+    }
     if let Some(sh) = &r.shrinking {
         let _ = writeln!(s, "\n## Shrinking\n\n{}", sh.sentence());
     }
@@ -159,6 +162,10 @@ mod tests {
         assert!(md.contains("libtorch 90.00%, ONNX Runtime 90.00% (difference +0.00 pp)"), "{md}");
         assert!(md.contains("**2.50×**"), "{md}");
         assert!(md.contains("Search method: **darts**."), "{md}");
+        assert!(
+            md.contains("this cell scores 88.50 %, rank 41 of 15625 cells; the best cell scores 91.10 %"),
+            "{md}"
+        );
         assert!(md.contains("predicted 0.1800 ms at batch 1, -10.0% off the measured p50 0.2000 ms"), "{md}");
         assert!(
             md.contains("copies per choice point [2, 1, 1]")

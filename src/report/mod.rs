@@ -53,6 +53,9 @@ pub struct Report {
     /// The search method that chose the architecture (`search.method`; absent in older reports).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
+    /// The cell in the run's benchmark table (`--benchmark`, from `arch.json`), when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub benchmark: Option<crate::benchmark::Lookup>,
 }
 
 /// The shrinking stage in short: what strategy 2 did to the supernet the search used, and how much
@@ -457,6 +460,16 @@ pub(crate) mod tests {
                 export: serde_json::json!({"ep": "cpu", "lowering": "optimized", "precision": "fp32"}),
             },
             method: Some("darts".into()),
+            benchmark: Some(crate::benchmark::Lookup {
+                table: "nb201.csv".into(),
+                column: "cifar10-test@12".into(),
+                accuracy: 88.5,
+                rank: 41,
+                cells: 15625,
+                best_accuracy: 91.1,
+                best_arch: "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|".into(),
+                mean_accuracy: 80.6,
+            }),
             shrinking: Some(Shrinking {
                 metric: "angle".into(),
                 rounds: 1,

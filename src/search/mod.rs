@@ -35,6 +35,9 @@ pub struct EvaluatedChild {
     pub params: f64,
     pub predicted_latency_ms: Option<f64>,
     pub generation: usize,
+    /// The child's value in the run's benchmark table (`--benchmark`; `crate::benchmark`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub benchmark: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -62,6 +65,9 @@ pub struct ArchFile {
     pub params_count: f64,
     pub supernet_accuracy: Option<f64>,
     pub predicted_latency_ms: Option<f64>,
+    /// The cell in the run's benchmark table (`--benchmark`; `crate::benchmark`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub benchmark: Option<crate::benchmark::Lookup>,
 }
 
 impl ArchFile {
@@ -114,6 +120,7 @@ impl Judge<'_> {
             params: facts.params,
             predicted_latency_ms: facts.latency_ms,
             generation,
+            benchmark: None,
         });
         accuracy
     }
@@ -212,6 +219,7 @@ pub fn run_stage(
         params_count: best.params,
         supernet_accuracy: Some(best.accuracy),
         predicted_latency_ms: best.predicted_latency_ms,
+        benchmark: None,
     };
     write_json(&run.path("arch.json"), &arch)?;
     progress.info(format!(

@@ -52,21 +52,53 @@ fn group_keys(r: &SweepReport) -> Vec<String> {
     r.groups.first().map(|g| g.values.keys().cloned().collect()).unwrap_or_default()
 }
 
+/// Whether any run was exported (ONNX Runtime figures) and whether any has a benchmark value.
+fn has(r: &SweepReport) -> (bool, bool) {
+    (r.runs.iter().any(|e| e.result.is_some()), r.runs.iter().any(|e| e.found.benchmark.is_some()))
+}
+
+fn opt_pm(s: &Option<Stat>, f: impl Fn(f64) -> String) -> String {
+    s.as_ref().map_or_else(|| "–".into(), |s| pm(s, f))
+}
+
+fn opt_pm_signed(s: &Option<Stat>, f: impl Fn(f64) -> String) -> String {
+    s.as_ref().map_or_else(|| "–".into(), |s| pm_signed(s, f))
+}
+
+fn two(v: f64) -> String {
+    format!("{v:.2}")
+}
+
 fn groups_table(r: &SweepReport) -> Table {
+    let (exported, bench) = has(r);
     let mut head = group_keys(r);
-    head.extend(["runs", "acc. ORT (%)", "params (M)", "MACs (M)", "p50 ms (b1)"].map(String::from));
+    head.push("runs".into());
+    if bench {
+        head.push("benchmark (%)".into());
+    }
+    if exported {
+        head.push("acc. ORT (%)".into());
+    }
+    head.extend(["params (M)", "MACs (M)"].map(String::from));
+    if exported {
+        head.push("p50 ms (b1)".into());
+    }
     let rows = r
         .groups
         .iter()
         .map(|g| {
             let mut row: Vec<String> = g.values.values().map(text).collect();
-            row.extend([
-                g.runs.to_string(),
-                pm(&g.accuracy_ort, pct_number),
-                pm(&g.params, millions),
-                pm(&g.flops, millions),
-                pm(&g.latency_p50_ms, ms),
-            ]);
+            row.push(g.runs.to_string());
+            if bench {
+                row.push(opt_pm(&g.benchmark, two));
+            }
+            if exported {
+                row.push(opt_pm(&g.accuracy_ort, pct_number));
+            }
+            row.extend([pm(&g.params, millions), pm(&g.flops, millions)]);
+            if exported {
+                row.push(opt_pm(&g.latency_p50_ms, ms));
+            }
             row
         })
         .collect();
@@ -74,26 +106,35 @@ fn groups_table(r: &SweepReport) -> Table {
 }
 
 fn gains_table(r: &SweepReport) -> Table {
+    let (exported, bench) = has(r);
     let mut head: Vec<String> =
         r.gains.first().map(|g| g.method.keys().cloned().collect()).unwrap_or_default();
-    head.extend(
-        ["shrinking", "pairs", "Δ acc. (pp)", "better", "Δ p50 ms (b1)", "Δ params (M)", "Δ MACs (M)"]
-            .map(String::from),
-    );
+    head.extend(["shrinking", "pairs"].map(String::from));
+    if bench {
+        head.extend(["Δ benchmark (pp)", "better (benchmark)"].map(String::from));
+    }
+    if exported {
+        head.extend(["Δ acc. (pp)", "better", "Δ p50 ms (b1)"].map(String::from));
+    }
+    head.extend(["Δ params (M)", "Δ MACs (M)"].map(String::from));
     let rows = r
         .gains
         .iter()
         .map(|g| {
             let mut row: Vec<String> = g.method.values().map(text).collect();
-            row.extend([
-                text(&g.metric),
-                g.pairs.to_string(),
-                pm_signed(&g.accuracy_pp, |v| format!("{v:.2}")),
-                format!("{}/{}", g.wins, g.pairs),
-                pm_signed(&g.latency_p50_ms, ms),
-                pm_signed(&g.params, millions),
-                pm_signed(&g.flops, millions),
-            ]);
+            row.extend([text(&g.metric), g.pairs.to_string()]);
+            let of = |wins: Option<usize>| wins.map_or_else(|| "–".into(), |w| format!("{w}/{}", g.pairs));
+            if bench {
+                row.extend([opt_pm_signed(&g.benchmark_pp, two), of(g.benchmark_wins)]);
+            }
+            if exported {
+                row.extend([
+                    opt_pm_signed(&g.accuracy_pp, two),
+                    of(g.wins),
+                    opt_pm_signed(&g.latency_p50_ms, ms),
+                ]);
+            }
+            row.extend([pm_signed(&g.params, millions), pm_signed(&g.flops, millions)]);
             row
         })
         .collect();
@@ -101,37 +142,76 @@ fn gains_table(r: &SweepReport) -> Table {
 }
 
 fn runs_table(r: &SweepReport) -> Table {
-    let head = ["#", "run", "acc. ORT", "p50 ms (b1)", "params (M)", "MACs (M)", "Pareto", "architecture"]
-        .map(String::from)
-        .to_vec();
+    let (exported, bench) = has(r);
+    let mut head: Vec<String> = ["#", "run"].map(String::from).to_vec();
+    if bench {
+        head.push("benchmark".into());
+    }
+    if exported {
+        head.extend(["acc. ORT", "p50 ms (b1)"].map(String::from));
+    }
+    head.extend(["params (M)", "MACs (M)"].map(String::from));
+    if exported {
+        head.push("Pareto".into());
+    }
+    head.push("architecture".into());
     let rows = r
         .runs
         .iter()
         .map(|e| {
-            vec![
-                e.index.to_string(),
-                e.name.clone(),
-                pct(e.result.accuracy_ort),
-                ms(e.result.latency_p50_ms),
-                millions(e.result.params),
-                millions(e.result.flops),
-                if e.result.pareto { "★".into() } else { String::new() },
-                e.result.arch.clone(),
-            ]
+            let mut row = vec![e.index.to_string(), e.name.clone()];
+            if bench {
+                row.push(e.found.benchmark.map_or_else(|| "–".into(), |b| format!("{b:.2}%")));
+            }
+            if exported {
+                match &e.result {
+                    Some(x) => row.extend([pct(x.accuracy_ort), ms(x.latency_p50_ms)]),
+                    None => row.extend(["–".into(), "–".into()]),
+                }
+            }
+            row.extend([millions(e.found.params), millions(e.found.flops)]);
+            if exported {
+                row.push(if e.result.as_ref().is_some_and(|x| x.pareto) {
+                    "★".into()
+                } else {
+                    String::new()
+                });
+            }
+            row.push(e.found.arch.clone());
+            row
         })
         .collect();
     (head, rows)
 }
 
+/// The numeric columns of the runs table (after `#` and the name, up to the architecture).
+fn runs_numeric(r: &SweepReport) -> Range<usize> {
+    2..runs_table(r).0.len() - 1
+}
+
 const LEGEND: &str = "Mean ± sample standard deviation over the seeds of each group (no ± for a single run). \
-    acc. ORT: test top-1 of the exported model in ONNX Runtime; MACs: multiply-adds per image; p50 ms (b1): \
-    ONNX Runtime median latency at batch 1. Gains: each shrunk run minus the shrink.metric = none run with the \
-    same other grid values and seed, then mean ± std over seeds; better: seeds where shrinking was more accurate. \
-    ★ Pareto-optimal: no other run is both at least as accurate and at least as fast, and better in one.";
+    benchmark: the found cell's value in the runs' benchmark table (--benchmark); acc. ORT: test top-1 of the \
+    exported model in ONNX Runtime; MACs: multiply-adds per image; p50 ms (b1): ONNX Runtime median latency at \
+    batch 1 (– for a run that ends with its search, retrain.epochs = 0). Gains: each shrunk run minus the \
+    shrink.metric = none run with the same other grid values and seed, then mean ± std over seeds; better: seeds \
+    where shrinking was more accurate. ★ Pareto-optimal: no other run is both at least as accurate and at least as \
+    fast, and better in one.";
+
+/// The benchmark's best and mean cell, for scale.
+fn scale_note(r: &SweepReport) -> Option<String> {
+    r.benchmark.as_ref().map(|b| {
+        format!(
+            "Benchmark {} (column {}, {} cells): best cell {:.2} % ({}), mean cell {:.2} %.",
+            b.table, b.column, b.cells, b.best_accuracy, b.best_arch, b.mean_accuracy
+        )
+    })
+}
 
 fn setting_note(r: &SweepReport) -> String {
-    match (r.mixed.is_empty(), r.runs.first()) {
-        (true, Some(e)) => format!("Latencies measured with {}.", e.result.setting),
+    let first = r.runs.iter().find_map(|e| e.result.as_ref());
+    match (r.mixed.is_empty(), first) {
+        (true, Some(x)) => format!("Latencies measured with {}.", x.setting),
+        (true, None) => "No run was exported: no latency or ONNX Runtime figures.".into(),
         _ => format!("Latencies were measured with different settings: {}.", r.mixed.join("; ")),
     }
 }
@@ -169,6 +249,9 @@ pub(crate) fn md_table(s: &mut String, (head, rows): Table, numeric: Range<usize
 pub fn markdown(r: &SweepReport) -> String {
     let mut s = String::from("# pwsnas sweep report\n\n");
     let _ = writeln!(s, "{}\n\n{}\n", coverage(r), setting_note(r));
+    if let Some(note) = scale_note(r) {
+        let _ = writeln!(s, "{note}\n");
+    }
     s.push_str("## Groups (mean ± std over seeds)\n\n");
     md_table(&mut s, groups_table(r), group_keys(r).len()..usize::MAX);
     s.push_str("\n## Gain of shrinking over `none` (paired by seed)\n\n");
@@ -179,15 +262,15 @@ pub fn markdown(r: &SweepReport) -> String {
         md_table(&mut s, gains_table(r), keys..usize::MAX);
     }
     s.push_str("\n## Runs\n\n");
-    md_table(&mut s, runs_table(r), 2..6);
+    md_table(&mut s, runs_table(r), runs_numeric(r));
     let _ = writeln!(s, "\n{LEGEND}");
     s
 }
 
 /// One row per group: its grid values, the run count, and each figure's mean and std (plain
-/// numbers: fractions, counts, ms; an empty std for a single run).
+/// numbers: fractions, counts, ms, %; empty where a group has no such figure or a single run).
 pub fn csv(r: &SweepReport) -> String {
-    let figures = ["accuracy_ort", "params", "flops", "latency_p50_ms"];
+    let figures = ["benchmark", "accuracy_ort", "params", "flops", "latency_p50_ms"];
     let mut head: Vec<String> = group_keys(r).iter().map(|k| field(k)).collect();
     head.push("runs".into());
     for f in figures {
@@ -197,8 +280,14 @@ pub fn csv(r: &SweepReport) -> String {
     for g in &r.groups {
         let mut row: Vec<String> = g.values.values().map(|v| field(&text(v))).collect();
         row.push(g.runs.to_string());
-        for stat in [&g.accuracy_ort, &g.params, &g.flops, &g.latency_p50_ms] {
-            row.extend([stat.mean.to_string(), stat.std.map(|d| d.to_string()).unwrap_or_default()]);
+        let (params, flops) = (Some(g.params.clone()), Some(g.flops.clone()));
+        for stat in [&g.benchmark, &g.accuracy_ort, &params, &flops, &g.latency_p50_ms] {
+            match stat {
+                Some(st) => {
+                    row.extend([st.mean.to_string(), st.std.map(|d| d.to_string()).unwrap_or_default()])
+                }
+                None => row.extend([String::new(), String::new()]),
+            }
         }
         let _ = writeln!(s, "{}", row.join(","));
     }
@@ -234,6 +323,9 @@ pub fn html(r: &SweepReport) -> String {
         escape(&coverage(r)),
         escape(&setting_note(r))
     );
+    if let Some(note) = scale_note(r) {
+        let _ = writeln!(s, "<p class=\"sub\">{}</p>", escape(&note));
+    }
     s.push_str("<section>\n<h2>Groups (mean ± std over seeds)</h2>\n");
     html_table(&mut s, groups_table(r), group_keys(r).len()..usize::MAX);
     s.push_str("</section>\n<section>\n<h2>Gain of shrinking over <code>none</code> (paired by seed)</h2>\n");
@@ -245,16 +337,31 @@ pub fn html(r: &SweepReport) -> String {
         let keys = r.gains[0].method.len() + 1;
         html_table(&mut s, gains_table(r), keys..usize::MAX);
     }
-    s.push_str("</section>\n<section>\n<h2>Accuracy against latency</h2>\n");
+    s.push_str("</section>\n");
+    if has(r).0 {
+        chart_section(&mut s, r);
+    }
+    s.push_str("<section>\n<h2>Runs</h2>\n");
+    html_table(&mut s, runs_table(r), runs_numeric(r));
+    let _ = writeln!(s, "<p>{}</p>\n</section>\n</main>\n</body>\n</html>", escape(LEGEND));
+    s
+}
+
+/// The accuracy-against-latency chart of the exported runs.
+fn chart_section(s: &mut String, r: &SweepReport) {
+    s.push_str("<section>\n<h2>Accuracy against latency</h2>\n");
     let points: Vec<charts::RunPoint> = r
         .runs
         .iter()
-        .map(|e| charts::RunPoint {
-            label: e.label.clone(),
-            latency_ms: e.result.latency_p50_ms,
-            accuracy: e.result.accuracy_ort,
-            predicted_ms: None,
-            pareto: e.result.pareto,
+        .filter_map(|e| {
+            let x = e.result.as_ref()?;
+            Some(charts::RunPoint {
+                label: e.label.clone(),
+                latency_ms: x.latency_p50_ms,
+                accuracy: x.accuracy_ort,
+                predicted_ms: None,
+                pareto: x.pareto,
+            })
         })
         .collect();
     match charts::accuracy_latency(&points) {
@@ -269,10 +376,7 @@ pub fn html(r: &SweepReport) -> String {
             let _ = writeln!(s, "<p class=\"missing\">No chart: {}</p>", escape(&format!("{e:#}")));
         }
     }
-    s.push_str("</section>\n<section>\n<h2>Runs</h2>\n");
-    html_table(&mut s, runs_table(r), 2..6);
-    let _ = writeln!(s, "<p>{}</p>\n</section>\n</main>\n</body>\n</html>", escape(LEGEND));
-    s
+    s.push_str("</section>\n");
 }
 
 /// Writes `report.md`, `report.csv`, `report.json` and `report.html` into `dir`; returns their paths.
@@ -302,10 +406,11 @@ mod tests {
             ]),
             runs: 2,
             seeds: vec![json!(0), json!(1)],
-            accuracy_ort: Stat { mean: acc, std: Some(0.01) },
+            accuracy_ort: Some(Stat { mean: acc, std: Some(0.01) }),
             params: Stat { mean: 1e4, std: Some(0.0) },
             flops: Stat { mean: 1e6, std: Some(1e5) },
-            latency_p50_ms: Stat { mean: 0.1, std: None },
+            latency_p50_ms: Some(Stat { mean: 0.1, std: None }),
+            benchmark: None,
         };
         SweepReport {
             schema_version: SCHEMA_VERSION,
@@ -317,7 +422,51 @@ mod tests {
             gains: Vec::new(),
             runs,
             mixed: Vec::new(),
+            benchmark: None,
         }
+    }
+
+    /// Runs that end with their search, judged by a benchmark table.
+    fn benchmark_report() -> SweepReport {
+        use super::super::report::{tests::searched, Scale};
+        let mut r = report();
+        r.runs = vec![searched(0, "none", 0, 88.0, 1e5), searched(1, "angle", 0, 91.0, 2e5)];
+        for (g, b) in r.groups.iter_mut().zip([88.0, 91.0]) {
+            (g.accuracy_ort, g.latency_p50_ms) = (None, None);
+            g.benchmark = Some(Stat { mean: b, std: Some(0.5) });
+        }
+        r.benchmark = Some(Scale {
+            table: "nb201.csv".into(),
+            column: "cifar10-test@12".into(),
+            cells: 15625,
+            best_accuracy: 91.1,
+            best_arch: "|best|".into(),
+            mean_accuracy: 80.6,
+        });
+        r
+    }
+
+    #[test]
+    fn a_sweep_without_exports_reports_the_benchmark_and_no_latency() {
+        let r = benchmark_report();
+        let md = markdown(&r);
+        assert!(
+            md.contains("| sampler | shrink.metric | runs | benchmark (%) | params (M) | MACs (M) |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| uniform | angle | 2 | 91.00 ± 0.50 | 0.010 ± 0.000 | 1.000 ± 0.100 |"),
+            "{md}"
+        );
+        assert!(md.contains("best cell 91.10 % (|best|), mean cell 80.60 %"), "{md}");
+        assert!(md.contains("No run was exported"), "{md}");
+        assert!(!md.contains("| acc. ORT") && !md.contains("| Pareto |"), "{md}");
+        assert!(md.contains("| 1 | sampler=uniform,shrink.metric=angle,seed=0 | 91.00% | 0.200 |"), "{md}");
+        let text = csv(&r);
+        assert_eq!(text.lines().nth(2).unwrap(), "uniform,angle,2,91,0.5,,,10000,0,1000000,100000,,");
+        let page = html(&r);
+        assert_eq!(page.matches("<svg").count(), 0, "no latency chart without exports");
+        assert!(page.trim_end().ends_with("</html>"));
     }
 
     #[test]
@@ -340,8 +489,8 @@ mod tests {
     fn csv_has_one_row_per_group_with_plain_numbers() {
         let text = csv(&report());
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], "sampler,shrink.metric,runs,accuracy_ort_mean,accuracy_ort_std,params_mean,params_std,flops_mean,flops_std,latency_p50_ms_mean,latency_p50_ms_std");
-        assert_eq!(lines[2], "uniform,angle,2,0.9,0.01,10000,0,1000000,100000,0.1,");
+        assert_eq!(lines[0], "sampler,shrink.metric,runs,benchmark_mean,benchmark_std,accuracy_ort_mean,accuracy_ort_std,params_mean,params_std,flops_mean,flops_std,latency_p50_ms_mean,latency_p50_ms_std");
+        assert_eq!(lines[2], "uniform,angle,2,,,0.9,0.01,10000,0,1000000,100000,0.1,");
         assert_eq!(lines.len(), 3);
     }
 

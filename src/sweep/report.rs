@@ -1,7 +1,9 @@
 //! `pwsnas sweep report DIR`: the sweep's finished runs as the paper's table. Runs are grouped by
 //! every grid value but the seed; each group gets the mean ± standard deviation over its seeds
 //! of ONNX Runtime test accuracy, parameters, multiply-adds and ONNX Runtime latency (batch 1,
-//! p50). For each method (the grid values but the seed and `shrink.metric`) and each shrinking
+//! p50), and with a benchmark table (`--benchmark`) of the found cells' benchmark value. Runs
+//! that end with their search (`retrain.epochs = 0`, how NAS-Bench-201 studies run) have only the
+//! figures of their cell: parameters, multiply-adds and the benchmark. For each method (the grid values but the seed and `shrink.metric`) and each shrinking
 //! metric, the gain of shrinking over `shrink.metric = "none"` is taken run by run, paired by
 //! seed (same grid values otherwise), then averaged. Every run also goes on an accuracy-against-
 //! latency chart with the Pareto front ([`crate::compare`]).
@@ -17,9 +19,13 @@ use serde_json::Value;
 use super::plan::SEED_KEY;
 use super::{task, SweepDir};
 use crate::compare::{self, Row};
+use crate::fsutil::read_json;
+use crate::search::ArchFile;
 
-/// Version of the sweep's `report.json`.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version of the sweep's `report.json`. 2: each run's found cell is `found` (arch, params,
+/// multiply-adds, benchmark value), its export figures are absent for a run that was not exported,
+/// and groups and gains carry the benchmark where the runs have one.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// The grid key whose `none` value is the baseline of the gains.
 pub const SHRINK_KEY: &str = "shrink.metric";
@@ -41,7 +47,19 @@ impl Stat {
     }
 }
 
-/// One finished run: its place in the plan and its exported result.
+/// The cell a run's search found (`arch.json`), exported or not.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Found {
+    pub arch: String,
+    pub params: f64,
+    /// Multiply-adds of one image.
+    pub flops: f64,
+    /// Its value in the run's benchmark table (%), when the run has one (`--benchmark`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub benchmark: Option<f64>,
+}
+
+/// One finished run: its place in the plan, the cell it found and, when it was exported, its result.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunEntry {
     pub index: usize,
@@ -49,9 +67,11 @@ pub struct RunEntry {
     /// Short label of its grid values (`uniform/angle/0`), as on the chart.
     pub label: String,
     pub values: IndexMap<String, Value>,
-    /// What `pwsnas compare` reads of it (its `run` is the run's name), with the Pareto mark.
+    pub found: Found,
+    /// What `pwsnas compare` reads of it (its `run` is the run's name), with the Pareto mark; absent
+    /// for a run that ends with its search (`retrain.epochs = 0`, judged by a benchmark table).
     #[serde(flatten)]
-    pub result: Row,
+    pub result: Option<Row>,
 }
 
 /// The runs that differ only in their seed.
@@ -61,13 +81,18 @@ pub struct Group {
     pub values: IndexMap<String, Value>,
     pub runs: usize,
     pub seeds: Vec<Value>,
-    /// ONNX Runtime test top-1 (fraction).
-    pub accuracy_ort: Stat,
+    /// ONNX Runtime test top-1 (fraction), over the exported runs (absent when none was).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accuracy_ort: Option<Stat>,
     pub params: Stat,
     /// Multiply-adds of one image.
     pub flops: Stat,
-    /// ONNX Runtime batch-1 p50 (ms).
-    pub latency_p50_ms: Stat,
+    /// ONNX Runtime batch-1 p50 (ms), over the exported runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_p50_ms: Option<Stat>,
+    /// The found cells' benchmark value (%), over the runs that have one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub benchmark: Option<Stat>,
 }
 
 /// Shrinking with one metric against no shrinking, for one method, paired by seed.
@@ -79,13 +104,34 @@ pub struct Gain {
     pub metric: Value,
     /// Seeds with both runs finished.
     pub pairs: usize,
-    /// Pairs where shrinking gave the higher accuracy.
-    pub wins: usize,
-    /// Shrunk − none: accuracy in percentage points, latency in ms, params, multiply-adds.
-    pub accuracy_pp: Stat,
-    pub latency_p50_ms: Stat,
+    /// Pairs where shrinking gave the higher ONNX Runtime accuracy (pairs both exported).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wins: Option<usize>,
+    /// Shrunk − none: accuracy in percentage points, latency in ms (pairs both exported), params,
+    /// multiply-adds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accuracy_pp: Option<Stat>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_p50_ms: Option<Stat>,
     pub params: Stat,
     pub flops: Stat,
+    /// Shrunk − none in the benchmark (percentage points) and the pairs where shrinking found the
+    /// better cell, over the pairs that both have a benchmark value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub benchmark_pp: Option<Stat>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub benchmark_wins: Option<usize>,
+}
+
+/// The benchmark the runs' cells were looked up in, for scale: its best and its mean cell.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Scale {
+    pub table: String,
+    pub column: String,
+    pub cells: usize,
+    pub best_accuracy: f64,
+    pub best_arch: String,
+    pub mean_accuracy: f64,
 }
 
 /// The sweep's `report.json`.
@@ -102,10 +148,22 @@ pub struct SweepReport {
     pub runs: Vec<RunEntry>,
     /// How the runs' latency settings differ (machine, threads, ...), when they do.
     pub mixed: Vec<String>,
+    /// The benchmark table of the runs, when they have one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub benchmark: Option<Scale>,
 }
 
 fn without(values: &IndexMap<String, Value>, keys: &[&str]) -> IndexMap<String, Value> {
     values.iter().filter(|(k, _)| !keys.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+/// Mean ± std of `f` over the entries that have it (`None` when none has).
+fn stat_of<'a>(
+    entries: impl Iterator<Item = &'a RunEntry>,
+    f: impl Fn(&RunEntry) -> Option<f64>,
+) -> Option<Stat> {
+    let v: Vec<f64> = entries.filter_map(f).collect();
+    (!v.is_empty()).then(|| Stat::of(&v))
 }
 
 /// The report of the sweep's finished runs.
@@ -119,22 +177,45 @@ pub fn build(sweep: &SweepDir) -> Result<SweepReport> {
             sweep.root.display()
         );
     }
-    let dirs: Vec<_> = done.iter().map(|r| sweep.run_dir(r)).collect();
-    let comparison = compare::compare(&dirs, true)?;
-    let runs: Vec<RunEntry> = done
-        .iter()
-        .zip(comparison.runs)
-        .map(|(r, mut result)| {
-            result.run = r.name.clone();
-            RunEntry {
-                index: r.index,
-                name: r.name.clone(),
-                label: r.label(),
-                values: r.values.clone(),
-                result,
-            }
-        })
-        .collect();
+    let exported: Vec<_> = done.iter().filter(|r| sweep.run_dir(r).join("report.json").exists()).collect();
+    let dirs: Vec<_> = exported.iter().map(|r| sweep.run_dir(r)).collect();
+    let comparison = if dirs.is_empty() { None } else { Some(compare::compare(&dirs, true)?) };
+    let mut rows: IndexMap<usize, Row> = IndexMap::new();
+    if let Some(c) = &comparison {
+        for (r, mut row) in exported.iter().zip(c.runs.clone()) {
+            row.run = r.name.clone();
+            rows.insert(r.index, row);
+        }
+    }
+    let mut scale = None;
+    let mut runs = Vec::with_capacity(done.len());
+    for r in &done {
+        let path = sweep.run_dir(r).join("arch.json");
+        let arch: ArchFile = read_json(&path)?;
+        if let (None, Some(b)) = (&scale, &arch.benchmark) {
+            scale = Some(Scale {
+                table: b.table.clone(),
+                column: b.column.clone(),
+                cells: b.cells,
+                best_accuracy: b.best_accuracy,
+                best_arch: b.best_arch.clone(),
+                mean_accuracy: b.mean_accuracy,
+            });
+        }
+        runs.push(RunEntry {
+            index: r.index,
+            name: r.name.clone(),
+            label: r.label(),
+            values: r.values.clone(),
+            found: Found {
+                arch: arch.arch.clone(),
+                params: arch.params_count,
+                flops: arch.flops,
+                benchmark: arch.benchmark.as_ref().map(|b| b.accuracy),
+            },
+            result: rows.shift_remove(&r.index),
+        });
+    }
 
     let mut groups: IndexMap<String, (IndexMap<String, Value>, Vec<&RunEntry>)> = IndexMap::new();
     for e in &runs {
@@ -145,19 +226,20 @@ pub fn build(sweep: &SweepDir) -> Result<SweepReport> {
             .1
             .push(e);
     }
-    let stat = |members: &[&RunEntry], f: fn(&Row) -> f64| {
-        Stat::of(&members.iter().map(|e| f(&e.result)).collect::<Vec<_>>())
-    };
     let groups = groups
         .into_values()
-        .map(|(values, members)| Group {
-            values,
-            runs: members.len(),
-            seeds: members.iter().filter_map(|e| e.values.get(SEED_KEY).cloned()).collect(),
-            accuracy_ort: stat(&members, |r| r.accuracy_ort),
-            params: stat(&members, |r| r.params),
-            flops: stat(&members, |r| r.flops),
-            latency_p50_ms: stat(&members, |r| r.latency_p50_ms),
+        .map(|(values, members)| {
+            let all = || members.iter().copied();
+            Group {
+                values,
+                runs: members.len(),
+                seeds: members.iter().filter_map(|e| e.values.get(SEED_KEY).cloned()).collect(),
+                accuracy_ort: stat_of(all(), |e| e.result.as_ref().map(|r| r.accuracy_ort)),
+                params: Stat::of(&members.iter().map(|e| e.found.params).collect::<Vec<_>>()),
+                flops: Stat::of(&members.iter().map(|e| e.found.flops).collect::<Vec<_>>()),
+                latency_p50_ms: stat_of(all(), |e| e.result.as_ref().map(|r| r.latency_p50_ms)),
+                benchmark: stat_of(all(), |e| e.found.benchmark),
+            }
         })
         .collect();
 
@@ -170,7 +252,8 @@ pub fn build(sweep: &SweepDir) -> Result<SweepReport> {
         groups,
         gains: gains(&runs),
         runs,
-        mixed: comparison.mixed,
+        mixed: comparison.map(|c| c.mixed).unwrap_or_default(),
+        benchmark: scale,
     })
 }
 
@@ -179,7 +262,7 @@ pub fn build(sweep: &SweepDir) -> Result<SweepReport> {
 fn gains(runs: &[RunEntry]) -> Vec<Gain> {
     let none = Value::String("none".into());
     // Per (method, metric): the method's values, the metric, and the (shrunk, none) pairs.
-    type Pairs<'a> = (IndexMap<String, Value>, Value, Vec<(&'a Row, &'a Row)>);
+    type Pairs<'a> = (IndexMap<String, Value>, Value, Vec<(&'a RunEntry, &'a RunEntry)>);
     let mut pairs: IndexMap<String, Pairs> = IndexMap::new();
     for e in runs {
         let Some(metric) = e.values.get(SHRINK_KEY).filter(|m| **m != none) else { continue };
@@ -191,27 +274,29 @@ fn gains(runs: &[RunEntry]) -> Vec<Gain> {
             "{} {metric}",
             Value::from(method.clone().into_iter().collect::<serde_json::Map<_, _>>())
         );
-        pairs
-            .entry(key)
-            .or_insert_with(|| (method, metric.clone(), Vec::new()))
-            .2
-            .push((&e.result, &base.result));
+        pairs.entry(key).or_insert_with(|| (method, metric.clone(), Vec::new())).2.push((e, base));
     }
     pairs
         .into_values()
         .map(|(method, metric, pairs)| {
-            let delta = |f: fn(&Row) -> f64, scale: f64| {
-                Stat::of(&pairs.iter().map(|(s, n)| (f(s) - f(n)) * scale).collect::<Vec<_>>())
+            // The differences shrunk − none of `f` over the pairs where both runs have it.
+            let deltas = |f: &dyn Fn(&RunEntry) -> Option<f64>| -> Vec<f64> {
+                pairs.iter().filter_map(|(s, n)| Some(f(s)? - f(n)?)).collect()
             };
+            let stat = |v: Vec<f64>| (!v.is_empty()).then(|| Stat::of(&v));
+            let ort = deltas(&|e| e.result.as_ref().map(|r| r.accuracy_ort * 100.0));
+            let bench = deltas(&|e| e.found.benchmark);
             Gain {
                 method,
                 metric,
                 pairs: pairs.len(),
-                wins: pairs.iter().filter(|(s, n)| s.accuracy_ort > n.accuracy_ort).count(),
-                accuracy_pp: delta(|r| r.accuracy_ort, 100.0),
-                latency_p50_ms: delta(|r| r.latency_p50_ms, 1.0),
-                params: delta(|r| r.params, 1.0),
-                flops: delta(|r| r.flops, 1.0),
+                wins: (!ort.is_empty()).then(|| ort.iter().filter(|d| **d > 0.0).count()),
+                accuracy_pp: stat(ort),
+                latency_p50_ms: stat(deltas(&|e| e.result.as_ref().map(|r| r.latency_p50_ms))),
+                params: Stat::of(&deltas(&|e| Some(e.found.params))),
+                flops: Stat::of(&deltas(&|e| Some(e.found.flops))),
+                benchmark_wins: (!bench.is_empty()).then(|| bench.iter().filter(|d| **d > 0.0).count()),
+                benchmark_pp: stat(bench),
             }
         })
         .collect()
@@ -237,13 +322,29 @@ pub(crate) mod tests {
                 .map(|(k, v)| (k.to_string(), v))
                 .collect();
         let name = format!("sampler={sampler},shrink.metric={metric},seed={seed}");
+        let result = row(&name, acc, lat);
         RunEntry {
             index,
             label: format!("{sampler}/{metric}/{seed}"),
             values,
-            result: row(&name, acc, lat),
+            found: Found {
+                arch: result.arch.clone(),
+                params: result.params,
+                flops: result.flops,
+                benchmark: None,
+            },
+            result: Some(result),
             name,
         }
+    }
+
+    /// A run that ended with its search, judged by a benchmark value (%).
+    pub(crate) fn searched(index: usize, metric: &str, seed: u64, benchmark: f64, params: f64) -> RunEntry {
+        let mut e = entry(index, "uniform", metric, seed, 0.0, 0.0);
+        e.result = None;
+        e.found.benchmark = Some(benchmark);
+        e.found.params = params;
+        e
     }
 
     #[test]
@@ -267,10 +368,37 @@ pub(crate) mod tests {
         assert_eq!(g.len(), 1, "fair/angle has no none run to pair with: {g:?}");
         assert_eq!(g[0].method, IndexMap::from([("sampler".to_string(), json!("uniform"))]));
         assert_eq!(g[0].metric, json!("angle"));
-        assert_eq!((g[0].pairs, g[0].wins), (2, 1));
+        assert_eq!((g[0].pairs, g[0].wins), (2, Some(1)));
         // Seed 0: +2 pp, seed 1: −1 pp (not +12 or −11: pairs are by seed).
-        assert!((g[0].accuracy_pp.mean - 0.5).abs() < 1e-9, "{:?}", g[0].accuracy_pp);
-        assert!((g[0].accuracy_pp.std.unwrap() - 4.5f64.sqrt()).abs() < 1e-9);
-        assert!((g[0].latency_p50_ms.mean - 0.0).abs() < 1e-12);
+        let acc = g[0].accuracy_pp.as_ref().unwrap();
+        assert!((acc.mean - 0.5).abs() < 1e-9, "{acc:?}");
+        assert!((acc.std.unwrap() - 4.5f64.sqrt()).abs() < 1e-9);
+        assert!((g[0].latency_p50_ms.as_ref().unwrap().mean - 0.0).abs() < 1e-12);
+        assert_eq!((g[0].benchmark_pp.as_ref(), g[0].benchmark_wins), (None, None));
+    }
+
+    #[test]
+    fn runs_without_export_are_paired_by_their_benchmark_value() {
+        let runs = vec![
+            searched(0, "none", 0, 88.0, 1e5),
+            searched(1, "none", 1, 90.0, 1e5),
+            searched(2, "angle", 0, 91.0, 2e5),
+            searched(3, "angle", 1, 89.5, 1e5),
+        ];
+        let g = gains(&runs);
+        assert_eq!(g.len(), 1);
+        let b = g[0].benchmark_pp.as_ref().unwrap();
+        // Seed 0: +3 pp, seed 1: −0.5 pp.
+        assert!((b.mean - 1.25).abs() < 1e-9, "{b:?}");
+        assert_eq!((g[0].benchmark_wins, g[0].wins, g[0].accuracy_pp.as_ref()), (Some(1), None, None));
+        assert!((g[0].params.mean - 5e4).abs() < 1e-9);
+        // A run entry without export serialises without the export's figures, and reads back.
+        let json = serde_json::to_value(&runs[2]).unwrap();
+        assert!(json.get("accuracy_ort").is_none() && json["found"]["benchmark"] == 91.0, "{json}");
+        assert_eq!(serde_json::from_value::<RunEntry>(json).unwrap(), runs[2]);
+        let exported = entry(5, "uniform", "angle", 2, 0.9, 0.1);
+        let json = serde_json::to_value(&exported).unwrap();
+        assert_eq!(json["accuracy_ort"], 0.9, "the export's figures stay flat in the entry");
+        assert_eq!(serde_json::from_value::<RunEntry>(json).unwrap(), exported);
     }
 }

@@ -69,6 +69,18 @@ pub fn of_runs(sweep: &SweepDir) -> Vec<RunStatus> {
 
 fn state_of(sweep: &SweepDir, run: &PlannedRun, slurm: Option<&slurm::TaskState>) -> (State, bool, String) {
     let record = TaskRecord::read(&sweep.record_path(run));
+    if task::is_done(sweep, run) && task::ends_with_search(&sweep.run_dir(run)) {
+        let arch: anyhow::Result<crate::search::ArchFile> =
+            crate::fsutil::read_json(&sweep.run_dir(run).join("arch.json"));
+        let detail = match arch {
+            Ok(a) => match a.benchmark {
+                Some(b) => format!("not exported (retrain.epochs = 0); {}", crate::benchmark::describe(&b)),
+                None => "not exported (retrain.epochs = 0)".into(),
+            },
+            Err(e) => format!("{e:#}"),
+        };
+        return (State::Done, false, detail);
+    }
     if task::is_done(sweep, run) {
         let detail = match Report::load(&sweep.run_dir(run).join("report.json")) {
             Ok(r) => format!(

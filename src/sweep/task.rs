@@ -68,10 +68,19 @@ pub enum Outcome {
     Busy(String),
 }
 
-/// Whether a run is done: its record says so and its report is there.
+/// Whether a run is done: its record says so and its result is there (`report.json`, or for a run
+/// that ends with its search, `arch.json`).
 pub fn is_done(sweep: &SweepDir, run: &PlannedRun) -> bool {
+    let dir = sweep.run_dir(run);
+    let result = if ends_with_search(&dir) { "arch.json" } else { "report.json" };
     TaskRecord::read(&sweep.record_path(run)).is_some_and(|r| r.state == TaskState::Done)
-        && sweep.run_dir(run).join("report.json").exists()
+        && dir.join(result).exists()
+}
+
+/// Whether the run in `dir` ends with its search (`retrain.epochs = 0`, a run judged by a
+/// benchmark table): nothing is retrained, so there is nothing to export.
+pub fn ends_with_search(dir: &Path) -> bool {
+    RunDir::open(dir).is_ok_and(|r| r.info.settings.retrain.epochs == 0)
 }
 
 /// Who holds a run's task lock (`pid N on HOST`), when a process does.
@@ -166,6 +175,10 @@ pub fn run(sweep: &SweepDir, index: usize, on_event: &(dyn Fn(&str) + Sync)) -> 
         opts.latency_warmup.to_string().into(),
     ];
     for (step, args) in [("search", search), ("export", export)] {
+        if step == "export" && ends_with_search(&sweep.run_dir(run)) {
+            writeln!(log, "== no export: the run ends with its search (retrain.epochs = 0)")?;
+            continue;
+        }
         record.step = step.into();
         write_json(&record_path, &record)?;
         if let Err(e) = child(&args, opts.threads, &mut log, &log_path, on_event) {
