@@ -177,6 +177,7 @@ pub fn run(cmd: BenchCommand, progress: &Progress) -> Result<()> {
                 false,
                 0,
                 progress,
+                &mut |_| {},
             );
             let secs = start.elapsed().as_secs_f64();
             let children = scorer.children().len();

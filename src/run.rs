@@ -276,7 +276,7 @@ impl RunDir {
     pub fn discard(&mut self, stage: Stage) -> Result<()> {
         let outputs: &[&str] = match stage {
             Stage::Supernet => &["supernet"],
-            Stage::Shrink => &["shrink.json", "space.json"],
+            Stage::Shrink => &["shrink.json", "shrink-scoring.json", "space.json"],
             Stage::Search => &["search.json", "arch.json", "method.json", "method"],
             Stage::Retrain => &["retrain", "model.onnx", "report.json", "report.md", "report.html"],
         };

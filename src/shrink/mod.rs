@@ -17,11 +17,13 @@ pub mod report;
 pub mod score;
 pub mod sharing;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use pwsnas_models::{Route, Space};
+use pwsnas_models::{Arch, Route, Space};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 use tch::{Device, Tensor};
 
@@ -122,8 +124,56 @@ fn origins_at<'a>(
     origins
 }
 
+/// `accuracy_children` children of `space` drawn uniformly without repeats, seeded.
+fn accuracy_sample(space: &Space, n: usize, seed: u64) -> HashSet<Arch> {
+    let all = space.enumerate();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rand::seq::index::sample(&mut rng, all.len(), n.min(all.len()))
+        .into_iter()
+        .map(|i| all[i].clone())
+        .collect()
+}
+
+/// The children a round has scored so far (`shrink-scoring.json`), written about once a minute
+/// while it scores and removed once the round is in `shrink.json`: a round killed while scoring
+/// every child of a large space resumes where it was instead of from nothing. Only a file of the
+/// same round at the same supernet epoch is taken; the weights are then the checkpoint's, the same.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Partial {
+    round: usize,
+    epoch: usize,
+    children: Vec<report::ChildRecord>,
+}
+
+impl Partial {
+    fn path(run_root: &std::path::Path) -> std::path::PathBuf {
+        run_root.join("shrink-scoring.json")
+    }
+
+    fn load(
+        path: &std::path::Path,
+        round: usize,
+        epoch: usize,
+        space: &Space,
+    ) -> Result<Vec<(Arch, report::ChildRecord)>> {
+        if !path.exists() {
+            return Ok(Vec::new());
+        }
+        let Ok(p) = read_json::<Partial>(path) else { return Ok(Vec::new()) };
+        if p.round != round || p.epoch != epoch {
+            return Ok(Vec::new());
+        }
+        p.children
+            .into_iter()
+            .map(|c| Ok((space.parse_arch(&c.arch).with_context(|| format!("{}", path.display()))?, c)))
+            .collect()
+    }
+}
+
 /// Scores one round on the current supernet and decides what it drops and which copies it grants.
+#[allow(clippy::too_many_arguments)]
 fn score_round(
+    run_root: &std::path::Path,
     sn: &SupernetRun,
     report: &ShrinkReport,
     settings: &Settings,
@@ -144,6 +194,31 @@ fn score_round(
     let wanted = if sh.score_only { Wanted::all() } else { Wanted::for_metric(sh.metric, sh.angle_vector) };
     let current = current_tensors(sn);
     let mut scorer = Scorer::new(&sn.net, origins, &current, evaluator, wanted);
+    if sh.exhaustive && wanted.accuracy && space.size() > sh.accuracy_children as u128 {
+        let seed = derive_seed(settings.seed, "accuracy-children", r as u64);
+        scorer = scorer.accuracy_only_for(accuracy_sample(space, sh.accuracy_children, seed));
+        progress.info(format!(
+            "shrink round {r}: supernet accuracy on {} of the {} children (--accuracy-children), every other metric on all",
+            sh.accuracy_children,
+            space.size()
+        ));
+    }
+    let partial = Partial::path(run_root);
+    let resumed = Partial::load(&partial, r, sn.state.epoch, space)?;
+    if !resumed.is_empty() {
+        progress.info(format!(
+            "shrink round {r}: {} children scored before the interruption are kept",
+            resumed.len()
+        ));
+        scorer.preload(resumed);
+    }
+    let mut checkpoint = |scorer: &Scorer<'_>| {
+        let p = Partial { round: r, epoch: sn.state.epoch, children: scorer.children() };
+        // A checkpoint that cannot be written costs only the resumability of this round.
+        if let Err(e) = write_json(&partial, &p) {
+            progress.info(format!("shrink: could not save the scores so far ({e:#}); going on"));
+        }
+    };
     let cps: Vec<usize> =
         (0..space.choices.len()).filter(|&cp| sh.score_only || space.choices[cp].ops.len() > 1).collect();
     let start = Instant::now();
@@ -158,6 +233,7 @@ fn score_round(
         sh.exhaustive,
         derive_seed(settings.seed, "shrink", r as u64),
         progress,
+        &mut checkpoint,
     );
     let seconds = start.elapsed().as_secs_f64();
     let drops = if sh.score_only {
@@ -332,8 +408,16 @@ pub fn run_stage(
             warm = Some(sn.w0_at(sh.w0_epoch)?);
         }
         let origins = origins_at(sn.state.epoch, sh, init.as_ref(), warm.as_ref());
-        let (round, children) =
-            score_round(sn, &report, &settings, evaluator.as_ref(), constraints, &origins, progress)?;
+        let (round, children) = score_round(
+            &run.root,
+            sn,
+            &report,
+            &settings,
+            evaluator.as_ref(),
+            constraints,
+            &origins,
+            progress,
+        )?;
         progress.info(describe_round(&round));
         progress.event(
             "shrink_round",
@@ -347,6 +431,10 @@ pub fn run_stage(
         }
         report.rounds.push(round);
         write_json(&report_path, &report)?;
+        let partial = Partial::path(&run.root);
+        if partial.exists() {
+            std::fs::remove_file(&partial).with_context(|| format!("cannot remove {}", partial.display()))?;
+        }
     }
     if !sh.score_only && sh.epochs_after_shrink > 0 {
         let last = warmup + report.rounds.len().saturating_sub(1) * sh.epochs_between_rounds;

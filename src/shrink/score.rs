@@ -11,7 +11,7 @@
 //! - `random`: a uniform random score per candidate (no children involved), the sanity floor.
 //!
 //! A child is scored once per round even when it is sampled for several candidates.
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use pwsnas_models::{AngleMeter, Arch, Composition, Op, Space, Supernet};
 use rand::{Rng, SeedableRng};
@@ -84,6 +84,9 @@ pub struct Scorer<'a> {
     angles: Vec<(String, AngleMeter<'a>)>,
     evaluator: Option<&'a Evaluator>,
     wanted: Wanted,
+    /// The children whose accuracy is measured (all when `None`; see
+    /// [`Scorer::accuracy_only_for`]).
+    accuracy_for: Option<HashSet<Arch>>,
     cache: HashMap<Arch, ChildRecord>,
 }
 
@@ -98,7 +101,29 @@ impl<'a> Scorer<'a> {
     ) -> Scorer<'a> {
         assert!(!wanted.accuracy || evaluator.is_some(), "the accuracy metric needs an evaluator");
         let angles = origins.iter().map(|o| (w0_suffix(o.epoch), AngleMeter::new(o.w0, current))).collect();
-        Scorer { net, angles, evaluator, wanted, cache: HashMap::new() }
+        Scorer { net, angles, evaluator, wanted, accuracy_for: None, cache: HashMap::new() }
+    }
+
+    /// Measures accuracy (the costly metric) only on `children`; the others get every other
+    /// metric (`shrink.accuracy_children` with `--exhaustive`).
+    pub fn accuracy_only_for(mut self, children: HashSet<Arch>) -> Self {
+        self.accuracy_for = Some(children);
+        self
+    }
+
+    /// Takes the records of children scored before (an interrupted round) instead of scoring them again.
+    pub fn preload(&mut self, records: impl IntoIterator<Item = (Arch, ChildRecord)>) {
+        self.cache.extend(records);
+    }
+
+    /// Whether the child's metrics are computed already.
+    pub fn has(&self, arch: &Arch) -> bool {
+        self.cache.contains_key(arch)
+    }
+
+    /// Children scored so far.
+    pub fn scored(&self) -> usize {
+        self.cache.len()
     }
 
     /// The child's metrics (computed once).
@@ -115,7 +140,7 @@ impl<'a> Scorer<'a> {
                     rec.set(&format!("{}{suffix}", composition.angle_key()), angle);
                 }
             }
-            if w.accuracy {
+            if w.accuracy && self.accuracy_for.as_ref().is_none_or(|set| set.contains(arch)) {
                 rec.accuracy = Some(self.evaluator.expect("evaluator").accuracy(net, arch));
             }
             if w.magnitude {
@@ -223,7 +248,11 @@ pub fn metric_key(metric: Metric, composition: Composition, w0_epoch: usize) -> 
 }
 
 /// Scores every candidate of the choice points in `cps` (their current ops) on the pool's children;
-/// `key` ([`metric_key`]) names the score that drives the shrinking.
+/// `key` ([`metric_key`]) names the score that drives the shrinking. A candidate's score in a
+/// metric is the mean over its children that have the metric (with `shrink.accuracy_children`,
+/// accuracy is measured on some children only). Progress counts candidates, or with `exhaustive`
+/// the space's children (the first candidates score most of them); `checkpoint` is called with the
+/// scorer about once a minute, so an interrupted round can keep what it scored.
 #[allow(clippy::too_many_arguments)]
 pub fn score_candidates(
     scorer: &mut Scorer<'_>,
@@ -234,24 +263,40 @@ pub fn score_candidates(
     exhaustive: bool,
     seed: u64,
     progress: &Progress,
+    checkpoint: &mut dyn FnMut(&Scorer<'_>),
 ) -> Vec<CandidateScore> {
     let space = pool.space;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut random = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
-    let total: usize = cps.iter().map(|&cp| space.choices[cp].ops.len()).sum();
-    let bar = progress.bar(total as u64, "scoring");
+    let candidates: usize = cps.iter().map(|&cp| space.choices[cp].ops.len()).sum();
+    let total = if exhaustive { space.size() as u64 } else { candidates as u64 };
+    let mut steps = progress.steps(total, if exhaustive { "scoring children" } else { "scoring candidates" });
+    if exhaustive {
+        steps.inc(scorer.scored() as u64);
+    }
+    let mut saved = std::time::Instant::now();
     let mut out = Vec::new();
     for &cp in cps {
         for &op in &space.choices[cp].ops {
             let children = pool.children_of(cp, op, samples, exhaustive, &mut rng);
-            let mut sums: BTreeMap<String, f64> = BTreeMap::new();
+            let mut sums: BTreeMap<String, (f64, usize)> = BTreeMap::new();
             for child in &children {
+                let fresh = !scorer.has(child);
                 for (name, v) in scorer.child(child).metrics() {
-                    *sums.entry(name.to_string()).or_default() += v;
+                    let e = sums.entry(name.to_string()).or_default();
+                    e.0 += v;
+                    e.1 += 1;
+                }
+                if exhaustive && fresh {
+                    steps.inc(1);
+                }
+                if saved.elapsed() >= CHECKPOINT_EVERY {
+                    checkpoint(scorer);
+                    saved = std::time::Instant::now();
                 }
             }
-            let n = children.len().max(1) as f64;
-            let mut scores: BTreeMap<String, f64> = sums.into_iter().map(|(k, v)| (k, v / n)).collect();
+            let mut scores: BTreeMap<String, f64> =
+                sums.into_iter().map(|(k, (v, n))| (k, v / n as f64)).collect();
             let draw = random.random::<f64>();
             let no_admissible_child = children.is_empty();
             if !no_admissible_child {
@@ -265,12 +310,17 @@ pub fn score_candidates(
                 no_admissible_child,
                 scores,
             });
-            bar.inc(1);
+            if !exhaustive {
+                steps.inc(1);
+            }
         }
     }
-    bar.finish_and_clear();
+    steps.finish();
     out
 }
+
+/// How often [`score_candidates`] hands its scorer to the checkpoint.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// What a round drops, and what it kept only because the space would otherwise hold no admissible child.
 #[derive(Debug, Default, PartialEq)]
@@ -428,6 +478,7 @@ mod tests {
                 exhaustive,
                 3,
                 &Progress::silent(),
+                &mut |_| {},
             );
             let scored = scorer.children();
             assert!(!scored.is_empty());
