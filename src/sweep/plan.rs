@@ -229,10 +229,13 @@ fn with_values(base: &Value, values: &[(&str, &Value)]) -> Result<Settings> {
     for (key, value) in values {
         set_path(&mut v, key, (*value).clone())?;
     }
-    let settings: Settings = serde_json::from_value(v).map_err(|e| {
+    let mut settings: Settings = serde_json::from_value(v).map_err(|e| {
         let shown: Vec<String> = values.iter().map(|(k, v)| format!("{k} = {v}")).collect();
         anyhow!("[grid] {}: {e}", shown.join(", "))
     })?;
+    if values.iter().any(|(k, _)| *k == "search.method") && !values.iter().any(|(k, _)| *k == "sampler") {
+        settings.sampler_follows_method();
+    }
     Ok(settings)
 }
 
@@ -353,6 +356,41 @@ latency_runs = 5
         assert!(plan.run_at(11).is_ok());
         let err = plan.run_at(12).unwrap_err().to_string();
         assert!(err.contains("task index 12 is past the plan's 12 runs (indices 0-11)"), "{err}");
+    }
+
+    #[test]
+    fn the_nb201_search_table_plan_expands_to_every_method_with_and_without_shrinking() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/nb201/search.toml");
+        // search-table.sh fills in the data and the table.
+        let text = std::fs::read_to_string(path)
+            .unwrap()
+            .replace("\"DATA\"", "\"synthetic\"")
+            .replace("\"TABLE\"", "\"nb201.csv#cifar10-test@12\"");
+        let plan = Plan::parse(&text).unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(plan.runs.len(), 24);
+        for r in &plan.runs {
+            assert_eq!(r.settings.retrain.epochs, 0, "{}", r.name);
+            assert_eq!(r.settings.benchmark.as_deref(), Some("nb201.csv#cifar10-test@12"));
+            let fair = r.settings.search.method == crate::method::settings::Method::Fairnas;
+            assert_eq!(r.settings.sampler == Sampler::Fair, fair, "{}", r.name);
+        }
+    }
+
+    #[test]
+    fn a_grid_over_the_method_trains_fairnas_with_its_own_sampler() {
+        // The paper's comparison: SPOS and FairNAS in one grid, no sampler named anywhere.
+        let plan = Plan::parse(
+            "[base]\ndata = \"synthetic\"\n[grid]\n\"search.method\" = [\"spos\", \"fairnas\"]\nseed = [0]\n",
+        )
+        .unwrap_or_else(|e| panic!("{e:#}"));
+        let samplers: Vec<Sampler> = plan.runs.iter().map(|r| r.settings.sampler).collect();
+        assert_eq!(samplers, [Sampler::Uniform, Sampler::Fair]);
+        // A grid that names the sampler too is taken as written (and refused where it contradicts).
+        let err = Plan::parse(
+            "[base]\ndata = \"synthetic\"\n[grid]\n\"search.method\" = [\"fairnas\"]\nsampler = [\"uniform\"]\n",
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("trains its supernet with sampler = fair"), "{err:#}");
     }
 
     #[test]
