@@ -185,7 +185,7 @@ pub fn search(
     }
     if settings.retrain.epochs == 0 {
         // A run judged by a benchmark table need not retrain (how NAS-Bench-201 studies run).
-        progress.info("retrain: skipped (retrain.epochs = 0); the run ends with its search".to_string());
+        progress.info("retrain: skipped (retrain.epochs = 0); the run ends with its search");
         progress.event(
             "search_finished",
             json!({ "run": out, "arch": arch.arch, "retrained": false, "benchmark": arch.benchmark }),
