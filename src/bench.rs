@@ -41,6 +41,7 @@ pub enum BenchCommand {
         net: BenchNet,
         #[command(flatten)]
         run: StepRun,
+        /// How the steps pick children: uniform (SPOS) or fair (FairNAS, several children a step).
         #[arg(long, value_enum, default_value = "uniform")]
         sampler: Sampler,
     },
@@ -55,8 +56,10 @@ pub enum BenchCommand {
     Score {
         #[command(flatten)]
         net: BenchNet,
+        /// Children sampled per operator candidate.
         #[arg(long, default_value_t = 100)]
         samples_per_op: usize,
+        /// Where libtorch runs: cpu or cuda[:N].
         #[arg(long, default_value = "cpu")]
         device: String,
     },
@@ -68,6 +71,7 @@ pub enum BenchCommand {
 /// 3×32×32, 10 classes) with the shape flags given.
 #[derive(Args)]
 pub struct BenchNet {
+    /// The space of the network: nb201, mobile or darts.
     #[arg(long, default_value = "nb201")]
     space: String,
     #[command(flatten)]
@@ -77,12 +81,16 @@ pub struct BenchNet {
 /// How a step benchmark runs: batch size, timed and untimed steps, device.
 #[derive(Args)]
 pub struct StepRun {
+    /// Images per step.
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
+    /// Timed steps.
     #[arg(long, default_value_t = 20)]
     steps: usize,
+    /// Untimed steps first.
     #[arg(long, default_value_t = 3)]
     warmup: usize,
+    /// Where libtorch runs: cpu or cuda[:N].
     #[arg(long, default_value = "cpu")]
     device: String,
 }

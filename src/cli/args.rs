@@ -116,25 +116,34 @@ pub struct SettingsArgs {
     pub space_file: Option<String>,
     #[command(flatten)]
     pub shape: SpaceShapeArgs,
-    #[arg(long)]
+    /// Resize folder images to N×N pixels (folder data only).
+    #[arg(long, value_name = "N")]
     pub image_size: Option<usize>,
+    /// Fraction of the training split held out for validation (the search's accuracy), in (0, 1).
     #[arg(long)]
     pub val_fraction: Option<f64>,
+    /// Seed of every random choice (weights, data order, sampled children): runs are reproducible.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// How the supernet picks children: uniform (SPOS) or fair (FairNAS).
     #[arg(long, value_enum)]
     pub sampler: Option<Sampler>,
     /// Supernet training epochs before the first shrinking round.
     #[arg(long)]
     pub warmup_epochs: Option<usize>,
+    /// Supernet training batch size.
     #[arg(long)]
     pub batch_size: Option<usize>,
+    /// Supernet SGD learning rate (the start of its cosine schedule).
     #[arg(long)]
     pub lr: Option<f64>,
+    /// Supernet SGD weight decay.
     #[arg(long)]
     pub weight_decay: Option<f64>,
+    /// Supernet label smoothing, in [0, 1).
     #[arg(long)]
     pub label_smoothing: Option<f64>,
+    /// Clip the gradient's global norm to this value (supernet and retraining).
     #[arg(long)]
     pub grad_clip: Option<f64>,
     /// How the supernet's (and the gradient methods' network's) conv weights are drawn: pytorch
@@ -154,22 +163,29 @@ pub struct SettingsArgs {
     /// scored at epoch K or before, the angle is measured from initialisation).
     #[arg(long, value_name = "K")]
     pub w0_epoch: Option<usize>,
+    /// Children sampled per operator candidate when scoring (S).
     #[arg(long)]
     pub samples_per_op: Option<usize>,
+    /// Score every child of the space instead of sampling (spaces up to 100,000 children).
     #[arg(long)]
     pub exhaustive: bool,
     /// With --exhaustive: children whose supernet accuracy is measured (drawn uniformly; the
     /// angles and the magnitude cover every child).
     #[arg(long, value_name = "N")]
     pub accuracy_children: Option<usize>,
+    /// Score once with every metric without dropping anything (for analysis: `pwsnas fidelity`).
     #[arg(long)]
     pub score_only: bool,
+    /// Candidates dropped per shrinking round, over all choice points (the space's default when absent).
     #[arg(long)]
     pub drop_per_round: Option<usize>,
+    /// Drop the lowest candidate of every choice point each round instead (FairNAS's rule).
     #[arg(long)]
     pub per_choice_point: bool,
+    /// Supernet epochs between shrinking rounds.
     #[arg(long)]
     pub epochs_between_rounds: Option<usize>,
+    /// Stop shrinking once the space has at most this many children (the space's default when absent).
     #[arg(long)]
     pub target_size: Option<f64>,
     /// Most weight copies per choice point after each round (strategy 2; 1 = off).
@@ -199,18 +215,25 @@ pub struct SettingsArgs {
     /// proxyless: λ of add-linear, β of mul-log.
     #[arg(long)]
     pub latency_weight: Option<f64>,
+    /// How spos and fairnas explore the (shrunk) space: evolution or random.
     #[arg(long, value_enum)]
     pub strategy: Option<Strategy>,
+    /// Evolution: children per generation (the random search evaluates as many in all).
     #[arg(long)]
     pub population: Option<usize>,
+    /// Evolution: generations.
     #[arg(long)]
     pub generations: Option<usize>,
+    /// Evolution: the best children kept as parents.
     #[arg(long)]
     pub top_k: Option<usize>,
+    /// Evolution: probability that a mutation changes a choice point.
     #[arg(long)]
     pub mutation_prob: Option<f64>,
+    /// Constraint: most multiply-adds of one image (checked before training, obeyed by shrinking and search).
     #[arg(long)]
     pub max_flops: Option<f64>,
+    /// Constraint: most parameters of the child.
     #[arg(long)]
     pub max_params: Option<f64>,
     /// Cap on the predicted ONNX Runtime latency at batch 1 (ms), from the latency table.
@@ -225,8 +248,10 @@ pub struct SettingsArgs {
     /// Validation images per child evaluation in the search.
     #[arg(long)]
     pub val_images: Option<usize>,
+    /// Epochs of retraining the found child from scratch (0: the run ends with its search).
     #[arg(long)]
     pub retrain_epochs: Option<usize>,
+    /// Retraining SGD learning rate (the start of its cosine schedule).
     #[arg(long)]
     pub retrain_lr: Option<f64>,
     /// How the retrained child's conv weights are drawn: fan-out (Kaiming normal, NAS-Bench-201's
@@ -453,7 +478,8 @@ pub struct LatencyTableArgs {
     /// not read when --input-size, --input-channels or --classes is given.
     #[arg(long, value_parser = data_spec)]
     pub data: Option<String>,
-    #[arg(long)]
+    /// Resize folder images to N×N pixels (folder data only).
+    #[arg(long, value_name = "N")]
     pub image_size: Option<usize>,
     #[command(flatten)]
     pub shape: SpaceShapeArgs,

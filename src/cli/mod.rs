@@ -35,6 +35,7 @@ pub struct Cli {
 pub enum Command {
     /// Supernet training → shrinking → search → retraining, into a run directory (resumable).
     Search {
+        /// The run directory (created, or continued when it exists).
         #[arg(long)]
         out: PathBuf,
         #[command(flatten)]
@@ -44,6 +45,7 @@ pub enum Command {
     },
     /// Only the supernet stage: train the supernet of a new or existing run.
     Supernet {
+        /// The run directory (created, or continued when it exists).
         #[arg(long)]
         out: PathBuf,
         #[command(flatten)]
@@ -53,6 +55,7 @@ pub enum Command {
     },
     /// Shrink the space of a run whose supernet is trained (or score its candidates with --score-only).
     Shrink {
+        /// The run directory, its supernet trained (`pwsnas supernet`).
         #[arg(long = "run")]
         dir: PathBuf,
         #[command(flatten)]
@@ -62,21 +65,26 @@ pub enum Command {
     },
     /// Accuracy of a child with the supernet's shared weights (BN recalibration + validation top-1).
     Eval {
+        /// The run directory whose supernet gives the shared weights.
         #[arg(long = "run")]
         dir: PathBuf,
         /// Arch string, e.g. '|nor_conv_3x3~0|+|none~0|skip_connect~1|+|...|'; darts: genotype text
         /// or a published genotype's name (DARTS_V1, DARTS_V2, PDARTS).
         #[arg(long)]
         arch: String,
+        /// Training batches that recalibrate BatchNorm before the evaluation.
         #[arg(long, default_value_t = 4)]
         bn_batches: usize,
+        /// Validation images evaluated.
         #[arg(long, default_value_t = 1000)]
         val_images: usize,
+        /// Where libtorch runs: auto, cpu or cuda[:N].
         #[arg(long, default_value = "auto")]
         device: String,
     },
     /// Retrain a run's chosen architecture (arch.json), or the one in --arch FILE, from scratch.
     Train {
+        /// The run directory.
         #[arg(long = "run")]
         dir: PathBuf,
         /// An arch.json to retrain instead of the run's (it replaces the run's arch.json).
@@ -146,6 +154,7 @@ pub enum Command {
 pub enum ArchCommand {
     /// Parameters, FLOPs and the layer-by-layer summary of an architecture.
     Info {
+        /// The space: nb201, mobile or darts.
         #[arg(long, default_value = "nb201", value_parser = args::space_name)]
         space: String,
         /// The space's arch string; darts: genotype text or a published genotype's name.
@@ -193,9 +202,11 @@ pub enum BenchmarkCommand {
 pub enum DataCommand {
     /// Counts per split and class, image shape, channels, mean/std.
     Inspect {
+        /// The data: fashion-mnist, mnist:PATH, cifar10:PATH, cifar100:PATH, folder:PATH, synthetic[:k=v,...].
         #[arg(long)]
         data: String,
-        #[arg(long)]
+        /// Resize folder images to N×N pixels (folder data only).
+        #[arg(long, value_name = "N")]
         image_size: Option<usize>,
     },
 }
@@ -236,5 +247,36 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Benchmark(BenchmarkCommand::Lookup { table, archs }) => {
             commands::benchmark_lookup(&table, &archs, cli.json)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// `pwsnas … --help` describes every flag and argument of every subcommand: each has a
+    /// one-line help text (hidden ones aside).
+    #[test]
+    fn every_flag_of_every_subcommand_has_a_help_text() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if arg.is_hide_set() || id == "help" || id == "version" {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!(
+                        "{path} {}",
+                        arg.get_long().map_or(id.to_string(), |l| format!("--{l}"))
+                    ));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "pwsnas", &mut missing);
+        assert!(missing.is_empty(), "{} flags without help:\n{}", missing.len(), missing.join("\n"));
     }
 }

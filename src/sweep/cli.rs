@@ -51,10 +51,14 @@ pub struct SweepArgs {
 #[derive(Subcommand)]
 pub enum SweepCommand {
     /// Each run of a sweep as done, running, failed or pending (with Slurm's view when it is there).
-    Status { dir: PathBuf },
+    Status {
+        /// The sweep directory (`pwsnas sweep PLAN --out DIR`).
+        dir: PathBuf,
+    },
     /// The report of a sweep's finished runs: mean ± std over seeds per group, gains of shrinking
     /// paired by seed, accuracy against latency; report.md/.csv/.json/.html.
     Report {
+        /// The sweep directory (`pwsnas sweep PLAN --out DIR`).
         dir: PathBuf,
         /// Folder for the report files (default: the sweep directory).
         #[arg(long)]
@@ -63,7 +67,9 @@ pub enum SweepCommand {
     /// Run one run of a sweep, as a Slurm array task or Kubernetes pod does (index from --index,
     /// SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX); a finished run does nothing.
     Task {
+        /// The sweep directory (`pwsnas sweep PLAN --out DIR`).
         dir: PathBuf,
+        /// The run's index in the plan (default: SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX).
         #[arg(long)]
         index: Option<usize>,
     },
