@@ -167,21 +167,30 @@ pub struct SettingsArgs {
     #[arg(long)]
     pub samples_per_op: Option<usize>,
     /// Score every child of the space instead of sampling (spaces up to 100,000 children).
-    #[arg(long)]
+    #[arg(long, overrides_with = "no_exhaustive")]
     pub exhaustive: bool,
+    /// Sample children per candidate again (undoes a stored --exhaustive).
+    #[arg(long, overrides_with = "exhaustive")]
+    pub no_exhaustive: bool,
     /// With --exhaustive: children whose supernet accuracy is measured (drawn uniformly; the
     /// angles and the magnitude cover every child).
     #[arg(long, value_name = "N")]
     pub accuracy_children: Option<usize>,
     /// Score once with every metric without dropping anything (for analysis: `pwsnas fidelity`).
-    #[arg(long)]
+    #[arg(long, overrides_with = "no_score_only")]
     pub score_only: bool,
+    /// Shrink again (undoes a stored --score-only).
+    #[arg(long, overrides_with = "score_only")]
+    pub no_score_only: bool,
     /// Candidates dropped per shrinking round, over all choice points (the space's default when absent).
     #[arg(long)]
     pub drop_per_round: Option<usize>,
     /// Drop the lowest candidate of every choice point each round instead (FairNAS's rule).
-    #[arg(long)]
+    #[arg(long, overrides_with = "no_per_choice_point")]
     pub per_choice_point: bool,
+    /// Drop over all choice points again (undoes a stored --per-choice-point).
+    #[arg(long, overrides_with = "per_choice_point")]
+    pub no_per_choice_point: bool,
     /// Supernet epochs between shrinking rounds.
     #[arg(long)]
     pub epochs_between_rounds: Option<usize>,
@@ -322,13 +331,15 @@ impl SettingsArgs {
         set!(s.shrink.angle_vector, self.angle_vector);
         set!(s.shrink.w0_epoch, self.w0_epoch);
         set!(s.shrink.samples_per_op, self.samples_per_op);
-        s.shrink.exhaustive |= self.exhaustive;
+        // A stored boolean is switched on by its flag and off by its --no- flag (the later wins).
+        s.shrink.exhaustive = (s.shrink.exhaustive || self.exhaustive) && !self.no_exhaustive;
         set!(s.shrink.accuracy_children, self.accuracy_children);
-        s.shrink.score_only |= self.score_only;
+        s.shrink.score_only = (s.shrink.score_only || self.score_only) && !self.no_score_only;
         if self.drop_per_round.is_some() {
             s.shrink.drop_per_round = self.drop_per_round;
         }
-        s.shrink.per_choice_point |= self.per_choice_point;
+        s.shrink.per_choice_point =
+            (s.shrink.per_choice_point || self.per_choice_point) && !self.no_per_choice_point;
         set!(s.shrink.epochs_between_rounds, self.epochs_between_rounds);
         if self.target_size.is_some() {
             s.shrink.target_size = self.target_size;
@@ -565,6 +576,22 @@ mod tests {
             e.to_string().contains("setting gradient.target_latency_ms must be a positive number"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_stored_boolean_is_switched_off_by_its_no_flag_and_the_later_flag_wins() {
+        let mut base = stored();
+        (base.shrink.score_only, base.shrink.exhaustive) = (true, true);
+        let s = flags(&["--no-score-only"]).unwrap().resolve(base.clone()).unwrap();
+        assert_eq!((s.shrink.score_only, s.shrink.exhaustive), (false, true), "only what the flag names");
+        let s = flags(&["--no-exhaustive", "--exhaustive"]).unwrap().resolve(base.clone()).unwrap();
+        assert!(s.shrink.exhaustive);
+        let s = flags(&["--exhaustive", "--no-exhaustive"]).unwrap().resolve(base.clone()).unwrap();
+        assert!(!s.shrink.exhaustive);
+        let s = flags(&["--per-choice-point"]).unwrap().resolve(stored()).unwrap();
+        assert!(s.shrink.per_choice_point);
+        let s = flags(&[]).unwrap().resolve(base).unwrap();
+        assert!(s.shrink.score_only && s.shrink.exhaustive, "no flag keeps the stored value");
     }
 
     #[test]
