@@ -134,6 +134,8 @@ impl Default for TrainSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct ShrinkSettings {
     pub metric: Metric,
+    /// The angle's weight-vector composition (`--angle-vector`); `ops` by default, chosen with the
+    /// supernet's `pytorch` initialisation on NAS-Bench-201 (docs/nb201.md).
     pub angle_vector: Composition,
     /// The `W0` of the angle: the supernet's weights after this many epochs (`--w0-epoch K`; 0 = at
     /// initialisation, `supernet/W0.safetensors`). With `K > 0` the supernet saves its weights when
@@ -141,7 +143,8 @@ pub struct ShrinkSettings {
     /// after its warm-up, and the driving angle is measured from them (keys `angle_w0eK`, ...) once
     /// the supernet is past epoch `K`; scored at epoch `K` or before, it is measured from the
     /// initialisation. `score_only` records the angles from both (docs/method.md). Default 1: in
-    /// the fidelity study this ranks operator candidates best at every epoch (README, "Fidelity").
+    /// the fidelity study this ranks operator candidates best at every epoch (README, "Fidelity");
+    /// on NAS-Bench-201 it is within 0.05 of the initialisation either way (docs/nb201.md).
     /// It shapes the shrink stage only: changing it later needs no retraining as long as the
     /// supernet saved that epoch (the stage refuses to run without the file, naming the fix).
     pub w0_epoch: usize,
@@ -185,7 +188,7 @@ impl Default for ShrinkSettings {
     fn default() -> Self {
         ShrinkSettings {
             metric: Metric::Angle,
-            angle_vector: Composition::Pwsnas,
+            angle_vector: Composition::Ops,
             w0_epoch: 1,
             samples_per_op: 100,
             exhaustive: false,

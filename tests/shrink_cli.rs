@@ -106,8 +106,8 @@ fn score_only_with_a_w0_after_warm_up_records_every_angle_variant() {
         for k in keys.iter().map(String::as_str).chain(["random"]) {
             assert!(c["scores"][k].as_f64().is_some_and(f64::is_finite), "{k} of {c}");
         }
-        // The driving score is the default (pwsnas) angle from the weights after epoch 1.
-        assert_eq!(c["score"], c["scores"]["angle_pwsnas_w0e1"], "{c}");
+        // The driving score is the default (ops) angle from the weights after epoch 1.
+        assert_eq!(c["score"], c["scores"]["angle_w0e1"], "{c}");
     }
     let children = report["children"].as_array().unwrap();
     assert_eq!(children.len(), 125);
@@ -236,7 +236,7 @@ fn a_w0_epoch_past_the_warm_up_measures_from_initialisation_until_the_supernet_p
     for round in rounds {
         let candidates = round["candidates"].as_array().unwrap();
         for c in candidates {
-            assert_eq!(c["score"], c["scores"]["angle_pwsnas_w0e2"], "{c}");
+            assert_eq!(c["score"], c["scores"]["angle_w0e2"], "{c}");
         }
         assert!(candidates.iter().any(|c| c["score"].as_f64().unwrap() > 0.0), "{round}");
     }

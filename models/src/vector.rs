@@ -25,7 +25,9 @@ use crate::op::Op;
 #[serde(rename_all = "lowercase")]
 pub enum Composition {
     /// Operator weights only (ours): each op's conv weights; `skip_connect` and the
-    /// identity add nothing, a pool its constant kernel.
+    /// identity add nothing, a pool its constant kernel. The default: with the supernet's default
+    /// initialisation (PyTorch's) it ranked NAS-Bench-201's cells and operator candidates best of
+    /// the three (docs/nb201.md).
     Ops,
     /// Plus the parts every child shares: stem, fixed blocks, classifier (ABS's code; Hu et al.,
     /// "Angle-based Search Space Shrinking for Neural Architecture Search", ECCV 2020).
@@ -34,8 +36,10 @@ pub enum Composition {
     /// 10.1109/TNNLS.2022.3156373): as [`Composition::Ops`], but `skip_connect` and the identity add
     /// an identity kernel ([`Segment::identity`]) instead of nothing, and each op's BatchNorm affine
     /// parameters (γ then β of each of its BNs, in module order, only where they are trainable)
-    /// follow its conv weights. The default: it ranked children and operator candidates best in
-    /// the fidelity study (README, "Fidelity"; `pwsnas fidelity`).
+    /// follow its conv weights. With the Kaiming-normal fan-out initialisation it ranked the
+    /// 125-child space's children and candidates best on Fashion-MNIST and MNIST (README,
+    /// "Fidelity"); with PyTorch's its identity kernels and BN γ outweigh the convs and it ranks
+    /// NAS-Bench-201 worse than [`Composition::Ops`] (docs/nb201.md).
     Pwsnas,
 }
 
