@@ -100,7 +100,7 @@ fn is_zero_f64(v: &f64) -> bool {
 }
 
 /// The default of [`ShrinkSettings::accuracy_children`].
-pub const ACCURACY_CHILDREN: usize = 500;
+pub const ACCURACY_CHILDREN: usize = 200;
 
 fn is_default_accuracy_children(v: &usize) -> bool {
     *v == ACCURACY_CHILDREN
@@ -157,10 +157,12 @@ pub struct ShrinkSettings {
     /// With `exhaustive`: supernet accuracy (BN recalibration + validation, the one costly metric)
     /// is measured on this many children drawn uniformly from the space (seeded), every child when
     /// the space has no more; the angles and the magnitude cover every child. A candidate's
-    /// accuracy score is the mean over the drawn children holding it: about `N / ops` of them, 100
-    /// for NAS-Bench-201's 5 ops at the default 500, as `samples_per_op` gives without
-    /// `exhaustive`. 500 children take about a minute and a half at C=16, N=5 on 2 CPU cores,
-    /// where all 15,625 would take most of an hour (docs/nb201.md). Left out of `run.json` at 500.
+    /// accuracy score is the mean over the drawn children holding it: about `N / ops` of them, 40
+    /// for NAS-Bench-201's 5 ops at the default 200. Why 200: one child's accuracy takes 10–20 s
+    /// at ABS's C=16, N=5 on 2 CPU cores, so all 15,625 would take two days there and 200 take
+    /// about 45 minutes, while the angles of all 15,625 take minutes (docs/nb201.md); supernet
+    /// accuracy ranks NAS-Bench-201 near chance early in training anyway. Left out of `run.json`
+    /// at 200.
     #[serde(skip_serializing_if = "is_default_accuracy_children")]
     pub accuracy_children: usize,
     /// Candidates dropped per round (global ranking); the space's default when absent.
