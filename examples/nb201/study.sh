@@ -7,9 +7,9 @@
 #   examples/nb201/study.sh $(cargo xtask cifar10-npm) runs/nb201-study \
 #       ../shared/data/nb201/nb201-cifar10-12e.csv#cifar10-test@12 "0 1" "2 6" "pytorch fan-out"
 #
-# SIZE overrides the supernet's size: the README's CPU figures use the proxy SIZE="--channels 8
-# --cells 1" (about 2 minutes an epoch on 2 cores, where ABS's C=16, N=5 takes about 25); on a GPU
-# leave it empty and pass EXTRA="--device cuda". PWSNAS names the binary (default
+# SIZE overrides the supernet's size: docs/nb201.md's CPU figures use the proxy SIZE="--channels 8
+# --cells 1" (30 s to 3.5 min an epoch on 2 cores, where ABS's C=16, N=5 took 29 min; the defaults
+# below took 1 h 15 min in all); on a GPU leave it empty and pass EXTRA="--device cuda". PWSNAS names the binary (default
 # target/release/pwsnas). Runs are trained epochs first, so the first reports come early; every
 # step resumes: rerun the same command after an interruption.
 set -euo pipefail
