@@ -7,7 +7,10 @@
 //! - [`show`] is `pwsnas latency-table`'s output;
 //! - [`Predictor`] (here) turns a table into the predicted latency of any child: the run overhead,
 //!   plus the entry of every piece its ONNX graph contains (the space's `SpaceDef::composition`,
-//!   which knows the dead nodes the export drops), plus the table's calibration correction.
+//!   which knows the dead nodes the export drops), plus the table's calibration correction, and
+//!   never below the run overhead: the correction is a median of whole children's measured minus
+//!   summed time and is often about minus the overhead, so on a tiny space the sum for the fastest
+//!   child can come out at or below zero, which no network runs in.
 //!
 //! Why predicted and not measured per child: a search rejects children by latency before evaluating
 //! them, hundreds of times; a prediction is a sum of a few numbers, while measuring a child means
@@ -36,6 +39,8 @@ pub struct Predictor {
     kind: SpaceKind,
     /// The part every child has: run overhead plus the calibration correction.
     base_ms: f64,
+    /// The run overhead alone: no child's prediction is below it.
+    floor_ms: f64,
     entries: HashMap<PieceKey, f64>,
 }
 
@@ -67,16 +72,24 @@ impl Predictor {
         if !base_ms.is_finite() {
             bail!("the latency table's overhead_ms or correction_ms is not a number");
         }
-        Ok(Predictor { kind: kind.clone(), base_ms, entries })
+        let floor_ms = table.overhead_ms.max(0.0);
+        Ok(Predictor { kind: kind.clone(), base_ms, floor_ms, entries })
     }
 
-    /// Predicted latency of `arch` in milliseconds.
+    /// Predicted latency of `arch` in milliseconds: [`Predictor::summed_ms`], but never below the
+    /// run overhead ([`Predictor::floor_ms`]).
     pub fn predict_ms(&self, arch: &Arch) -> f64 {
+        self.summed_ms(arch).max(self.floor_ms)
+    }
+
+    /// The sum of `arch`'s pieces plus [`Predictor::base_ms`], without the floor: linear in the
+    /// pieces, which is what a model of latency per choice point (ProxylessNAS's) decomposes.
+    pub fn summed_ms(&self, arch: &Arch) -> f64 {
         self.breakdown(arch).iter().map(|(_, n, ms)| *n as f64 * ms).sum::<f64>() + self.base_ms
     }
 
     /// The pieces of `arch` with their counts and entries (milliseconds each), in network order;
-    /// [`Predictor::predict_ms`] is their sum plus [`Predictor::base_ms`].
+    /// [`Predictor::summed_ms`] is their sum plus [`Predictor::base_ms`].
     pub fn breakdown(&self, arch: &Arch) -> Vec<(PieceKey, usize, f64)> {
         self.kind
             .composition(arch)
@@ -95,6 +108,11 @@ impl Predictor {
     /// Run overhead plus calibration correction: the part of every prediction no piece accounts for.
     pub fn base_ms(&self) -> f64 {
         self.base_ms
+    }
+
+    /// The run overhead: the least any prediction is.
+    pub fn floor_ms(&self) -> f64 {
+        self.floor_ms
     }
 }
 
@@ -190,6 +208,19 @@ mod tests {
         assert!((p.predict_ms(&dead) - 2.2).abs() < 1e-12);
         assert_eq!(p.breakdown(&dead).iter().filter(|(k, _, _)| matches!(k, PieceKey::Op { .. })).count(), 0);
         assert!((p.base_ms() - 0.2).abs() < 1e-12);
+    }
+
+    /// A correction that takes more than the pieces add (a tiny space timed under load) would
+    /// predict the empty child at or below zero: the prediction stops at the run overhead.
+    #[test]
+    fn a_prediction_is_never_below_the_run_overhead() {
+        let mut t = table();
+        t.correction_ms = -10.0;
+        let p = Predictor::new(&t, &kind()).unwrap();
+        let empty = kind().parse_arch("|none~0|+|none~0|none~1|").unwrap();
+        assert!(p.summed_ms(&empty) < 0.0);
+        assert_eq!(p.predict_ms(&empty), 0.25);
+        assert_eq!(p.floor_ms(), 0.25);
     }
 
     #[test]

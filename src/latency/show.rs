@@ -172,5 +172,12 @@ pub fn render_prediction(kind: &SpaceKind, predictor: &Predictor, arch: &Arch) -
         let _ = writeln!(s, "{:<28} {:>6} {:>10.4} {:>10.4}", key.to_string(), n, ms, n as f64 * ms);
     }
     let _ = writeln!(s, "{:<28} {:>6} {:>10} {:>10.4}", "overhead + correction", 1, "", predictor.base_ms());
+    if predictor.summed_ms(arch) < predictor.floor_ms() {
+        let _ = writeln!(
+            s,
+            "(the sum, {:.4} ms, is below the run overhead: the prediction is the overhead)",
+            predictor.summed_ms(arch)
+        );
+    }
     s
 }

@@ -112,16 +112,20 @@ pub fn rescale_pairs(alphas: &Alphas, before: &[Vec<f64>], pairs: &[Pair]) {
 /// (every choice point's first op), `fixed` that child's predicted latency with the reference ops'
 /// own terms taken out: exact wherever a child's predicted latency is a sum of per-choice-point
 /// terms (`nb201`, `mobile`: a piece per layer).
+///
+/// The model is built from the predictor's sums ([`Predictor::summed_ms`]) so that it stays linear;
+/// `floor` is the predictor's run overhead, below which [`LatencyModel::fastest`] never goes.
 #[derive(Clone, Debug)]
 pub struct LatencyModel {
     pub fixed: f64,
     pub ms: Vec<Vec<f64>>,
+    pub floor: f64,
 }
 
 impl LatencyModel {
     pub fn new(space: &Space, predictor: &Predictor) -> LatencyModel {
         let reference = Arch { ops: space.choices.iter().map(|cp| cp.ops[0]).collect() };
-        let base = predictor.predict_ms(&reference);
+        let base = predictor.summed_ms(&reference);
         let ms = space
             .choices
             .iter()
@@ -132,12 +136,12 @@ impl LatencyModel {
                     .map(|&op| {
                         let mut arch = reference.clone();
                         arch.ops[i] = op;
-                        predictor.predict_ms(&arch) - base
+                        predictor.summed_ms(&arch) - base
                     })
                     .collect()
             })
             .collect();
-        LatencyModel { fixed: base, ms }
+        LatencyModel { fixed: base, ms, floor: predictor.floor_ms() }
     }
 
     /// E[lat] under `probs` (numbers).
@@ -151,9 +155,12 @@ impl LatencyModel {
                 .sum::<f64>()
     }
 
-    /// The fastest child's predicted latency (the smallest op of every choice point).
+    /// The fastest child's predicted latency (the smallest op of every choice point), never below
+    /// the run overhead.
     pub fn fastest(&self) -> f64 {
-        self.fixed + self.ms.iter().map(|m| m.iter().copied().fold(f64::INFINITY, f64::min)).sum::<f64>()
+        let summed =
+            self.fixed + self.ms.iter().map(|m| m.iter().copied().fold(f64::INFINITY, f64::min)).sum::<f64>();
+        summed.max(self.floor)
     }
 
     /// E[lat] as a tensor differentiable in α.
@@ -217,8 +224,12 @@ mod tests {
 
     #[test]
     fn the_latency_loss_moves_alpha_towards_fast_ops_and_rescaling_keeps_other_ops() {
-        let model = LatencyModel { fixed: 1.0, ms: vec![vec![0.0, 2.0, 4.0]] };
+        let model = LatencyModel { fixed: 1.0, ms: vec![vec![0.0, 2.0, 4.0]], floor: 0.1 };
         assert!((model.fastest() - 1.0).abs() < 1e-12);
+        // A negative sum (a correction larger than the pieces) stops at the floor.
+        let below = LatencyModel { fixed: -1.0, ms: vec![vec![0.5, 2.0]], floor: 0.1 };
+        assert!((below.fastest() - 0.1).abs() < 1e-12);
+        assert!(below.check_target(0.000001).is_err());
         assert!(model
             .check_target(0.5)
             .unwrap_err()
