@@ -8,7 +8,8 @@
 #
 # PWSNAS names the binary (default target/release/pwsnas), JOBS the truth's worker processes
 # (default 2), THREADS the threads of each truth worker and of each supernet (default: the
-# cores shared out). Every step resumes: rerun the same command after an interruption.
+# cores shared out), EXTRA more flags for every supernet (the README's fan-out rows:
+# EXTRA="--init fan-out"). Every step resumes: rerun the same command after an interruption.
 set -euo pipefail
 DATA=${1:?usage: study.sh DATA OUT [SEEDS] [EPOCHS]}
 OUT=${2:?usage: study.sh DATA OUT [SEEDS] [EPOCHS]}
@@ -17,6 +18,7 @@ EPOCHS=${4:-1 5 10}
 PWSNAS=${PWSNAS:-target/release/pwsnas}
 JOBS=${JOBS:-2}
 THREADS=${THREADS:-}
+EXTRA=${EXTRA:-}
 CONFIG=$(dirname "$0")/fidelity.toml
 
 "$PWSNAS" fidelity truth --out "$OUT/truth" --config "$CONFIG" --data "$DATA" --jobs "$JOBS" ${THREADS:+--threads "$THREADS"}
@@ -25,7 +27,8 @@ runs=()
 for seed in $SEEDS; do
   for e in $EPOCHS; do
     run=$OUT/supernet-s$seed-e$e
-    "$PWSNAS" --quiet supernet --out "$run" --config "$CONFIG" --data "$DATA" --seed "$seed" --warmup-epochs "$e"
+    # shellcheck disable=SC2086
+    "$PWSNAS" --quiet supernet --out "$run" --config "$CONFIG" --data "$DATA" --seed "$seed" --warmup-epochs "$e" $EXTRA
     "$PWSNAS" --quiet shrink --run "$run" --score-only --exhaustive
     runs+=("$run")
   done
