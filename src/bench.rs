@@ -11,6 +11,8 @@
 //! - `score`: seconds to score every operator candidate with the angle metric and `S` children each.
 //! - `export`: pwsnas's ONNX against `torch.onnx.export` of the same network in ONNX Runtime
 //!   ([`crate::export::bench`]).
+//! - `latency`: the latency table's predictions against children timed whole
+//!   ([`crate::latency::check`]).
 //!
 //! A binary subcommand rather than a criterion bench because it must run where cargo is absent (the
 //! GPU machines get only the release binary).
@@ -65,6 +67,26 @@ pub enum BenchCommand {
     },
     /// pwsnas's ONNX against torch.onnx.export of the same network, in ONNX Runtime (p50 at batch 1 and 64).
     Export(crate::export::bench::ExportBenchArgs),
+    /// The latency table's predictions against random children timed whole in ONNX Runtime.
+    Latency {
+        #[command(flatten)]
+        net: BenchNet,
+        /// Children drawn at random, predicted and timed.
+        #[arg(long, default_value_t = 20)]
+        children: usize,
+        /// ONNX Runtime intra-op thread counts, comma-separated; each has its own latency table.
+        #[arg(long, value_delimiter = ',', default_value = "1,2")]
+        threads: Vec<usize>,
+        /// Seed of the children drawn.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Measure the latency tables anew instead of reusing the cached ones.
+        #[arg(long)]
+        rebuild: bool,
+        /// The ONNX Runtime library to load (default: the one set-up installed).
+        #[arg(long)]
+        ort_lib: Option<std::path::PathBuf>,
+    },
 }
 
 /// The network a benchmark uses: the space's defaults (`nb201`: NAS-Bench-201's C=16, N=5 on
@@ -106,6 +128,35 @@ impl BenchNet {
 pub fn run(cmd: BenchCommand, progress: &Progress) -> Result<()> {
     match cmd {
         BenchCommand::Export(args) => crate::export::bench::run(&args, progress)?,
+        BenchCommand::Latency { net, children, threads, seed, rebuild, ort_lib } => {
+            let kind = net.kind()?;
+            let opts =
+                crate::latency::check::CheckOptions { kind, children, threads, seed, rebuild, ort_lib };
+            let isa = crate::host::isa();
+            for checked in crate::latency::check::run(&opts, progress)? {
+                let mut result = checked.summary();
+                result["bench"] = json!("latency");
+                result["space"] = json!(opts.kind.name());
+                result["params"] = opts.kind.params_json();
+                result["cpu"] = json!(crate::host::cpu_model());
+                result["isa"] = json!(isa);
+                let pct = |k: &str| 100.0 * result[k].as_f64().unwrap_or(f64::NAN);
+                let line = format!(
+                    "latency {} {} at {} thread(s), {} ({isa}): {} children, |error| median {:.1}%, p90 {:.1}%, worst {:.1}%; session spread median {:.1}% (table {})",
+                    opts.kind.name(),
+                    opts.kind.params_json(),
+                    checked.threads,
+                    crate::host::cpu_model(),
+                    checked.rows.len(),
+                    pct("median_abs_error"),
+                    pct("p90_abs_error"),
+                    pct("worst_abs_error"),
+                    pct("median_session_spread"),
+                    checked.table.display(),
+                );
+                print_result(progress, &result, &line);
+            }
+        }
         BenchCommand::TrainStep {
             net,
             run: StepRun { batch_size, steps, warmup, device },

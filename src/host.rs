@@ -21,6 +21,26 @@ pub fn cpu_model() -> String {
     format!("{name} ({cpus} logical CPUs)")
 }
 
+/// The widest x86 vector extension this CPU has (`AVX-512`, `AVX2`, `SSE4.2 or less`), or the
+/// architecture's name elsewhere: CPUs of one model name can differ here, and ONNX Runtime's kernels
+/// (hence latencies and their predictions) follow it.
+pub fn isa() -> String {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return "AVX-512".into();
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            return "AVX2".into();
+        }
+        "SSE4.2 or less".into()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        std::env::consts::ARCH.into()
+    }
+}
+
 /// The GPU model(s) the NVIDIA driver lists (`/proc/driver/nvidia/gpus/*/information`), or
 /// `unknown GPU`.
 pub fn gpu_model() -> String {

@@ -194,6 +194,50 @@ fn bad_latency_requests_are_refused_clearly() {
     assert!(err.contains("max_latency_ms must be a positive number"), "{err}");
 }
 
+/// `pwsnas bench latency` predicts and times the same drawn children at each thread count, each
+/// against its own table, and prints the error distribution with the ISA; bad counts are refused.
+#[test]
+fn the_latency_benchmark_checks_predictions_against_children_timed_whole() {
+    let home = tempfile::tempdir().unwrap();
+    let mut args = vec!["--json", "bench", "latency"];
+    args.extend(SPACE);
+    args.extend(["--children", "3", "--threads", "1,2"]);
+    let printed = ok(home.path(), &args);
+    let results: Vec<Value> = printed.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(results.len(), 2, "{printed}");
+    let mut tables = Vec::new();
+    for (r, threads) in results.iter().zip([1, 2]) {
+        assert_eq!(r["bench"], "latency");
+        assert_eq!(r["threads"], threads);
+        assert!(["AVX-512", "AVX2", "SSE4.2 or less"].contains(&r["isa"].as_str().unwrap()), "{r}");
+        let rows = r["rows"].as_array().unwrap();
+        assert_eq!(rows.len(), 3);
+        let mut errors = Vec::new();
+        for row in rows {
+            let (p, m) = (row["predicted_ms"].as_f64().unwrap(), row["measured_ms"].as_f64().unwrap());
+            assert!(p > 0.0 && m > 0.0, "{row}");
+            assert!((row["error"].as_f64().unwrap() - (p / m - 1.0)).abs() < 1e-9, "{row}");
+            errors.push((p / m - 1.0).abs());
+        }
+        errors.sort_by(f64::total_cmp);
+        assert!((r["worst_abs_error"].as_f64().unwrap() - errors[2]).abs() < 1e-9, "{r}");
+        assert!((r["median_abs_error"].as_f64().unwrap() - errors[1]).abs() < 1e-9, "{r}");
+        tables.push(r["table"].as_str().unwrap().to_string());
+    }
+    assert_ne!(tables[0], tables[1], "each thread count has its own table");
+    // The same seed draws the same children at both thread counts.
+    let archs =
+        |r: &Value| r["rows"].as_array().unwrap().iter().map(|x| x["arch"].clone()).collect::<Vec<_>>();
+    assert_eq!(archs(&results[0]), archs(&results[1]));
+
+    let mut bad = vec!["bench", "latency"];
+    bad.extend(SPACE);
+    let err = fails(home.path(), [bad.as_slice(), &["--threads", "0"]].concat());
+    assert!(err.contains("--threads must list thread counts of at least 1"), "{err}");
+    let err = fails(home.path(), [bad.as_slice(), &["--children", "0"]].concat());
+    assert!(err.contains("--children must be at least 1"), "{err}");
+}
+
 /// Two tiny searches on the same data and supernet: `unlimited` without a latency budget (the space
 /// is small enough that every child is evaluated, each with its predicted latency), and `budget`
 /// (a copy of it searched again with `--max-latency-ms` at the median prediction); both exported with

@@ -112,6 +112,33 @@ struct Timings {
     spreads: Vec<f64>,
 }
 
+/// `arch` as `pwsnas export` lowers it: its stand-alone network (in `darts` the evaluation network,
+/// whose pools have no BN after them, unlike the search network's).
+fn child_graph(kind: &SpaceKind, arch: &Arch) -> Graph {
+    Supernet::standalone(kind, arch, Device::Cpu).graph(arch, "pwsnas_child")
+}
+
+/// The batch-1 median latency (ms) of each of `children` run whole, and how much it varied from one
+/// fresh session to the next (slowest / fastest − 1), timed as a table times its calibration
+/// children: what `pwsnas bench latency` checks the table's predictions against.
+pub fn time_children(
+    rt: &Runtime,
+    cfg: SessionConfig,
+    kind: &SpaceKind,
+    children: &[Arch],
+    plan: Plan,
+    progress: &Progress,
+) -> Result<Vec<(f64, f64)>> {
+    let mut bench = Bench { rt, cfg, models: Vec::new() };
+    for arch in children {
+        bench.add(child_graph(kind, arch), kind.input_shape());
+    }
+    let bar = progress.bar(1, "timing children");
+    let Timings { medians, spreads } = bench.medians(plan, &bar)?;
+    bar.finish_and_clear();
+    Ok(medians.into_iter().zip(spreads).collect())
+}
+
 /// A chain of `copies` ReLUs on `[batch] + input`: the cheapest model of a given shape.
 fn relu_chain(input: [usize; 3], copies: usize) -> Graph {
     let dims: Vec<Dim> = std::iter::once(Dim::Batch).chain(input.iter().map(|&d| Dim::Fixed(d))).collect();
@@ -179,15 +206,8 @@ pub fn build(
         let long = piece.chainable.then(|| bench.add(net.piece_graph(piece.key, k), piece.input));
         piece_models.push((one, long));
     }
-    // Each child as `pwsnas export` lowers it: its stand-alone network (in `darts` the evaluation
-    // network, whose pools have no BN after them, unlike the search network's).
-    let child_models: Vec<usize> = children
-        .iter()
-        .map(|arch| {
-            let child = Supernet::standalone(kind, arch, Device::Cpu);
-            bench.add(child.graph(arch, "pwsnas_calibration_child"), kind.input_shape())
-        })
-        .collect();
+    let child_models: Vec<usize> =
+        children.iter().map(|arch| bench.add(child_graph(kind, arch), kind.input_shape())).collect();
 
     let bar = progress.bar(1, "latency table");
     let Timings { medians: t, spreads } = bench.medians(opts.plan, &bar)?;

@@ -5,6 +5,7 @@
 //! - [`table`] is the table file, its cache (reused when space and machine match, rebuilt
 //!   otherwise) and [`table::obtain`], which every user of a table calls;
 //! - [`show`] is `pwsnas latency-table`'s output;
+//! - [`check`] is `pwsnas bench latency`: predictions against measured children;
 //! - [`Predictor`] (here) turns a table into the predicted latency of any child: the run overhead,
 //!   plus the entry of every piece its ONNX graph contains (the space's `SpaceDef::composition`,
 //!   which knows the dead nodes the export drops), plus the table's calibration correction, and
@@ -16,6 +17,7 @@
 //! them, hundreds of times; a prediction is a sum of a few numbers, while measuring a child means
 //! exporting it and timing hundreds of runs. `pwsnas export` measures the chosen child and reports
 //! how far the prediction was off.
+pub mod check;
 pub mod measure;
 pub mod show;
 pub mod table;
