@@ -9,7 +9,7 @@ checks which of `pwsnas`'s two additions moves the ranking, which pwsnas has no 
 
     python3 examples/nb201/compositions.py TABLE.csv RUN [RUN ...]
 
-TABLE.csv: `index,arch,VALUE` (the shared nb201-cifar10-12e.csv). Needs numpy and scipy
+TABLE.csv: `index,arch,VALUE` (e.g. nb201-cifar10-12e.csv, docs/nb201.md). Needs numpy and scipy
 (`pip install --target DIR scipy`, then PYTHONPATH=DIR). Prints one JSON line per run and variant.
 """
 import itertools

@@ -4,7 +4,7 @@
 #
 #   examples/nb201/search-table.sh DATA OUT TABLE
 #   examples/nb201/search-table.sh $(cargo xtask cifar10-npm) runs/nb201-search \
-#       ../shared/data/nb201/nb201-cifar10-12e.csv#cifar10-test@12
+#       nb201-cifar10-12e.csv#cifar10-test@12
 #
 # PWSNAS names the binary (default target/release/pwsnas). Resumable: rerun after an interruption.
 set -euo pipefail

@@ -5,7 +5,7 @@
 #
 #   examples/nb201/study.sh DATA OUT TABLE [SEEDS] [EPOCHS] [INITS]
 #   examples/nb201/study.sh $(cargo xtask cifar10-npm) runs/nb201-study \
-#       ../shared/data/nb201/nb201-cifar10-12e.csv#cifar10-test@12 "0 1" "2 6" "pytorch fan-out"
+#       nb201-cifar10-12e.csv#cifar10-test@12 "0 1" "2 6" "pytorch fan-out"
 #
 # SIZE overrides the supernet's size: docs/nb201.md's CPU figures use the proxy SIZE="--channels 8
 # --cells 1" (30 s to 3.5 min an epoch on 2 cores, where ABS's C=16, N=5 took 29 min; the defaults
