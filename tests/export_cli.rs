@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 use pwsnas::report::Report;
 use serde_json::Value;
 
+mod browser;
 mod common;
 mod onnx_check;
 
@@ -135,8 +136,30 @@ fn export_writes_a_validated_model_and_the_reports() {
     let md = std::fs::read_to_string(run.join("report.md")).unwrap();
     assert!(md.contains("**passed**") && md.contains(&report.arch), "{md}");
     let html = std::fs::read_to_string(run.join("report.html")).unwrap();
-    assert_eq!(html.matches("<svg").count(), 5, "latency ×2, shrink ×2, search ×1");
+    assert_eq!(html.matches("<svg").count(), 6, "the architecture, latency ×2, shrink ×2, search ×1");
     assert!(!html.contains("<script") && !html.contains("src=") && !html.contains("href="));
+    // The architecture drawn beside the model and in the page, as the page renders in a browser.
+    let svg = std::fs::read_to_string(run.join("arch.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && html.contains(&svg), "arch.svg is the page's drawing");
+    if let Some(chromium) = browser::chromium() {
+        let drawings = browser::measure(&chromium, &html);
+        assert_eq!(drawings.len(), 1, "{drawings:?}");
+        browser::assert_clean(&drawings[0]);
+        let cell = &drawings[0]["cells"][0];
+        assert_eq!(cell["nodes"].as_array().unwrap().len(), 3, "a 3-node cell");
+        // One drawn edge per op of the arch string other than none, with that op.
+        let mut drawn: Vec<&str> =
+            cell["edges"].as_array().unwrap().iter().map(|e| e[2].as_str().unwrap()).collect();
+        let mut ops: Vec<&str> = report
+            .arch
+            .split(['|', '+'])
+            .filter_map(|t| t.split_once('~').map(|(op, _)| op))
+            .filter(|op| *op != "none")
+            .collect();
+        drawn.sort();
+        ops.sort();
+        assert_eq!(drawn, ops, "{}", report.arch);
+    }
 
     // --json: events on stdout, the last one the summary.
     let last: Value = serde_json::from_str(stdout.lines().last().expect("JSON output")).unwrap();

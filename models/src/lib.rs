@@ -11,6 +11,7 @@
 //! - [`vector`]: weight vectors and angles for the angle metric.
 pub mod cost;
 pub mod darts;
+pub mod drawing;
 pub mod error;
 pub mod mobile;
 pub mod nb201;
@@ -21,6 +22,7 @@ pub mod vector;
 
 pub use cost::{Cost, LayerCost};
 pub use darts::{DartsParams, Genotype};
+pub use drawing::Drawing;
 pub use error::ModelError;
 pub use mobile::{MobileParams, MobileStage};
 pub use nb201::Nb201Params;

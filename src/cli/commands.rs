@@ -138,17 +138,27 @@ pub fn eval(
     Ok(())
 }
 
-pub fn arch_info(space: &str, arch: &str, shape: &SpaceShapeArgs, progress: &Progress) -> Result<()> {
+pub fn arch_info(
+    space: &str,
+    arch: &str,
+    svg: Option<&Path>,
+    shape: &SpaceShapeArgs,
+    progress: &Progress,
+) -> Result<()> {
     let mut params = serde_json::Map::new();
     shape.apply(&mut params);
     let kind = SpaceKind::from_params(space, serde_json::Value::Object(params))?;
     let child = kind.parse_arch(arch)?;
     let cost = kind.cost(&child);
+    if let Some(path) = svg {
+        crate::fsutil::write_atomic(path, crate::report::drawing::of_child(&kind, &child).as_bytes())?;
+    }
     if progress.json() {
         println!(
             "{}",
             json!({ "space": kind.name(), "params": kind.params_json(), "arch": kind.format_arch(&child),
-                    "params_count": cost.params(), "flops": cost.flops(), "layers": cost.layers })
+                    "params_count": cost.params(), "flops": cost.flops(), "layers": cost.layers,
+                    "svg": svg.map(|p| p.display().to_string()) })
         );
         return Ok(());
     }
@@ -172,6 +182,9 @@ pub fn arch_info(space: &str, arch: &str, shape: &SpaceShapeArgs, progress: &Pro
         cost.flops(),
         cost.flops() as f64 / 1e6
     );
+    if let Some(path) = svg {
+        println!("drawing: {}", path.display());
+    }
     Ok(())
 }
 

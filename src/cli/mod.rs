@@ -160,6 +160,10 @@ pub enum ArchCommand {
         /// The space's arch string; darts: genotype text or a published genotype's name.
         #[arg(long)]
         arch: String,
+        /// Also draw the architecture into this SVG file: an nb201 cell as its DAG, a darts genotype
+        /// as its normal and reduction cells, a mobile child as its layer chain.
+        #[arg(long, value_name = "FILE")]
+        svg: Option<PathBuf>,
         #[command(flatten)]
         shape: SpaceShapeArgs,
     },
@@ -223,8 +227,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Train { dir, arch, settings, run } => {
             commands::train(&dir, arch.as_deref(), &settings, &run, &progress)
         }
-        Command::Arch(ArchCommand::Info { space, arch, shape }) => {
-            commands::arch_info(&space, &arch, &shape, &progress)
+        Command::Arch(ArchCommand::Info { space, arch, svg, shape }) => {
+            commands::arch_info(&space, &arch, svg.as_deref(), &shape, &progress)
         }
         Command::Data(DataCommand::Inspect { data, image_size }) => {
             commands::data_inspect(&data, image_size, cli.json)

@@ -346,17 +346,21 @@ pub fn assemble(
     }
 }
 
-/// Writes `report.json`, `report.md` and `report.html` and records the `export_done` event.
+/// Writes `report.json`, `report.md`, `report.html` and the drawing of the child beside the model
+/// (`arch.svg`), and records the `export_done` event.
 pub fn write_reports(job: &Job, report: &Report, progress: &Progress) -> Result<()> {
     let paths = report::write_all(&job.run.root, report, &History::read(&job.run.root))?;
+    let drawing = job.run.path("arch.svg");
+    write_atomic(&drawing, report::drawing::of_child(&job.kind, &job.arch).as_bytes())?;
     progress.info(format!(
-        "reports: {}",
-        paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        "reports: {}; drawing: {}",
+        paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
+        drawing.display()
     ));
     progress.event(
         "export_done",
         json!({
-            "model": job.run.path("model.onnx"), "reports": paths, "arch": report.arch,
+            "model": job.run.path("model.onnx"), "reports": paths, "drawing": drawing, "arch": report.arch,
             "lowering": report.onnx.lowering, "precision": report.onnx.precision,
             "parity": { "passed": report.parity.passed, "max_abs_diff": report.parity.max_abs_diff,
                         "scaled_diff": report.parity.scaled_diff, "reason": report.parity.reason },

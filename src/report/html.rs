@@ -35,6 +35,7 @@ code { font: 13px/1.4 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; 
 .charts { display: grid; grid-template-columns: 1fr; gap: 6px; }
 figure { margin: 0; } figcaption { color: var(--muted); font-size: 13px; margin-top: 2px; }
 svg { width: 100%; height: auto; max-width: 760px; display: block; }
+svg.arch-drawing { width: auto; max-width: 100%; }
 .missing { color: var(--muted); font-style: italic; }
 "#;
 
@@ -141,6 +142,22 @@ fn architecture(s: &mut String, r: &Report) {
         escape(&r.arch),
         escape(&r.space_params.to_string())
     );
+    match super::drawing::of_text(&r.space, &r.space_params, &r.arch) {
+        Ok(svg) => {
+            let _ = writeln!(
+                s,
+                "<figure class=\"arch-figure\">\n{svg}\n<figcaption>The architecture (also <code>arch.svg</code> \
+                 beside <code>model.onnx</code>).</figcaption>\n</figure>"
+            );
+        }
+        Err(e) => {
+            let _ = writeln!(
+                s,
+                "<p class=\"missing\">The architecture cannot be drawn: {}</p>",
+                escape(&format!("{e:#}"))
+            );
+        }
+    }
     if let Some(b) = &r.benchmark {
         let _ = write!(
             s,
@@ -397,11 +414,23 @@ mod tests {
             "external resources"
         );
         assert!(html.contains("<code>/tmp/run &lt;1&gt;</code>"), "run path escaped");
-        assert_eq!(html.matches("<svg").count(), 2, "the two latency charts");
+        assert_eq!(html.matches("<svg").count(), 3, "the architecture and the two latency charts");
+        assert_eq!(html.matches("class=\"arch-drawing\"").count(), 1);
+        assert!(!html.contains("cannot be drawn"));
         assert!(html.contains("Shrinking: no chart (shrink.json does not exist)"));
         assert!(html.contains("parity passed"));
         assert!(html.contains("<h3>Benchmark</h3>") && html.contains("rank 41 of 15625 cells"));
         assert_eq!(escape("a<b & \"c\"'"), "a&lt;b &amp; &quot;c&quot;&#39;");
+    }
+
+    #[test]
+    fn an_arch_the_space_cannot_read_is_reported_instead_of_drawn() {
+        let history = History { shrink: Err("none".into()), search: Err("none".into()), method: None };
+        let mut r = sample();
+        r.arch = "|nor_conv_3x3~0|+|bogus~0|avg_pool_3x3~1|".into();
+        let html = render(&r, &history);
+        assert!(!html.contains("class=\"arch-drawing\""));
+        assert!(html.contains("The architecture cannot be drawn") && html.contains("bogus"), "{html}");
     }
 
     #[test]
@@ -464,7 +493,11 @@ mod tests {
             "{html}"
         );
         assert!(html.contains("<figcaption>choice point normal/2&lt;-0</figcaption>"));
-        assert_eq!(html.matches("<svg").count(), 4, "two latency charts and one per choice point");
+        assert_eq!(
+            html.matches("<svg").count(),
+            5,
+            "the architecture, two latency charts and one per choice point"
+        );
         let unreadable = History { method: Some(Err("method.json: bad".into())), ..history };
         assert!(render(&sample(), &unreadable).contains("Method: no α chart (method.json: bad)"));
     }

@@ -8,6 +8,7 @@
 //! human reports are pure functions of a [`Report`] and the run's [`History`] (shrinking and search
 //! records), so they can be re-rendered without re-measuring.
 pub mod charts;
+pub mod drawing;
 pub mod html;
 pub mod markdown;
 

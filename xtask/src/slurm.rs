@@ -53,43 +53,14 @@ fn output(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-fn installed() -> bool {
-    ["/usr/sbin/munged", "/usr/sbin/slurmctld", "/usr/sbin/slurmd", "/usr/bin/sbatch", "/usr/bin/sinfo"]
-        .iter()
-        .all(|p| Path::new(p).exists())
-}
+/// The binaries the cluster needs.
+const BINARIES: [&str; 5] =
+    ["/usr/sbin/munged", "/usr/sbin/slurmctld", "/usr/sbin/slurmd", "/usr/bin/sbatch", "/usr/bin/sinfo"];
 
-/// Installs Slurm and munge with apt-get when they are missing (refreshing the package lists
-/// when a package is not found).
+/// Installs Slurm and munge with apt-get when they are missing.
 fn install() -> Result<()> {
-    if installed() {
-        return Ok(());
-    }
-    if output(Command::new("id").arg("-u"))? != "0" {
-        bail!(
-            "Slurm is not installed and installing it needs root: run `apt-get install {}` as root, or point SLURM_CONF at a running cluster",
-            PACKAGES.join(" ")
-        );
-    }
-    say(&format!("installing {} with apt-get (one time)", PACKAGES.join(", ")));
-    let apt = |args: &[&str]| {
-        run(Command::new("apt-get")
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdout(std::process::Stdio::null()))
-    };
-    let mut install_args = vec!["install", "-y", "-q", "--no-install-recommends"];
-    install_args.extend(PACKAGES);
-    if apt(&install_args).is_err() {
-        say("apt-get install failed; refreshing the package lists and trying again");
-        apt(&["update", "-q"])
-            .context("apt-get update failed: Debian's package registry must be reachable")?;
-        apt(&install_args).context("apt-get could not install Slurm")?;
-    }
-    if !installed() {
-        bail!("apt-get installed {} but the daemons are not in /usr/sbin", PACKAGES.join(" "));
-    }
-    Ok(())
+    crate::apt::ensure("Slurm", &PACKAGES, &BINARIES)
+        .context("without Slurm, point SLURM_CONF at a running cluster instead")
 }
 
 /// The recorded daemons (`name pid` lines).

@@ -29,6 +29,7 @@ use super::cell::{self, INPUTS, LAST};
 use super::net::{DartsNet, Role};
 use super::{darts_op_names, is_darts_op, CellKind, DartsParams, Genotype};
 use crate::cost::Cost;
+use crate::drawing::{CellDrawing, CellEdge, CellNode, Drawing, NodeRole};
 use crate::error::{ModelError, Result};
 use crate::net::aux_head::AuxShape;
 use crate::net::pieces::PieceKey;
@@ -206,6 +207,39 @@ impl SpaceDef for DartsParams {
 
     fn format_arch(&self, arch: &Arch) -> String {
         DartsParams::format_arch(self, &arch.ops)
+    }
+
+    /// The normal and the reduction cell as DARTS's `visualize.py` draws them: inputs `c_{k-2}` and
+    /// `c_{k-1}`, intermediate nodes 0–3, and the output `c_{k}` concatenating them; each edge the
+    /// arch keeps labelled with its op (`none` edges are left out, so a child shows two inputs per
+    /// node and a path every edge).
+    fn drawing(&self, arch: &Arch) -> Drawing {
+        let cells = CellKind::BOTH
+            .iter()
+            .map(|&kind| {
+                let node = |label: String, role| CellNode { label, role };
+                let mut nodes =
+                    vec![node("c_{k-2}".into(), NodeRole::Input), node("c_{k-1}".into(), NodeRole::Input)];
+                nodes.extend((0..cell::NODES).map(|n| node(n.to_string(), NodeRole::Inner)));
+                nodes.push(node("c_{k}".into(), NodeRole::Output));
+                let output = nodes.len() - 1;
+                let mut edges: Vec<CellEdge> = cell::edges()
+                    .into_iter()
+                    .map(|(to, from)| CellEdge {
+                        from,
+                        to,
+                        op: Some(arch.ops[kind.offset() + cell::edge_index(to, from)]),
+                    })
+                    .collect();
+                edges.extend(cell::CONCAT.iter().map(|&from| CellEdge { from, to: output, op: None }));
+                let title = match kind {
+                    CellKind::Normal => "normal cell",
+                    CellKind::Reduce => "reduction cell",
+                };
+                CellDrawing { title: title.into(), nodes, edges }
+            })
+            .collect();
+        Drawing::Cells(cells)
     }
 
     fn read_arch(&self, s: &str) -> Result<Arch> {

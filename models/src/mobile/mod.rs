@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use tch::nn;
 
 use crate::cost::{out_size, Cost};
+use crate::drawing::{BlockRole, ChainBlock, ChainDrawing, Drawing};
 use crate::error::{ModelError, Result};
 use crate::net::pieces::{PieceKey, Tally};
 use crate::net::Network;
@@ -289,6 +290,47 @@ impl SpaceDef for MobileParams {
         cost.linear("classifier".into(), self.head_channels, self.classes);
         cost
     }
+    /// The stem, each searchable layer with the block it picks (kernel and expansion, or skipped),
+    /// its channels, stride and output size, then the head and classifier.
+    fn drawing(&self, arch: &Arch) -> Drawing {
+        let (stem_c, stem_s) = self.stem_out();
+        let block =
+            |name: String, label: String, detail: String, role| ChainBlock { name, label, detail, role };
+        let mut blocks = vec![block(
+            "stem".into(),
+            "conv 3×3".into(),
+            format!("{}→{stem_c} ch, stride {}, {stem_s}×{stem_s}", self.input_channels, self.stem_stride),
+            BlockRole::Fixed,
+        )];
+        for (l, (layer, op)) in self.layers().iter().zip(&arch.ops).enumerate() {
+            let (label, role) = match *op {
+                Op::MbConv { kernel, expand } => (format!("MBConv k{kernel} e{expand}"), BlockRole::Chosen),
+                Op::Identity => ("identity (skipped)".to_string(), BlockRole::Skipped),
+                other => (other.name(), BlockRole::Chosen),
+            };
+            let detail = format!(
+                "{}→{} ch, stride {}, {}×{}",
+                layer.c_in, layer.c_out, layer.stride, layer.size_out, layer.size_out
+            );
+            blocks.push(block(format!("layer{l}"), label, detail, role));
+        }
+        let (last_c, last_s) =
+            self.layers().last().map(|l| (l.c_out, l.size_out)).unwrap_or((stem_c, stem_s));
+        blocks.push(block(
+            "head".into(),
+            "conv 1×1".into(),
+            format!("{last_c}→{} ch, {last_s}×{last_s}", self.head_channels),
+            BlockRole::Fixed,
+        ));
+        blocks.push(block(
+            "classifier".into(),
+            "avg pool + linear".into(),
+            format!("{}→{} classes", self.head_channels, self.classes),
+            BlockRole::Fixed,
+        ));
+        Drawing::Chain(ChainDrawing { title: "mobile".into(), blocks })
+    }
+
     fn composition(&self, arch: &Arch) -> Vec<(PieceKey, usize)> {
         let mut out = Tally::default();
         out.add(PieceKey::Stem, 1);

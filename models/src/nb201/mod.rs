@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use tch::nn;
 
 use crate::cost::{out_size, Cost};
+use crate::drawing::{CellDrawing, CellEdge, CellNode, Drawing, NodeRole};
 use crate::error::{ModelError, Result};
 use crate::net::pieces::PieceKey;
 use crate::net::Network;
@@ -189,6 +190,29 @@ impl SpaceDef for Nb201Params {
 
     fn format_arch(&self, arch: &Arch) -> String {
         arch::format(self, &arch.ops)
+    }
+
+    /// The cell as NAS-Bench-201 draws it: nodes 0 (input) to `nodes - 1` (output), each edge `i → j`
+    /// labelled with its op; `none` edges are left out.
+    fn drawing(&self, arch: &Arch) -> Drawing {
+        let last = self.nodes - 1;
+        let nodes = (0..self.nodes)
+            .map(|n| CellNode {
+                label: n.to_string(),
+                role: match n {
+                    0 => NodeRole::Input,
+                    n if n == last => NodeRole::Output,
+                    _ => NodeRole::Inner,
+                },
+            })
+            .collect();
+        let edges = self
+            .edges()
+            .into_iter()
+            .zip(&arch.ops)
+            .map(|((to, from), op)| CellEdge { from, to, op: Some(*op) })
+            .collect();
+        Drawing::Cells(vec![CellDrawing { title: "cell".into(), nodes, edges }])
     }
 
     fn read_arch(&self, s: &str) -> Result<Arch> {

@@ -27,6 +27,7 @@ use tch::nn;
 
 use super::{Arch, Space, SpaceKind};
 use crate::cost::Cost;
+use crate::drawing::{ChainDrawing, Drawing};
 use crate::error::Result;
 use crate::net::aux_head::AuxShape;
 use crate::net::pieces::PieceKey;
@@ -117,6 +118,13 @@ pub trait SpaceDef: Any + Send + Sync + fmt::Debug {
 
     /// The child's text form (the space's arch string).
     fn format_arch(&self, arch: &Arch) -> String;
+
+    /// What the child looks like, for reports and `pwsnas arch info --svg` ([`crate::drawing`]): by
+    /// default a chain of the choice points and the op each picks; a space with a cell or a layer
+    /// sequence of its own draws that instead.
+    fn drawing(&self, arch: &Arch) -> Drawing {
+        Drawing::Chain(ChainDrawing::of_choices(self.name(), &self.choice_point_names(), &arch.ops))
+    }
 
     /// Reads the text form, checking its syntax and op names only (membership in a space and the
     /// topology of a child are [`SpaceKind::parse_arch`]'s).
