@@ -287,7 +287,7 @@ impl Runtime {
             bail!(
                 "--ep {}: the {} is compiled into {}, but registering it failed: {why}\n{seen}; --ep cuda needs an \
                  NVIDIA GPU with its driver (libcuda.so.1) and the CUDA 13 and cuDNN 9 libraries (those of the set-up's \
-                 torch wheel serve, see the README) — `pwsnas doctor` shows what is found; use --ep cpu on this \
+                 torch wheel serve, see docs/gpu.md) — `pwsnas doctor` shows what is found; use --ep cpu on this \
                  machine (pwsnas never falls back to the CPU silently)",
                 ep.name(),
                 ep.provider_name(),

@@ -143,7 +143,7 @@ pub struct ShrinkSettings {
     /// after its warm-up, and the driving angle is measured from them (keys `angle_w0eK`, ...) once
     /// the supernet is past epoch `K`; scored at epoch `K` or before, it is measured from the
     /// initialisation. `score_only` records the angles from both (docs/method.md). Default 1: in
-    /// the fidelity study this ranks operator candidates best at every epoch (README, "Fidelity");
+    /// the fidelity study this ranks operator candidates best at every epoch (docs/fidelity.md);
     /// on NAS-Bench-201 it is within 0.05 of the initialisation either way (docs/nb201.md).
     /// It shapes the shrink stage only: changing it later needs no retraining as long as the
     /// supernet saved that epoch (the stage refuses to run without the file, naming the fix).

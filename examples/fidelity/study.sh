@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The fidelity study of the README on one dataset: the ground truth (every child of the 125-child
+# The fidelity study (docs/fidelity.md) on one dataset: the ground truth (every child of the 125-child
 # space trained stand-alone), then supernets of several seeds trained for each epoch count and
 # scored with every metric on every child, then the report.
 #
@@ -8,7 +8,7 @@
 #
 # PWSNAS names the binary (default target/release/pwsnas), JOBS the truth's worker processes
 # (default 2), THREADS the threads of each truth worker and of each supernet (default: the
-# cores shared out), EXTRA more flags for every supernet (the README's fan-out rows:
+# cores shared out), EXTRA more flags for every supernet (docs/fidelity.md's fan-out rows:
 # EXTRA="--init fan-out"). Every step resumes: rerun the same command after an interruption.
 set -euo pipefail
 DATA=${1:?usage: study.sh DATA OUT [SEEDS] [EPOCHS]}

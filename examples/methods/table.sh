@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every search method with and without shrinking (the README's table under *Search methods*):
+# Every search method with and without shrinking (the table of docs/search-methods.md):
 #
 #   examples/methods/table.sh [PWSNAS_BINARY] [OUT]      (defaults: target/release/pwsnas, runs/methods)
 #

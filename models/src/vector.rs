@@ -37,8 +37,8 @@ pub enum Composition {
     /// an identity kernel ([`Segment::identity`]) instead of nothing, and each op's BatchNorm affine
     /// parameters (γ then β of each of its BNs, in module order, only where they are trainable)
     /// follow its conv weights. With the Kaiming-normal fan-out initialisation it ranked the
-    /// 125-child space's children and candidates best on Fashion-MNIST and MNIST (README,
-    /// "Fidelity"); with PyTorch's its identity kernels and BN γ outweigh the convs and it ranks
+    /// 125-child space's children and candidates best on Fashion-MNIST and MNIST
+    /// (docs/fidelity.md); with PyTorch's its identity kernels and BN γ outweigh the convs and it ranks
     /// NAS-Bench-201 worse than [`Composition::Ops`] (docs/nb201.md).
     Pwsnas,
 }
@@ -74,7 +74,7 @@ impl Composition {
 /// The `pwsnas` angle of a child without a path from input to output ([`Composition::empty_angle`]).
 /// Any negative value ranks such children last; the value sets how much they pull down the mean
 /// score of the candidates they contain. −1 rad is about twice the largest angle of a trained
-/// child in the fidelity study (README, "Fidelity"), where −0.5 and −1 were the two values tried.
+/// child in the fidelity study (docs/fidelity.md), where −0.5 and −1 were the two values tried.
 pub const CUT_ANGLE: f64 = -1.0;
 
 /// One part of a weight vector.
