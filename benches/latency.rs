@@ -16,7 +16,8 @@ use pwsnas::export::onnx_bytes;
 use pwsnas::ort_runtime::{runtime, Ep, OrtModel, SessionConfig};
 use pwsnas::run::RunDir;
 use pwsnas::search::ArchFile;
-use pwsnas::timing::{self as latency, Plan};
+use pwsnas::timing::sessions::{time_one, Timed};
+use pwsnas::timing::{self as latency, Plan, Protocol};
 use pwsnas_models::{Arch, Mode, Nb201Params, SpaceKind, Supernet};
 use tch::{Device, Kind, Tensor};
 
@@ -125,9 +126,14 @@ fn main() -> Result<()> {
     } else {
         (Plan { warmup: 1, runs: 3 }, Plan { warmup: 1, runs: 2 })
     };
-    let ort1 = latency::ort(&mut model, &x1, s1, plan1)?;
+    // ONNX Runtime with the protocol of every latency pwsnas reports: fresh sessions.
+    let ort = |threads: usize, input: &[f32], shape, plan| {
+        let open = Box::new(|| session(&subject, threads));
+        time_one(Protocol { sessions: 5, plan }, Timed { open, input, shape })
+    };
+    let ort1 = ort(threads, &x1, s1, plan1)?;
     let torch1 = latency::libtorch(&subject.net, &subject.arch, &one, plan1)?;
-    let ort64 = latency::ort(&mut model, &x64, s64, plan64)?;
+    let ort64 = ort(threads, &x64, s64, plan64)?;
     let torch64 = latency::libtorch(&subject.net, &subject.arch, &large, plan64)?;
     println!("\n{} — {}, {threads} thread(s)", subject.name, pwsnas::host::cpu_model());
     println!(
@@ -154,8 +160,7 @@ fn main() -> Result<()> {
         torch64.p50_ms / ort64.p50_ms
     );
     for t in 1..=threads {
-        let mut m = session(&subject, t)?;
-        let s = latency::ort(&mut m, &x1, s1, plan1)?;
+        let s = ort(t, &x1, s1, plan1)?;
         println!("ONNX Runtime batch 1 with {t} intra-op thread(s): p50 {:.4} ms", s.p50_ms);
     }
     Ok(())

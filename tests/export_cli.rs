@@ -115,7 +115,10 @@ fn export_writes_a_validated_model_and_the_reports() {
         (export["lowering"].as_str(), export["precision"].as_str()),
         (Some("optimized"), Some("fp32"))
     );
-    assert_eq!(export["plan"]["runs"], 5);
+    assert_eq!(
+        (export["timing"]["plan"]["runs"].as_u64(), export["timing"]["sessions"].as_u64()),
+        (Some(5), Some(5))
+    );
 
     let l = &report.latency;
     assert_eq!((l.threads, l.ep.as_str(), l.libtorch_device.as_str()), (1, "cpu", "cpu"));
@@ -126,6 +129,17 @@ fn export_writes_a_validated_model_and_the_reports() {
         );
     }
     assert_eq!((l.ort.batch1.batch, l.ort.batch64.batch), (1, 64));
+    // ONNX Runtime is timed across fresh sessions (5 by default, one timed run each here); the
+    // latency is the median of the session medians; libtorch runs one network.
+    for st in [&l.ort.batch1, &l.ort.batch64] {
+        let noise = st.noise.as_ref().expect("ONNX Runtime figures carry their noise");
+        assert_eq!((noise.sessions, noise.session_p50_ms.len()), (5, 5));
+        let mut medians = noise.session_p50_ms.clone();
+        medians.sort_by(f64::total_cmp);
+        assert_eq!(st.p50_ms, medians[2]);
+        assert!(noise.spread >= 0.0 && noise.busy_elsewhere.is_some());
+    }
+    assert!(l.libtorch.batch1.noise.is_none());
     assert!(!l.cpu.is_empty());
     // The latency table of this machine and setting predicts the batch-1 latency; the error is against it.
     let predicted = l.predicted_ms.expect("export predicts the latency from the latency table");
@@ -166,6 +180,60 @@ fn export_writes_a_validated_model_and_the_reports() {
     assert_eq!(last["event"], "export_done");
     assert_eq!(last["parity"]["passed"], true);
     assert_eq!(last["accuracy"]["test_images"], 100);
+}
+
+/// A process that keeps one core busy until it is dropped (stopped by its pid).
+struct BusyLoop(std::process::Child);
+
+impl BusyLoop {
+    fn start() -> BusyLoop {
+        BusyLoop(std::process::Command::new("sh").args(["-c", "while :; do :; done"]).spawn().unwrap())
+    }
+}
+
+impl Drop for BusyLoop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_latency_measured_while_another_process_is_busy_is_flagged() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    copy_dir(searched(), &run);
+    let busy = BusyLoop::start();
+    let out = common::pwsnas([
+        "export",
+        s(&run),
+        "--latency-runs",
+        "60",
+        "--latency-sessions",
+        "3",
+        "--warmup",
+        "2",
+        "--threads",
+        "1",
+    ]);
+    drop(busy);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let report = Report::load(&run.join("report.json")).unwrap();
+    let noise = report.latency.ort.batch1.noise.as_ref().unwrap();
+    assert_eq!(noise.sessions, 3);
+    assert!(noise.busy_elsewhere.unwrap() > 0.1, "{noise:?}");
+    assert!(
+        !noise.reliable() && noise.warnings.iter().any(|w| w.contains("other processes used")),
+        "{noise:?}"
+    );
+    assert!(
+        stderr.contains("warning: the ONNX Runtime latency at batch 1")
+            && stderr.contains("measure on an idle machine"),
+        "{stderr}"
+    );
+    let md = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(md.contains("**Warning:** ONNX Runtime at batch 1") && md.contains("NOT RELIABLE"), "{md}");
 }
 
 #[test]

@@ -440,10 +440,14 @@ pub struct ExportArgs {
     /// Largest test-accuracy loss (percentage points, against libtorch in fp32) an fp16 export may have.
     #[arg(long, default_value_t = export::DEFAULT_MAX_ACCURACY_LOSS_PP)]
     pub max_accuracy_loss: f64,
-    /// Timed runs per latency measurement (after the warm-up runs).
+    /// Timed runs per latency measurement (for ONNX Runtime: in all its sessions together).
     #[arg(long, default_value_t = 100)]
     pub latency_runs: usize,
-    /// Untimed warm-up runs before each latency measurement.
+    /// Fresh ONNX Runtime sessions each ONNX Runtime latency is measured in; the latency is the
+    /// median of the sessions' medians, and their spread says how far it can be trusted.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..))]
+    pub latency_sessions: u16,
+    /// Untimed warm-up runs before each latency measurement (in each ONNX Runtime session).
     #[arg(long, default_value_t = 10)]
     pub warmup: usize,
     /// Validation images in the parity batch.
@@ -499,10 +503,14 @@ pub struct LatencyTableArgs {
     /// Measure again even when a table for this space and machine exists.
     #[arg(long)]
     pub rebuild: bool,
-    /// Timed runs per measured model (after the warm-up runs).
+    /// Timed runs per measured model (after the warm-up runs), in all its sessions together.
     #[arg(long, default_value_t = 200)]
     pub runs: usize,
-    /// Untimed warm-up runs before each measurement.
+    /// Fresh ONNX Runtime sessions per measured model (the sessions of all models take turns); a
+    /// model's latency is the median of its sessions' medians.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..))]
+    pub sessions: u16,
+    /// Untimed warm-up runs before each measurement (in each session).
     #[arg(long, default_value_t = 20)]
     pub warmup: usize,
     /// Also print the predicted latency of this architecture, piece by piece. (The range of

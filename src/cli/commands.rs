@@ -19,7 +19,7 @@ use crate::progress::Progress;
 use crate::run::RunDir;
 use crate::search::ArchFile;
 use crate::settings::Settings;
-use crate::timing::Plan;
+use crate::timing::{Plan, Protocol};
 use crate::{device, pipeline, retrain, supernet};
 
 /// The space of a run: its (shrunk) space.json, else the full space of its settings fitted to its data.
@@ -333,7 +333,10 @@ pub fn export(args: &ExportArgs, progress: &Progress) -> Result<()> {
         threads: args.ort.threads,
         ort_lib: args.ort.ort_lib.clone(),
         tolerance: args.tolerance,
-        plan: Plan { warmup: args.warmup, runs: args.latency_runs },
+        timing: Protocol {
+            sessions: usize::from(args.latency_sessions),
+            plan: Plan { warmup: args.warmup, runs: args.latency_runs },
+        },
         device: args.device.clone(),
         parity_images: args.parity_images,
         lowering: if args.no_optimize { Lowering::Plain } else { Lowering::Optimized },
@@ -400,7 +403,10 @@ pub fn latency_table(args: &LatencyTableArgs, progress: &Progress) -> Result<()>
         )?),
     };
     let opts = crate::latency::measure::BuildOptions {
-        plan: Plan { warmup: args.warmup, runs: args.runs },
+        timing: Protocol {
+            sessions: usize::from(args.sessions),
+            plan: Plan { warmup: args.warmup, runs: args.runs },
+        },
         ..Default::default()
     };
     let cfg = SessionConfig {

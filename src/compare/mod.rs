@@ -85,6 +85,14 @@ pub struct Row {
     /// ONNX Runtime at batch 1 (ms).
     pub latency_p50_ms: f64,
     pub latency_p90_ms: f64,
+    /// How much the batch-1 medians of the fresh sessions varied (slowest / fastest − 1), when the
+    /// report records them ([`crate::timing::Noise`]).
+    #[serde(default)]
+    pub latency_spread: Option<f64>,
+    /// Why the run's ONNX Runtime latencies should not be trusted (batch 1 and 64); empty when no
+    /// sign of noise showed.
+    #[serde(default)]
+    pub latency_warnings: Vec<String>,
     /// ONNX Runtime images per second at batch 64.
     pub throughput_batch64: f64,
     pub params: f64,
@@ -160,6 +168,12 @@ fn row(dir: &Path, r: &Report) -> Row {
         sharing_degree: r.shrinking.as_ref().map(|s| s.sharing_degree),
         latency_p50_ms: l.ort.batch1.p50_ms,
         latency_p90_ms: l.ort.batch1.p90_ms,
+        latency_spread: l.ort.batch1.noise.as_ref().map(|n| n.spread),
+        latency_warnings: [&l.ort.batch1, &l.ort.batch64]
+            .iter()
+            .filter_map(|st| st.noise.as_ref().map(|n| (st.batch, n)))
+            .flat_map(|(batch, n)| n.warnings.iter().map(move |w| format!("batch {batch}: {w}")))
+            .collect(),
         throughput_batch64: l.ort.batch64.throughput_per_s,
         params: r.params,
         flops: r.flops,
@@ -237,6 +251,8 @@ pub(crate) mod tests {
             sharing_degree: Some(2.5),
             latency_p50_ms: lat,
             latency_p90_ms: lat * 1.1,
+            latency_spread: Some(0.04),
+            latency_warnings: Vec::new(),
             throughput_batch64: 1000.0,
             params: 1e4,
             flops: 1e6,

@@ -49,6 +49,23 @@ fn shown<T: Clone>(items: &[T], benchmark: bool) -> Vec<T> {
         .collect()
 }
 
+/// The batch-1 p50 with the spread of its sessions, marked ⚠ when the measurement showed a sign of
+/// noise (listed under the table by [`warnings`]).
+fn p50(r: &Row) -> String {
+    let spread = r.latency_spread.map(|s| format!(" ±{:.0}%", s * 100.0 / 2.0)).unwrap_or_default();
+    let mark = if r.latency_warnings.is_empty() { "" } else { " ⚠" };
+    format!("{}{spread}{mark}", ms(r.latency_p50_ms))
+}
+
+/// One line per run whose latency should not be trusted, with why.
+fn warnings(c: &Comparison) -> Vec<String> {
+    c.runs
+        .iter()
+        .filter(|r| !r.latency_warnings.is_empty())
+        .map(|r| format!("⚠ {}: {}", r.run, r.latency_warnings.join("; ")))
+        .collect()
+}
+
 /// The columns of the main table, as text cells.
 fn cells(r: &Row) -> [String; 17] {
     [
@@ -59,7 +76,7 @@ fn cells(r: &Row) -> [String; 17] {
         copies(&r.copies, "·").unwrap_or_else(|| "–".into()),
         r.supernet_params.map(|p| format!("{:.3} M", p as f64 / 1e6)).unwrap_or_else(|| "–".into()),
         r.sharing_degree.map(|d| format!("{d:.2}")).unwrap_or_else(|| "–".into()),
-        ms(r.latency_p50_ms),
+        p50(r),
         ms(r.latency_p90_ms),
         format!("{:.0}", r.throughput_batch64),
         format!("{:.3} M", r.params / 1e6),
@@ -96,7 +113,8 @@ const HEADERS: [&str; 17] = [
 const LEGEND: &str = "acc.: test top-1; ORT: ONNX Runtime; benchmark (when a run has one): the cell's value in the \
     run's benchmark table (--benchmark, e.g. NAS-Bench-201's CIFAR-10 test top-1); copies: weight copies per choice point of the supernet the \
     search used (strategy 2), supernet params: its effective parameters, sharing: children per weight copy of the \
-    final space (mean); b1/b64: batch 1/64, ORT latency and throughput; MACs: \
+    final space (mean); b1/b64: batch 1/64, ORT latency and throughput (p50: the median of fresh sessions' \
+    medians, ± half their range; ⚠: a measurement not to trust, listed below the table); MACs: \
     multiply-adds per image; size: model.onnx; budget: the search's --max-latency-ms; predicted: the latency \
     table's prediction at batch 1, and its error, predicted / measured p50 − 1. ★ Pareto-optimal: no other run \
     is both at least as accurate (ORT) and at least as fast (p50 at batch 1), and better in one.";
@@ -113,6 +131,9 @@ pub fn markdown(c: &Comparison) -> String {
         let _ = writeln!(s, "| {} |", row.join(" | "));
     }
     let _ = writeln!(s, "\n{LEGEND}\n");
+    for w in warnings(c) {
+        let _ = writeln!(s, "{}\n", w.replace('|', "\\|"));
+    }
     let _ = writeln!(s, "{}\n", setting_note(c));
     let _ = writeln!(s, "| run | space | architecture |\n| --- | --- | --- |");
     for r in &c.runs {
@@ -136,7 +157,7 @@ pub fn csv(c: &Comparison) -> String {
     let mut s = String::from(
         "run,arch,space,accuracy_libtorch,accuracy_ort,latency_p50_ms,latency_p90_ms,throughput_batch64_per_s,params,\
          flops,model_bytes,budget_ms,predicted_ms,prediction_error,pareto,cpu,threads,ep,onnxruntime,copies,\
-         supernet_params,sharing_degree,benchmark\n",
+         supernet_params,sharing_degree,benchmark,latency_spread,latency_reliable\n",
     );
     let opt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
     for r in &c.runs {
@@ -164,6 +185,8 @@ pub fn csv(c: &Comparison) -> String {
             r.supernet_params.map(|p| p.to_string()).unwrap_or_default(),
             opt(r.sharing_degree),
             opt(r.benchmark),
+            opt(r.latency_spread),
+            r.latency_warnings.is_empty().to_string(),
         ];
         let _ = writeln!(s, "{}", fields.join(","));
     }
@@ -225,7 +248,11 @@ pub fn html(c: &Comparison) -> String {
         }
         s.push_str("</tr>\n");
     }
-    let _ = writeln!(s, "</table>\n</div>\n<p>{}</p>\n</section>", escape(LEGEND));
+    let _ = writeln!(s, "</table>\n</div>\n<p>{}</p>", escape(LEGEND));
+    for w in warnings(c) {
+        let _ = writeln!(s, "<p class=\"fail\">{}</p>", escape(&w));
+    }
+    s.push_str("</section>\n");
     s.push_str("<section>\n<h2>Architectures</h2>\n<table class=\"kv\">\n");
     for r in &c.runs {
         let _ = writeln!(
@@ -256,7 +283,7 @@ mod tests {
     fn markdown_has_one_row_per_run_with_pareto_marks() {
         let md = markdown(&comparison());
         assert!(
-            md.contains("| runs/c | 80.00% | 80.00% | 2·1·1 | 0.012 M | 2.50 | 0.1000 | 0.1100 | 1000 | 0.010 M | 1.00 M | 40.0 kB | – | 0.0900 | -10.0% | ★ |"),
+            md.contains("| runs/c | 80.00% | 80.00% | 2·1·1 | 0.012 M | 2.50 | 0.1000 ±2% | 0.1100 | 1000 | 0.010 M | 1.00 M | 40.0 kB | – | 0.0900 | -10.0% | ★ |"),
             "{md}"
         );
         assert_eq!(md.matches(" ★ |").count(), 2, "{md}");
@@ -273,7 +300,20 @@ mod tests {
         assert!(md.contains("| runs/c | 80.00% | 80.00% | 88.25% | 2·1·1 |"), "{md}");
         assert!(md.contains("| runs/d | 70.00% | 70.00% | – | 2·1·1 |"), "{md}");
         assert!(html(&c).contains("<td class=\"n\">88.25%</td>"));
-        assert!(csv(&c).lines().nth(2).unwrap().ends_with(",88.25"), "{}", csv(&c));
+        assert!(csv(&c).lines().nth(2).unwrap().ends_with(",88.25,0.04,true"), "{}", csv(&c));
+    }
+
+    #[test]
+    fn a_latency_not_to_trust_is_marked_and_explained() {
+        let mut c = comparison();
+        c.runs[2].latency_warnings =
+            vec!["batch 1: other processes used 48% of the machine's CPU time meanwhile".into()];
+        let md = markdown(&c);
+        assert!(md.contains("| 0.3000 ±2% ⚠ |"), "{md}");
+        assert!(md.contains("⚠ runs/d: batch 1: other processes used 48%"), "{md}");
+        assert_eq!(md.matches(" ⚠ |").count(), 1, "{md}");
+        assert!(html(&c).contains("<p class=\"fail\">⚠ runs/d: batch 1: other processes used 48%"));
+        assert!(csv(&c).lines().nth(3).unwrap().ends_with(",0.04,false"), "{}", csv(&c));
     }
 
     #[test]

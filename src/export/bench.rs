@@ -7,12 +7,14 @@
 //! PyTorch) rebuilds the network in PyTorch eager, loads them and exports it with `torch.onnx.export`.
 //! pwsnas exports the child twice: the plain lowering (`--no-optimize`) and the rewritten graph (the
 //! default). All three models are then checked against libtorch (logit parity, relative to the logit
-//! scale) and timed in ONNX Runtime with the same threads and execution provider: `--rounds` rounds,
-//! each timing every model (warm-up, then about `--budget-ms` of timed runs, at most `--runs`) in
-//! blocks of a few runs, the models taking turns in an order that rotates, so that load from other
-//! processes falls on all models alike; a round's figure is each model's p50. A model's latency is
-//! the median of its round p50s; the ratio pwsnas / torch is the median of the per-round ratios,
-//! with their spread. The node counts of the graphs ONNX Runtime actually runs (saved with
+//! scale) and timed in ONNX Runtime with the same threads and execution provider and the protocol of
+//! every ONNX Runtime latency of pwsnas ([`crate::timing::Protocol`]): `--rounds` rounds, each a fresh
+//! session of every model (warm-up, then about `--budget-ms` of timed runs, at most `--runs`), the
+//! models taking turns in an order that rotates, so that load from other processes falls on all
+//! models alike; a round's figure is each model's p50. A model's latency is the median of its round
+//! p50s, flagged when the rounds disagree, the machine was busy or the runs were bimodal; the ratio
+//! pwsnas / torch is the median of the per-round ratios, with their spread. The node counts of the
+//! graphs ONNX Runtime actually runs (saved with
 //! its optimized-model option) are printed beside them.
 //!
 //! A network of another space joins [`NETWORKS`] with an entry (space name, its parameters and an
@@ -33,7 +35,7 @@ use super::parity;
 use crate::host;
 use crate::ort_runtime::{self, Ep, SessionConfig};
 use crate::progress::Progress;
-use crate::timing::{self, percentile, Plan};
+use crate::timing::{self, percentile, sessions, Plan, Protocol};
 
 /// The reference script, embedded so that the benchmark runs where only the binary is.
 const SCRIPT: &str = include_str!("../../benches/pytorch_export.py");
@@ -127,9 +129,6 @@ pub struct ExportBenchArgs {
     pub seed: i64,
 }
 
-/// Timed runs of one model before the next model's turn (see [`bench_network`]).
-const BLOCK: usize = 5;
-
 /// The three models of one network.
 const VARIANTS: [&str; 3] = ["pwsnas", "plain", "torch"];
 
@@ -137,12 +136,14 @@ const VARIANTS: [&str; 3] = ["pwsnas", "plain", "torch"];
 #[derive(Clone, Debug, Serialize)]
 pub struct Timed {
     pub batch: usize,
-    /// Median over the rounds of each round's p50 (ms).
+    /// Median over the rounds (fresh sessions) of each round's p50 (ms).
     pub p50_ms: f64,
     /// The rounds' p50s (ms), in round order.
     pub rounds_ms: Vec<f64>,
     /// Timed runs per round.
     pub runs: usize,
+    /// Signs that the figure should not be trusted ([`crate::timing::Noise`]).
+    pub warnings: Vec<String>,
 }
 
 /// One model of a network.
@@ -393,6 +394,7 @@ fn bench_network(
     let input = Vec::<f32>::try_from(&x.flatten(0, -1))?;
     let mut models = Vec::new();
     let mut sessions = Vec::new();
+    let mut bytes_of = Vec::new();
     for (variant, path) in VARIANTS.iter().zip(&files) {
         let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         let nodes = pwsnas_onnx::summary(&bytes)?.node_count;
@@ -418,7 +420,9 @@ fn bench_network(
             timed: Vec::new(),
         });
         sessions.push(session);
+        bytes_of.push(bytes);
     }
+    let bytes = bytes_of;
 
     let mut ratios = Vec::new();
     for (batch, target) in TARGETS {
@@ -426,35 +430,42 @@ fn bench_network(
         // One plan for all three models, from the slowest one's latency.
         let mut slowest = 0f64;
         for session in &mut sessions {
-            let probe = timing::ort(session, &x, [batch, c, h, w], Plan { warmup: 1, runs: 2 })?;
+            let probe = timing::measure(Plan { warmup: 1, runs: 2 }, batch, || {
+                session.run(&x, [batch, c, h, w]).map(drop)
+            })?;
             slowest = slowest.max(probe.min_ms);
         }
         let plan = plan_for(slowest, args);
-        let bar = progress.bar((args.rounds * sessions.len()) as u64, &format!("{} b{batch}", net.name));
-        let mut rounds: Vec<Vec<f64>> = vec![Vec::new(); sessions.len()];
-        for r in 0..args.rounds {
-            let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity(plan.runs); sessions.len()];
-            for session in &mut sessions {
-                let warm = Plan { warmup: plan.warmup, runs: 1 };
-                timing::ort(session, &x, [batch, c, h, w], warm)?;
-            }
-            // Blocks of BLOCK runs, the models taking turns (in an order that rotates), each block
-            // after one untimed run: a burst of load elsewhere falls on all models alike.
-            for b in 0..plan.runs.div_ceil(BLOCK) {
-                let block = Plan { warmup: 1, runs: BLOCK.min(plan.runs - b * BLOCK) };
-                for k in 0..sessions.len() {
-                    let m = (r + b + k) % sessions.len();
-                    samples[m].extend(timing::ort(&mut sessions[m], &x, [batch, c, h, w], block)?.samples_ms);
-                }
-            }
-            for (m, s) in samples.iter().enumerate() {
-                rounds[m].push(median(s));
-                bar.inc(1);
-            }
-        }
+        // The protocol of every ONNX Runtime latency: a round is one fresh session of each model,
+        // the models taking turns in an order that rotates.
+        let protocol = Protocol {
+            sessions: args.rounds,
+            plan: Plan { warmup: plan.warmup, runs: plan.runs * args.rounds },
+        };
+        let mut timed: Vec<sessions::Timed<'_>> = VARIANTS
+            .iter()
+            .zip(&bytes)
+            .map(|(variant, bytes)| sessions::Timed {
+                open: Box::new(move || rt.session_from_bytes(bytes, variant, cfg)),
+                input: &x,
+                shape: [batch, c, h, w],
+            })
+            .collect();
+        let bar = progress.bar((args.rounds * VARIANTS.len()) as u64, &format!("{} b{batch}", net.name));
+        let stats = sessions::time_all(protocol, &mut timed, || bar.inc(1))?;
         bar.finish_and_clear();
-        for (model, r) in models.iter_mut().zip(&rounds) {
-            model.timed.push(Timed { batch, p50_ms: median(r), rounds_ms: r.clone(), runs: plan.runs });
+        let rounds: Vec<Vec<f64>> = stats
+            .iter()
+            .map(|s| s.noise.as_ref().map(|n| n.session_p50_ms.clone()).unwrap_or_default())
+            .collect();
+        for (model, (s, r)) in models.iter_mut().zip(stats.iter().zip(&rounds)) {
+            model.timed.push(Timed {
+                batch,
+                p50_ms: s.p50_ms,
+                rounds_ms: r.clone(),
+                runs: plan.runs,
+                warnings: s.noise.as_ref().map(|n| n.warnings.clone()).unwrap_or_default(),
+            });
         }
         let mut per_round: Vec<f64> = rounds[0].iter().zip(&rounds[2]).map(|(p, t)| p / t).collect();
         per_round.sort_by(f64::total_cmp);
@@ -485,12 +496,6 @@ fn plan_for(latency_ms: f64, args: &ExportBenchArgs) -> Plan {
     }
 }
 
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    percentile(&s, 50.0)
-}
-
 fn print_network(progress: &Progress, r: &NetworkResult) {
     if progress.json() {
         return;
@@ -514,6 +519,16 @@ fn print_network(progress: &Progress, r: &NetworkResult) {
             m.scaled_diff,
             times.join("; ")
         );
+    }
+    for m in &r.models {
+        for t in m.timed.iter().filter(|t| !t.warnings.is_empty()) {
+            println!(
+                "  warning: {} at batch {} is not reliable: {}",
+                m.variant,
+                t.batch,
+                t.warnings.join("; ")
+            );
+        }
     }
     for q in &r.ratios {
         println!(

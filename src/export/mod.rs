@@ -32,7 +32,7 @@ use serde::Serialize;
 use crate::ort_runtime::Ep;
 use crate::progress::Progress;
 use crate::report::Report;
-use crate::timing::Plan;
+use crate::timing::Protocol;
 use metadata::ModelInfo;
 
 /// Default parity tolerance in `fp32`: `max |ORT - libtorch| / max |logit|`.
@@ -59,8 +59,9 @@ pub struct ExportOptions {
     pub ort_lib: Option<PathBuf>,
     /// Parity tolerance; [`DEFAULT_TOLERANCE`] or [`DEFAULT_FP16_TOLERANCE`] when `None`.
     pub tolerance: Option<f64>,
-    /// Warm-up and timed runs of each latency measurement.
-    pub plan: Plan,
+    /// How latency is timed: ONNX Runtime across fresh sessions; libtorch with the same warm-up and
+    /// timed runs in one go.
+    pub timing: Protocol,
     /// libtorch device (`cpu`, `cuda`, ...); follows `ep` when `None`.
     pub device: Option<String>,
     /// Validation images in the parity batch.
@@ -79,7 +80,7 @@ impl Default for ExportOptions {
             threads: None,
             ort_lib: None,
             tolerance: None,
-            plan: Plan::default(),
+            timing: Protocol::default(),
             device: None,
             parity_images: 64,
             lowering: Lowering::Optimized,
@@ -127,7 +128,7 @@ pub fn run(dir: &Path, opts: &ExportOptions, progress: &Progress) -> Result<Repo
     let parity = steps::check_parity(&job, &mut session, progress)?;
     let accuracy = steps::measure_accuracy(&job, &mut session, progress)?;
     let precision = steps::judge_precision(&job, &accuracy, progress);
-    let latency = steps::measure_latency(&job, &mut session, progress)?;
+    let latency = steps::measure_latency(&job, &model, progress)?;
     let latency = steps::predict_latency(&job, latency, progress);
     let report = steps::assemble(&job, &model, parity, accuracy, precision, latency);
     steps::write_reports(&job, &report, progress)?;

@@ -57,7 +57,7 @@ pub fn prepare(dir: &std::path::Path, opts: &ExportOptions, progress: &Progress)
     if !(opts.max_accuracy_loss_pp.is_finite() && opts.max_accuracy_loss_pp >= 0.0) {
         bail!("--max-accuracy-loss {}: expected percentage points ≥ 0 (e.g. 0.5)", opts.max_accuracy_loss_pp);
     }
-    if opts.parity_images == 0 || opts.plan.runs == 0 {
+    if opts.parity_images == 0 || opts.timing.plan.runs == 0 {
         bail!("--parity-images and --latency-runs must be at least 1");
     }
     let mut run = RunDir::open(dir)?;
@@ -207,28 +207,48 @@ pub fn judge_precision(job: &Job, accuracy: &Accuracy, progress: &Progress) -> O
     Some(check)
 }
 
-/// ONNX Runtime and libtorch at batch 1 and [`LARGE_BATCH`], on test images.
-pub fn measure_latency(job: &Job, session: &mut OrtModel, progress: &Progress) -> Result<Latency> {
+/// ONNX Runtime (across fresh sessions of the written model, [`timing::Protocol`]) and libtorch at
+/// batch 1 and [`LARGE_BATCH`], on test images; an ONNX Runtime figure that shows a sign of noise
+/// is flagged on stderr with what to do, as the reports flag it.
+pub fn measure_latency(job: &Job, model: &Exported, progress: &Progress) -> Result<Latency> {
     let source = if job.data.test.is_empty() { parity_source(&job.data) } else { &job.data.test };
     let large = first_batch(source, &job.data.norm, LARGE_BATCH).context("no images to time")?;
     let large = tile(&large, LARGE_BATCH);
     let one = tile(&large, 1);
-    let plan = job.opts.plan;
-    let bar = progress.bar(4, "latency");
+    let protocol = job.opts.timing;
+    let plan = protocol.plan;
+    let bar = progress.bar((2 * protocol.sessions.max(1) + 2) as u64, "latency");
+    let open = || job.rt.session_from_bytes(&model.bytes, &model.path.display().to_string(), job.cfg);
+    let ort = |what: &str, batch: &Batch| {
+        bar.set_message(what.to_string());
+        let model =
+            timing::sessions::Timed { open: Box::new(open), input: &batch.images, shape: shape(batch) };
+        timing::sessions::time_all(protocol, &mut [model], || bar.inc(1)).map(|mut v| v.remove(0))
+    };
+    let ort_b1 = ort("ORT batch 1", &one)?;
+    let ort_b64 = ort("ORT batch 64", &large)?;
+    let (net, arch, device) = (&job.net, &job.arch, job.device);
     let timed = |what: &str, f: &mut dyn FnMut() -> Result<LatencyStats>| {
         bar.set_message(what.to_string());
         let stats = f();
         bar.inc(1);
         stats
     };
-    let ort_b1 = timed("ORT batch 1", &mut || timing::ort(session, &one.images, shape(&one), plan))?;
-    let ort_b64 = timed("ORT batch 64", &mut || timing::ort(session, &large.images, shape(&large), plan))?;
-    let (net, arch, device) = (&job.net, &job.arch, job.device);
     let torch_b1 =
         timed("libtorch batch 1", &mut || timing::libtorch(net, arch, &tensor(&one, device), plan))?;
     let torch_b64 =
         timed("libtorch batch 64", &mut || timing::libtorch(net, arch, &tensor(&large, device), plan))?;
     bar.finish_and_clear();
+    for (what, stats) in [("batch 1", &ort_b1), ("batch 64", &ort_b64)] {
+        if let Some(noise) = stats.noise.as_ref().filter(|n| !n.reliable()) {
+            progress.info(format!(
+                "warning: the ONNX Runtime latency at {what} ({:.4} ms) is not reliable: {}. {}",
+                stats.p50_ms,
+                noise.warnings.join("; "),
+                noise.advice(job.cfg.threads)
+            ));
+        }
+    }
     let speedup = |torch: &LatencyStats, ort: &LatencyStats| torch.p50_ms / ort.p50_ms;
     let latency = Latency {
         batch1_speedup: speedup(&torch_b1, &ort_b1),

@@ -98,7 +98,8 @@ pub fn run(opts: &CheckOptions, progress: &Progress) -> Result<Vec<Checked>> {
         let predictor = Predictor::new(&got.table, &opts.kind)
             .with_context(|| format!("latency table {}", got.path.display()))?;
         let rt = ort_runtime::runtime(opts.ort_lib.as_deref(), Ep::Cpu)?;
-        let measured = time_children(rt, cfg, &opts.kind, &children, BuildOptions::default().plan, progress)?;
+        let measured =
+            time_children(rt, cfg, &opts.kind, &children, BuildOptions::default().timing, progress)?;
         let rows = children
             .iter()
             .zip(measured)

@@ -2,8 +2,8 @@
 //! reductions, head, each op of each choice point, node sums; in `darts` also each cell's
 //! preprocessing and output concatenation) lowered alone at its real input shape,
 //! exported to ONNX with BatchNorm folded and rewritten as `pwsnas export` does, and timed in ONNX Runtime at batch
-//! 1 with [`crate::timing::ort`] (warm-up, then the median of many runs, spread over
-//! several sweeps through all models).
+//! 1 with the [`crate::timing::Protocol`] every ONNX Runtime latency of pwsnas uses (fresh sessions
+//! taking turns through all models, each warmed up; the median of the session medians).
 //!
 //! Why not simply time each piece alone: the pieces of a demo-sized child (about 0.1 ms in all)
 //! take from a fraction of a microsecond to about 15 µs each, while every call of ONNX Runtime has
@@ -37,25 +37,23 @@ use super::table::{CalibrationChild, Entry, LatencyTable, Machine, Method, Space
 use crate::host::CpuClock;
 use crate::ort_runtime::{Runtime, SessionConfig};
 use crate::progress::Progress;
-use crate::timing::{self as latency, percentile, Plan};
+use crate::timing::sessions::{time_all, Timed};
+use crate::timing::{percentile, Plan, Protocol};
 
 /// How to measure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BuildOptions {
-    /// Warm-up and timed runs of every model.
-    pub plan: Plan,
+    /// Sessions, warm-up and timed runs of every model.
+    pub timing: Protocol,
     /// Copies in the long chain (at least 2).
     pub chain: usize,
 }
 
 impl Default for BuildOptions {
     fn default() -> Self {
-        BuildOptions { plan: Plan { warmup: 20, runs: 200 }, chain: 8 }
+        BuildOptions { timing: Protocol { sessions: 5, plan: Plan { warmup: 20, runs: 200 } }, chain: 8 }
     }
 }
-
-/// Sweeps over every model (see [`Bench::medians`]).
-const SWEEPS: usize = 5;
 
 /// Models to time: the ONNX bytes of each with its input shape, timed together by [`Bench::medians`].
 struct Bench<'a> {
@@ -74,33 +72,32 @@ impl Bench<'_> {
         self.models.len() - 1
     }
 
-    /// The batch-1 median latency of every model. The timed runs of each model are split over
-    /// [`SWEEPS`] sweeps through all models; in a sweep each model gets a fresh session of its own,
-    /// warmed up and timed in one go as `pwsnas export` times a model, and its latency is the median
-    /// of its sweep medians. A burst of load from elsewhere then shifts one sweep of every model
-    /// instead of the whole measurement of a few.
-    fn medians(&self, plan: Plan, bar: &ProgressBar) -> Result<Timings> {
-        let sweep = Plan { warmup: plan.warmup, runs: plan.runs.div_ceil(SWEEPS).max(1) };
-        let mut sweeps: Vec<Vec<f64>> = vec![Vec::with_capacity(SWEEPS); self.models.len()];
-        bar.set_length((SWEEPS * self.models.len()) as u64);
-        for _ in 0..SWEEPS {
-            for ((what, bytes, [c, h, w]), out) in self.models.iter().zip(&mut sweeps) {
-                let mut model = self.rt.session_from_bytes(bytes, what, self.cfg)?;
-                // Values of both signs, so that ReLUs and pools do real work.
-                let x: Vec<f32> = (0..c * h * w).map(|i| ((i as f32) * 0.7).sin()).collect();
-                out.push(latency::ort(&mut model, &x, [1, *c, *h, *w], sweep)?.p50_ms);
-                bar.inc(1);
-            }
-        }
-        let (medians, spreads) = sweeps
-            .into_iter()
-            .map(|mut r| {
-                r.sort_by(f64::total_cmp);
-                let spread = if r[0] > 0.0 { r[r.len() - 1] / r[0] - 1.0 } else { 0.0 };
-                (percentile(&r, 50.0), spread)
+    /// The batch-1 latency of every model, timed together with `protocol` (sessions of the models
+    /// take turns, so a burst of load from elsewhere shifts one session of every model instead of
+    /// the whole measurement of a few), and how much it varied from one fresh session to the next.
+    fn medians(&self, protocol: Protocol, bar: &ProgressBar) -> Result<Timings> {
+        // Values of both signs, so that ReLUs and pools do real work.
+        let inputs: Vec<Vec<f32>> = self
+            .models
+            .iter()
+            .map(|(_, _, [c, h, w])| (0..c * h * w).map(|i| ((i as f32) * 0.7).sin()).collect())
+            .collect();
+        let mut models: Vec<Timed<'_>> = self
+            .models
+            .iter()
+            .zip(&inputs)
+            .map(|((what, bytes, [c, h, w]), x)| Timed {
+                open: Box::new(move || self.rt.session_from_bytes(bytes, what, self.cfg)),
+                input: x,
+                shape: [1, *c, *h, *w],
             })
-            .unzip();
-        Ok(Timings { medians, spreads })
+            .collect();
+        bar.set_length((protocol.sessions.max(1) * self.models.len()) as u64);
+        let stats = time_all(protocol, &mut models, || bar.inc(1))?;
+        Ok(Timings {
+            medians: stats.iter().map(|s| s.p50_ms).collect(),
+            spreads: stats.iter().map(|s| s.noise.as_ref().map_or(0.0, |n| n.spread)).collect(),
+        })
     }
 }
 
@@ -126,7 +123,7 @@ pub fn time_children(
     cfg: SessionConfig,
     kind: &SpaceKind,
     children: &[Arch],
-    plan: Plan,
+    protocol: Protocol,
     progress: &Progress,
 ) -> Result<Vec<(f64, f64)>> {
     let mut bench = Bench { rt, cfg, models: Vec::new() };
@@ -134,7 +131,7 @@ pub fn time_children(
         bench.add(child_graph(kind, arch), kind.input_shape());
     }
     let bar = progress.bar(1, "timing children");
-    let Timings { medians, spreads } = bench.medians(plan, &bar)?;
+    let Timings { medians, spreads } = bench.medians(protocol, &bar)?;
     bar.finish_and_clear();
     Ok(medians.into_iter().zip(spreads).collect())
 }
@@ -210,7 +207,7 @@ pub fn build(
         children.iter().map(|arch| bench.add(child_graph(kind, arch), kind.input_shape())).collect();
 
     let bar = progress.bar(1, "latency table");
-    let Timings { medians: t, spreads } = bench.medians(opts.plan, &bar)?;
+    let Timings { medians: t, spreads } = bench.medians(opts.timing, &bar)?;
     bar.finish_and_clear();
 
     let per_copy = |one: usize, long: usize| ((t[long] - t[one]) / (k - 1) as f64).max(0.0);
@@ -269,14 +266,15 @@ pub fn build(
         busy_elsewhere: clock.and_then(|c| c.busy_elsewhere()),
         session_spread,
         method: Method {
-            warmup: opts.plan.warmup,
-            runs: opts.plan.runs,
+            warmup: opts.timing.plan.warmup,
+            runs: opts.timing.plan.runs,
             chain: k,
             description: format!(
-                "ONNX Runtime at batch 1; each model's latency is the median over {SWEEPS} sweeps of the median of its runs in a fresh session. \
+                "ONNX Runtime at batch 1; each model's latency is the median over {} fresh sessions (taking turns through all models) of the median of its runs in that session. \
                  chain: (t({k} copies) - t(1 copy)) / {}; alone: t(piece) minus the run overhead at its input shape; \
                  overhead: a ReLU chain extrapolated to zero ReLUs; correction: median over whole calibration \
                  children of measured - (overhead + pieces)",
+                opts.timing.sessions,
                 k - 1
             ),
         },

@@ -72,7 +72,7 @@ pub fn latency_table(
     arch: Option<&str>,
     progress: &Progress,
 ) -> Result<()> {
-    if build.plan.runs == 0 {
+    if build.timing.plan.runs == 0 {
         anyhow::bail!("--runs must be at least 1");
     }
     let kind = &space.kind;

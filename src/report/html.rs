@@ -3,7 +3,7 @@
 //! opened offline and always looks the same.
 use std::fmt::Write;
 
-use super::{charts, ms, pct, prediction_sentence, utc, History, LatencyPair, Report};
+use super::{charts, ms, noise_sentences, pct, prediction_sentence, utc, History, LatencyPair, Report};
 
 /// The style of every pwsnas HTML page (export reports, comparisons).
 pub(crate) const CSS: &str = r#"
@@ -279,6 +279,10 @@ fn latency(s: &mut String, r: &Report) {
         "</table>\n<p>At batch 1 ONNX Runtime is <b>{:.2}×</b> as fast as libtorch eager (p50); at batch 64, <b>{:.2}×</b>.</p>\n",
         l.batch1_speedup, l.batch64_speedup
     );
+    for (warning, sentence) in noise_sentences(l) {
+        let class = if warning { " class=\"fail\"" } else { "" };
+        let _ = writeln!(s, "<p{class}>{}</p>", escape(&sentence));
+    }
     if let Some(p) = l.predicted_ms {
         let _ = writeln!(s, "<p>{}</p>", escape(&prediction_sentence(p, l)));
     }

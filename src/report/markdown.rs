@@ -3,7 +3,7 @@ use std::fmt::Write;
 
 #[cfg(test)]
 use super::Accuracy;
-use super::{ms, pct, prediction_sentence, utc, LatencyPair, Report};
+use super::{ms, noise_sentences, pct, prediction_sentence, utc, LatencyPair, Report};
 
 /// The Markdown report.
 pub fn render(r: &Report) -> String {
@@ -84,8 +84,11 @@ pub fn render(r: &Report) -> String {
         "\nAt batch 1 ONNX Runtime is **{:.2}×** as fast as libtorch eager (p50); at batch 64, {:.2}×.",
         l.batch1_speedup, l.batch64_speedup
     );
+    for (warning, sentence) in noise_sentences(l) {
+        let _ = writeln!(s, "\n{}{sentence}", if warning { "**Warning:** " } else { "" });
+    }
     if let Some(p) = l.predicted_ms {
-        let _ = writeln!(s, "{}", prediction_sentence(p, l));
+        let _ = writeln!(s, "\n{}", prediction_sentence(p, l));
     }
 
     if let Some(m) = &r.method {
@@ -152,6 +155,22 @@ fn latency_rows(s: &mut String, name: &str, pair: &LatencyPair) {
 mod tests {
     use super::*;
     use crate::report::tests::sample;
+
+    #[test]
+    fn each_ort_figure_says_how_it_was_measured_and_a_noisy_one_is_flagged_with_what_to_do() {
+        use crate::timing::Noise;
+        let mut r = sample();
+        assert!(!render(&r).contains("fresh sessions"), "no noise recorded, nothing claimed");
+        let steady = vec![vec![0.2, 0.21, 0.2], vec![0.2, 0.2, 0.21]];
+        r.latency.ort.batch1.noise = Some(Noise::judge(&steady, Some(0.01)));
+        let busy = vec![vec![10.0, 10.5, 10.2], vec![13.0, 13.2, 13.1]];
+        r.latency.ort.batch64.noise = Some(Noise::judge(&busy, Some(0.45)));
+        let md = render(&r);
+        assert!(md.contains("ONNX Runtime at batch 1: p50 0.2000 ms is the median of 2 fresh sessions' medians (0.2000–0.2000 ms, spread 0%)."), "{md}");
+        assert!(md.contains("**Warning:** ONNX Runtime at batch 64:"), "{md}");
+        assert!(md.contains("NOT RELIABLE — the median latency varied by 28% from one fresh ONNX Runtime session to the next; other processes used 45% of the machine's CPU time meanwhile"), "{md}");
+        assert!(md.contains("measure on an idle machine"), "{md}");
+    }
 
     #[test]
     fn tables_carry_the_numbers_and_the_verdict() {

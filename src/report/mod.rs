@@ -369,6 +369,33 @@ pub(crate) fn prediction_sentence(predicted_ms: f64, l: &Latency) -> String {
     )
 }
 
+/// How each ONNX Runtime figure was measured and how far it can be trusted, one sentence per batch
+/// size: the sessions' range and spread, and, when a sign of noise showed, why not to trust it and
+/// what to do (the `bool` is whether it is such a warning).
+pub(crate) fn noise_sentences(l: &Latency) -> Vec<(bool, String)> {
+    [&l.ort.batch1, &l.ort.batch64]
+        .into_iter()
+        .filter_map(|st| {
+            let n = st.noise.as_ref()?;
+            let (lo, hi) = n.session_p50_ms.iter().fold((f64::INFINITY, 0f64), |(a, b), &v| (a.min(v), b.max(v)));
+            let base = format!(
+                "ONNX Runtime at batch {}: p50 {} ms is the median of {} fresh sessions' medians ({}–{} ms, spread {:.0}%)",
+                st.batch,
+                ms(st.p50_ms),
+                n.sessions,
+                ms(lo),
+                ms(hi),
+                n.spread * 100.0
+            );
+            Some(if n.reliable() {
+                (false, format!("{base}."))
+            } else {
+                (true, format!("{base}: NOT RELIABLE — {}. {}.", n.warnings.join("; "), n.advice(l.threads)))
+            })
+        })
+        .collect()
+}
+
 /// A millisecond value with precision that suits its size.
 pub(crate) fn ms(v: f64) -> String {
     if v >= 100.0 {

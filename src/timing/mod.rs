@@ -1,11 +1,15 @@
 //! Latency measurement: warm-up runs, then timed runs, summarised as min/p50/p90/p99/mean/max and
-//! throughput; for any closure ([`measure`]), an ONNX Runtime session ([`ort()`]) and libtorch eager
-//! ([`libtorch`]). The facts a latency needs to be read (CPU and GPU model, load) are in
-//! [`crate::host`].
+//! throughput; for any closure ([`measure`]) and libtorch eager ([`libtorch`]); ONNX Runtime is
+//! always timed across fresh sessions with the [`sessions::Protocol`], whose measurements say how far
+//! they can be trusted ([`noise::Noise`]). The facts a latency needs to be read (CPU and GPU model,
+//! load) are in [`crate::host`].
 //!
 //! Why a module of its own: `pwsnas export`, latency tables, `pwsnas bench export` and the latency
 //! benchmark all time models with these functions, so every latency pwsnas reports is measured the
 //! same way, and none of them has to import another to get at the timing.
+pub mod noise;
+pub mod sessions;
+
 use std::time::Instant;
 
 use anyhow::Result;
@@ -13,7 +17,8 @@ use pwsnas_models::{Arch, Mode, Supernet};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
-use crate::ort_runtime::OrtModel;
+pub use noise::Noise;
+pub use sessions::Protocol;
 
 /// How many runs to make.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -46,6 +51,10 @@ pub struct LatencyStats {
     pub throughput_per_s: f64,
     /// Every timed run in order, for distributions and charts.
     pub samples_ms: Vec<f64>,
+    /// For ONNX Runtime, timed across fresh sessions ([`Protocol`]): the sessions' medians and the
+    /// signs of an untrustworthy figure. `p50_ms` is then the median of the session medians.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise: Option<Noise>,
 }
 
 impl LatencyStats {
@@ -70,6 +79,7 @@ impl LatencyStats {
             max_ms: sorted[sorted.len() - 1],
             throughput_per_s: if mean_ms > 0.0 { batch as f64 * 1000.0 / mean_ms } else { f64::INFINITY },
             samples_ms,
+            noise: None,
         }
     }
 }
@@ -99,11 +109,6 @@ pub fn measure(plan: Plan, batch: usize, mut run: impl FnMut() -> Result<()>) ->
         samples.push(start.elapsed().as_secs_f64() * 1000.0);
     }
     Ok(LatencyStats::from_samples(batch, plan.warmup, samples))
-}
-
-/// Latency of an ONNX Runtime session on `input` (shape `[n, c, h, w]`), output copy included.
-pub fn ort(model: &mut OrtModel, input: &[f32], shape: [usize; 4], plan: Plan) -> Result<LatencyStats> {
-    measure(plan, shape[0], || model.run(input, shape).map(drop))
 }
 
 /// Latency of libtorch eager (eval mode, no autograd) on `input`, on the network's device; CUDA work
