@@ -77,7 +77,19 @@ fn the_auxiliary_head_trains_beside_the_child_and_is_left_out_of_what_is_exporte
     assert_ne!(retrain(&copy, "0"), with_head);
     assert_eq!(retrain(&copy, "0.4"), with_head);
 
-    ok(["--quiet", "export", s(&run), "--latency-runs", "2", "--warmup", "0", "--threads", "1"]);
+    ok([
+        "--quiet",
+        "export",
+        s(&run),
+        "--latency-session-ms",
+        "0",
+        "--latency-runs",
+        "2",
+        "--warmup",
+        "0",
+        "--threads",
+        "1",
+    ]);
     let report = json(&run.join("report.json"));
     assert_eq!(report["parity"]["passed"], true, "{}", report["parity"]);
 

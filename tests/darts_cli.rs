@@ -122,7 +122,19 @@ fn search_shrinks_every_edge_retrains_a_genotype_and_exports_it_with_parity() {
     .unwrap();
     assert!(info["params_count"].as_u64().unwrap() > 0);
 
-    ok(["--quiet", "export", s(&run), "--latency-runs", "2", "--warmup", "0", "--threads", "1"]);
+    ok([
+        "--quiet",
+        "export",
+        s(&run),
+        "--latency-session-ms",
+        "0",
+        "--latency-runs",
+        "2",
+        "--warmup",
+        "0",
+        "--threads",
+        "1",
+    ]);
     let report = Report::load(&run.join("report.json")).unwrap();
     assert_eq!(report.arch, arch);
     assert!(report.parity.passed, "{:?}", report.parity.reason);

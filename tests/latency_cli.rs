@@ -280,7 +280,19 @@ fn runs() -> &'static Runs {
         for run in [&unlimited, &budget] {
             ok(
                 home.path(),
-                ["--quiet", "export", s(run), "--threads", "1", "--latency-runs", "20", "--warmup", "2"],
+                [
+                    "--quiet",
+                    "export",
+                    s(run),
+                    "--threads",
+                    "1",
+                    "--latency-session-ms",
+                    "0",
+                    "--latency-runs",
+                    "20",
+                    "--warmup",
+                    "2",
+                ],
             );
         }
         Runs { home, unlimited, budget, max_ms }

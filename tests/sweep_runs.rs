@@ -43,6 +43,7 @@ seed = [0, 1]
 device = "cpu"
 latency_runs = 20
 latency_warmup = 3
+latency_session_ms = 0
 "#;
 
 fn pwsnas_env(args: &[&str], env: &[(&str, &str)]) -> Output {

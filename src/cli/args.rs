@@ -444,9 +444,14 @@ pub struct ExportArgs {
     #[arg(long, default_value_t = 100)]
     pub latency_runs: usize,
     /// Fresh ONNX Runtime sessions each ONNX Runtime latency is measured in; the latency is the
-    /// median of the sessions' medians, and their spread says how far it can be trusted.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..))]
+    /// mean of the sessions' medians without the fastest and slowest fifth, and their spread says
+    /// how far it can be trusted.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
     pub latency_sessions: u16,
+    /// Each ONNX Runtime session goes on timing runs for at least this many milliseconds, so that
+    /// the sessions span the machine's slower and faster spells (0: --latency-runs alone decide).
+    #[arg(long, default_value_t = 500.0)]
+    pub latency_session_ms: f64,
     /// Untimed warm-up runs before each latency measurement (in each ONNX Runtime session).
     #[arg(long, default_value_t = 10)]
     pub warmup: usize,
@@ -507,7 +512,7 @@ pub struct LatencyTableArgs {
     #[arg(long, default_value_t = 200)]
     pub runs: usize,
     /// Fresh ONNX Runtime sessions per measured model (the sessions of all models take turns); a
-    /// model's latency is the median of its sessions' medians.
+    /// model's latency is the mean of its sessions' medians without the fastest and slowest fifth.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..))]
     pub sessions: u16,
     /// Untimed warm-up runs before each measurement (in each session).

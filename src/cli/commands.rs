@@ -336,6 +336,7 @@ pub fn export(args: &ExportArgs, progress: &Progress) -> Result<()> {
         timing: Protocol {
             sessions: usize::from(args.latency_sessions),
             plan: Plan { warmup: args.warmup, runs: args.latency_runs },
+            min_session_ms: args.latency_session_ms,
         },
         device: args.device.clone(),
         parity_images: args.parity_images,
@@ -406,6 +407,7 @@ pub fn latency_table(args: &LatencyTableArgs, progress: &Progress) -> Result<()>
         timing: Protocol {
             sessions: usize::from(args.sessions),
             plan: Plan { warmup: args.warmup, runs: args.runs },
+            min_session_ms: 0.0,
         },
         ..Default::default()
     };

@@ -113,7 +113,7 @@ const HEADERS: [&str; 17] = [
 const LEGEND: &str = "acc.: test top-1; ORT: ONNX Runtime; benchmark (when a run has one): the cell's value in the \
     run's benchmark table (--benchmark, e.g. NAS-Bench-201's CIFAR-10 test top-1); copies: weight copies per choice point of the supernet the \
     search used (strategy 2), supernet params: its effective parameters, sharing: children per weight copy of the \
-    final space (mean); b1/b64: batch 1/64, ORT latency and throughput (p50: the median of fresh sessions' \
+    final space (mean); b1/b64: batch 1/64, ORT latency and throughput (p50: the trimmed mean of fresh sessions' \
     medians, ± half their range; ⚠: a measurement not to trust, listed below the table); MACs: \
     multiply-adds per image; size: model.onnx; budget: the search's --max-latency-ms; predicted: the latency \
     table's prediction at batch 1, and its error, predicted / measured p50 − 1. ★ Pareto-optimal: no other run \

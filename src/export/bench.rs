@@ -439,6 +439,7 @@ fn bench_network(
         // The protocol of every ONNX Runtime latency: a round is one fresh session of each model,
         // the models taking turns in an order that rotates.
         let protocol = Protocol {
+            min_session_ms: 0.0,
             sessions: args.rounds,
             plan: Plan { warmup: plan.warmup, runs: plan.runs * args.rounds },
         };

@@ -57,6 +57,9 @@ pub fn prepare(dir: &std::path::Path, opts: &ExportOptions, progress: &Progress)
     if !(opts.max_accuracy_loss_pp.is_finite() && opts.max_accuracy_loss_pp >= 0.0) {
         bail!("--max-accuracy-loss {}: expected percentage points ≥ 0 (e.g. 0.5)", opts.max_accuracy_loss_pp);
     }
+    if !(opts.timing.min_session_ms.is_finite() && opts.timing.min_session_ms >= 0.0) {
+        bail!("--latency-session-ms {}: expected milliseconds ≥ 0 (e.g. 1000)", opts.timing.min_session_ms);
+    }
     if opts.parity_images == 0 || opts.timing.plan.runs == 0 {
         bail!("--parity-images and --latency-runs must be at least 1");
     }

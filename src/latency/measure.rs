@@ -41,7 +41,7 @@ use crate::timing::sessions::{time_all, Timed};
 use crate::timing::{percentile, Plan, Protocol};
 
 /// How to measure.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BuildOptions {
     /// Sessions, warm-up and timed runs of every model.
     pub timing: Protocol,
@@ -51,7 +51,10 @@ pub struct BuildOptions {
 
 impl Default for BuildOptions {
     fn default() -> Self {
-        BuildOptions { timing: Protocol { sessions: 5, plan: Plan { warmup: 20, runs: 200 } }, chain: 8 }
+        BuildOptions {
+            timing: Protocol { sessions: 5, plan: Plan { warmup: 20, runs: 200 }, min_session_ms: 0.0 },
+            chain: 8,
+        }
     }
 }
 

@@ -379,7 +379,7 @@ pub(crate) fn noise_sentences(l: &Latency) -> Vec<(bool, String)> {
             let n = st.noise.as_ref()?;
             let (lo, hi) = n.session_p50_ms.iter().fold((f64::INFINITY, 0f64), |(a, b), &v| (a.min(v), b.max(v)));
             let base = format!(
-                "ONNX Runtime at batch {}: p50 {} ms is the median of {} fresh sessions' medians ({}–{} ms, spread {:.0}%)",
+                "ONNX Runtime at batch {}: p50 {} ms is the trimmed mean of {} fresh sessions' medians ({}–{} ms, spread {:.0}%)",
                 st.batch,
                 ms(st.p50_ms),
                 n.sessions,

@@ -34,11 +34,22 @@ pub struct RunOptions {
     pub latency_runs: usize,
     /// Untimed warm-up runs before each of them.
     pub latency_warmup: usize,
+    /// Fresh ONNX Runtime sessions per latency (`pwsnas export --latency-sessions`).
+    pub latency_sessions: u16,
+    /// Milliseconds each of them times at least (`pwsnas export --latency-session-ms`).
+    pub latency_session_ms: f64,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions { threads: 1, device: "auto".into(), latency_runs: 100, latency_warmup: 10 }
+        RunOptions {
+            threads: 1,
+            device: "auto".into(),
+            latency_runs: 100,
+            latency_warmup: 10,
+            latency_sessions: 10,
+            latency_session_ms: 500.0,
+        }
     }
 }
 
@@ -296,6 +307,12 @@ fn check_run(name: &str, s: &Settings) -> Result<()> {
 fn check_options(o: &RunOptions) -> Result<()> {
     if o.threads == 0 {
         bail!("[run] threads must be at least 1");
+    }
+    if o.latency_sessions == 0 {
+        bail!("[run] latency_sessions must be at least 1");
+    }
+    if !(o.latency_session_ms.is_finite() && o.latency_session_ms >= 0.0) {
+        bail!("[run] latency_session_ms = {}: expected milliseconds ≥ 0", o.latency_session_ms);
     }
     if o.latency_runs == 0 {
         bail!("[run] latency_runs must be at least 1");

@@ -173,6 +173,10 @@ pub fn run(sweep: &SweepDir, index: usize, on_event: &(dyn Fn(&str) + Sync)) -> 
         opts.latency_runs.to_string().into(),
         "--warmup".into(),
         opts.latency_warmup.to_string().into(),
+        "--latency-sessions".into(),
+        opts.latency_sessions.to_string().into(),
+        "--latency-session-ms".into(),
+        opts.latency_session_ms.to_string().into(),
     ];
     for (step, args) in [("search", search), ("export", export)] {
         if step == "export" && ends_with_search(&sweep.run_dir(run)) {

@@ -52,7 +52,9 @@ pub struct LatencyStats {
     /// Every timed run in order, for distributions and charts.
     pub samples_ms: Vec<f64>,
     /// For ONNX Runtime, timed across fresh sessions ([`Protocol`]): the sessions' medians and the
-    /// signs of an untrustworthy figure. `p50_ms` is then the median of the session medians.
+    /// signs of an untrustworthy figure. `p50_ms` is then the latency of
+    /// [`sessions::latency_of`]: the mean of the session medians without the fastest and slowest
+    /// fifth of the sessions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub noise: Option<Noise>,
 }
