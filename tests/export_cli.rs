@@ -244,7 +244,7 @@ fn a_latency_measured_while_another_process_is_busy_is_flagged() {
     );
     assert!(
         stderr.contains("warning: the ONNX Runtime latency at batch 1")
-            && stderr.contains("measure on an idle machine"),
+            && stderr.contains("Measure on an idle machine"),
         "{stderr}"
     );
     let md = std::fs::read_to_string(run.join("report.md")).unwrap();

@@ -169,7 +169,7 @@ mod tests {
         assert!(md.contains("ONNX Runtime at batch 1: p50 0.2000 ms is the trimmed mean of 2 fresh sessions' medians (0.2000–0.2000 ms, spread 0%)."), "{md}");
         assert!(md.contains("**Warning:** ONNX Runtime at batch 64:"), "{md}");
         assert!(md.contains("NOT RELIABLE — the median latency varied by 28% from one fresh ONNX Runtime session to the next; other processes used 45% of the machine's CPU time meanwhile"), "{md}");
-        assert!(md.contains("measure on an idle machine"), "{md}");
+        assert!(md.contains("Measure on an idle machine"), "{md}");
     }
 
     #[test]

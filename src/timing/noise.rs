@@ -114,7 +114,9 @@ impl Noise {
             "more sessions (--latency-sessions, now {}) average more of it out",
             self.sessions
         ));
-        steps.join("; ")
+        let advice = steps.join("; ");
+        let mut chars = advice.chars();
+        chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
     }
 }
 
@@ -228,7 +230,7 @@ mod tests {
         let steady: Vec<Vec<f64>> = (0..5).map(|_| runs(&mut rng, 40, 0.15, 0.03)).collect();
         let busy = Noise::judge(&steady, Some(0.5));
         assert_eq!(busy.warnings.len(), 1, "{busy:?}");
-        assert!(busy.warnings[0].contains("50%") && busy.advice(2).contains("idle machine"));
+        assert!(busy.warnings[0].contains("50%") && busy.advice(2).starts_with("Measure on an idle machine"));
 
         // Fast and slow episodes inside every session: the sessions agree, the runs do not.
         let episodes: Vec<Vec<f64>> = (0..5)
