@@ -1,6 +1,7 @@
 //! `pwsnas search`: supernet → shrink → search method → retrain, each stage skipped when done. The
-//! method (`search.method`) is SPOS or FairNAS evolution over the shrinking supernet, or a
-//! gradient-based method ([`crate::method`]) on the space shrinking leaves.
+//! method (`search.method`, [`crate::method`]) decides which of the first three it runs: SPOS or
+//! FairNAS evolution over the shrinking supernet, or a gradient-based method on the space shrinking
+//! leaves (no shrinking supernet at all with `--shrink none`).
 //!
 //! The constraints (`--max-flops`, `--max-params`, `--max-latency-ms`) are checked before anything
 //! trains: a space without a child that meets them is refused at once, naming the smallest FLOPs,
@@ -34,10 +35,10 @@ use crate::progress::Progress;
 use crate::retrain::{self, RetrainResult};
 use crate::run::{RunDir, Stage};
 use crate::search::constraints::{Constraints, TableRef};
-use crate::search::{self, ArchFile};
-use crate::settings::{Metric, Settings};
+use crate::search::ArchFile;
+use crate::settings::Settings;
 use crate::train::derive_seed;
-use crate::{benchmark, device, method, shrink, supernet};
+use crate::{benchmark, device, method, supernet};
 
 /// The ONNX Runtime setting the search predicts latencies for.
 pub fn latency_config(settings: &Settings) -> SessionConfig {
@@ -152,22 +153,9 @@ pub fn search(
         read_json(&run.path("arch.json"))?
     } else {
         let constraints = checked_constraints(&run, &data, true, progress)?;
-        let method = settings.search.method;
-        let arch = if method.is_gradient() {
-            // A gradient-based method trains its own network on the space shrinking leaves; without
-            // shrinking there is no shrinking supernet to train (see `crate::method`).
-            let space = if settings.shrink.metric == Metric::None {
-                supernet::initial_space(settings, &supernet::space_kind(settings, &data)?)?
-            } else {
-                let mut sn = supernet::run_stage(&mut run, &data, device, progress)?;
-                shrink::run_stage(&mut run, &mut sn, &data, device, &constraints, progress)?
-            };
-            method::run_stage(&mut run, &space, &data, device, constraints, progress)?
-        } else {
-            let mut sn = supernet::run_stage(&mut run, &data, device, progress)?;
-            let space = shrink::run_stage(&mut run, &mut sn, &data, device, &constraints, progress)?;
-            search::run_stage(&mut run, &sn.net, &space, &data, device, constraints, progress)?
-        };
+        // The method trains what it trains (a shrinking supernet, or a network of its own on the
+        // space shrinking leaves) and finds the child (see `crate::method`).
+        let arch = method::run_stage(&mut run, &data, device, constraints, progress)?;
         if let Some(ms) = arch.predicted_latency_ms {
             progress.info(format!(
                 "search: predicted ONNX Runtime latency of {}: {ms:.4} ms at batch 1{}",

@@ -60,8 +60,8 @@ impl Stage {
         }
         if self >= Stage::Search {
             v["search"] = json!(s.search);
-            if s.search.method.is_gradient() {
-                v["gradient"] = json!(s.gradient);
+            if let Some((name, section)) = crate::method::own_settings(s) {
+                v[name] = section;
             }
         }
         if self >= Stage::Retrain {

@@ -14,7 +14,8 @@ use pwsnas_models::{Composition, Init, SpaceKind};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::method::settings::{GradientSettings, Method};
+use crate::method::settings::GradientSettings;
+use crate::method::{Method, Training};
 use crate::ort_runtime::Ep;
 
 /// How the supernet picks children during training.
@@ -349,13 +350,13 @@ impl Settings {
         serde_json::from_value(merged).context("the merged settings are not valid")
     }
 
-    /// FairNAS is a method and a sampler at once: with `search.method = fairnas` the supernet
-    /// trains with the fair sampler. Flags and sweep grids that set the method without naming the
-    /// sampler call this, so `--method fairnas` and a grid over `search.method` need no
-    /// `sampler = "fair"` beside it (an explicit other sampler is still refused by [`Settings::validate`]).
+    /// A method defined by its supernet's sampler (FairNAS: fair; `crate::method::Training`) sets
+    /// the sampler. Flags and sweep grids that set the method without naming the sampler call this,
+    /// so `--method fairnas` and a grid over `search.method` need no `sampler = "fair"` beside it
+    /// (an explicit other sampler is still refused by the method's check in [`Settings::validate`]).
     pub fn sampler_follows_method(&mut self) {
-        if self.search.method == Method::Fairnas {
-            self.sampler = Sampler::Fair;
+        if let Training::OneShot { sampler: Some(sampler) } = self.search.method.def().training() {
+            self.sampler = sampler;
         }
     }
 
@@ -423,39 +424,7 @@ impl Settings {
                 bail!("setting search.max_latency_ms must be a positive number of milliseconds, got {max}");
             }
         }
-        if self.gradient.darts_order == 2 && !matches!(self.search.method, Method::Darts | Method::Pdarts) {
-            bail!(
-                "setting gradient.darts_order = 2 (--darts-order) is DARTS's unrolled step, for search.method = darts or pdarts, not {}: drop it or set it to 1",
-                self.search.method.name()
-            );
-        }
-        let g = &self.gradient;
-        if self.search.method != Method::Pdarts {
-            for (name, set) in [
-                ("pdarts_depth", g.pdarts_depth.is_some()),
-                ("pdarts_skip_dropout", g.pdarts_skip_dropout.is_some()),
-                ("pdarts_weights_only_epochs", g.pdarts_weights_only_epochs.is_some()),
-            ] {
-                if set {
-                    bail!(
-                        "setting gradient.{name} is PDARTS's, for search.method = pdarts, not {}: drop it",
-                        self.search.method.name()
-                    );
-                }
-            }
-        }
-        for &depth in g.pdarts_depth.iter().flatten() {
-            let Some(deeper) = kind.with_depth(depth) else {
-                bail!(
-                    "setting gradient.pdarts_depth: the {} space has no depth apart from its choice points (PDARTS grows cell spaces: darts, nb201); drop it",
-                    self.space
-                );
-            };
-            deeper.validate().with_context(|| format!("setting gradient.pdarts_depth = {depth}"))?;
-        }
-        if self.search.method == Method::Fairnas && self.sampler != Sampler::Fair {
-            bail!("setting search.method = fairnas trains its supernet with sampler = fair, not {:?}: drop the sampler setting or set it to fair", self.sampler);
-        }
+        self.search.method.def().check(self, &kind)?;
         self.gradient.validate()?;
         if let Some(b) = &self.benchmark {
             b.parse::<crate::benchmark::TableRef>().context("setting benchmark")?;

@@ -13,7 +13,8 @@ use pwsnas_models::{Composition, Init, SpaceKind};
 use serde_json::json;
 
 use crate::export;
-use crate::method::settings::{LatencyLoss, Method};
+use crate::method::settings::LatencyLoss;
+use crate::method::Method;
 use crate::ort_runtime::Ep;
 use crate::run::RunDir;
 use crate::settings::{Metric, Sampler, Settings, Strategy};

@@ -1,5 +1,5 @@
-//! DARTS's steps (Liu et al., ICLR 2019, first order) and PDARTS's stage rules (Chen et al., ICCV
-//! 2019), on any space through the weighted forward ([`Mix::weighted`]).
+//! DARTS (Liu et al., ICLR 2019): its steps, on any space through the weighted forward
+//! ([`Mix::weighted`]), which PDARTS ([`super::pdarts`]) takes as they are.
 //!
 //! - α step: on an α batch, the loss of the mix weighted by softmax(α) of every surviving op,
 //!   differentiated in α only (first order: the weights are taken as they are, DARTS's
@@ -7,15 +7,44 @@
 //!   weights of a virtual SGD step ([`alpha_step_unrolled`]).
 //! - weight step: on a weight batch, the same mix with softmax(α) held fixed, one SGD step of every
 //!   tensor the mix uses.
-//! - PDARTS between stages: every choice point keeps its `k` strongest ops ([`keep_strongest`]);
-//!   at the end, no more than `max_skip` choice points (on a cell space, of the normal cell) may
-//!   derive `skip_connect` ([`cap_skips`]).
-use pwsnas_models::{Arch, Mix, Mode, Op, Param, Space, Supernet};
+//! - the child: the space's rule (`SpaceDef::derive_child`) on softmax(α).
+use anyhow::{bail, Result};
+use pwsnas_models::{Mix, Mode, Param, Space, SpaceKind, Supernet};
 use tch::{Kind, Reduction, Tensor};
 
 use super::alpha::{Adam, Alphas};
-use crate::settings::TrainSettings;
+use super::{SearchMethod, Training};
+use crate::settings::{Settings, TrainSettings};
 use crate::train::sgd::Sgd;
+
+/// DARTS.
+pub struct Darts;
+
+impl SearchMethod for Darts {
+    fn name(&self) -> &'static str {
+        "darts"
+    }
+
+    fn training(&self) -> Training {
+        Training::Gradient { alpha_every: 1 }
+    }
+
+    fn check(&self, settings: &Settings, _kind: &SpaceKind) -> Result<()> {
+        super::pdarts::refuse_schedule(settings)
+    }
+}
+
+/// The check of a method that takes DARTS's α step neither as DARTS nor as PDARTS does: refuses
+/// `gradient.darts_order = 2`, DARTS's unrolled step.
+pub fn refuse_second_order(settings: &Settings) -> Result<()> {
+    if settings.gradient.darts_order == 2 {
+        bail!(
+            "setting gradient.darts_order = 2 (--darts-order) is DARTS's unrolled step, for search.method = darts or pdarts, not {}: drop it or set it to 1",
+            settings.search.method.name()
+        );
+    }
+    Ok(())
+}
 
 /// Cross-entropy of `net` on (x, y) for `mix` in a training forward of `mode` (which carries
 /// PDARTS's skip dropout), and the logits.
@@ -174,145 +203,10 @@ pub fn weight_step(
     (loss.double_value(&[]), correct)
 }
 
-/// PDARTS's space for the next stage: every choice point keeps its `k` strongest ops by
-/// `probs` (all of them when it has at most `k`), in their original order.
-pub fn keep_strongest(space: &Space, probs: &[Vec<f64>], k: usize) -> Space {
-    let mut next = space.clone();
-    for (cp, p) in next.choices.iter_mut().zip(probs) {
-        if cp.ops.len() <= k {
-            continue;
-        }
-        let mut order: Vec<usize> = (0..cp.ops.len()).collect();
-        order.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
-        let kept: Vec<usize> = order[..k].to_vec();
-        cp.ops = cp.ops.iter().enumerate().filter(|(i, _)| kept.contains(i)).map(|(_, op)| *op).collect();
-    }
-    next
-}
-
-/// PDARTS's final rule (Chen et al., ICCV 2019, `train_search.py`): while more than `max_skip`
-/// choice points that the space counts ([`SpaceDef::skip_capped`]: every one, or a cell space's
-/// normal cell) derive `skip_connect`, the weakest of those skips is set to 0 and the child derived
-/// again ([`Space::derive_child`]), so its choice point takes its next strongest op and, in a cell
-/// space, its node may take another input instead. Stops early if no counted skip has weight left.
-///
-/// [`SpaceDef::skip_capped`]: pwsnas_models::SpaceDef::skip_capped
-pub fn cap_skips(space: &Space, probs: &[Vec<f64>], max_skip: usize) -> Arch {
-    let mut probs = probs.to_vec();
-    let skip_at = |cp: usize| space.choices[cp].ops.iter().position(|o| *o == Op::SkipConnect);
-    loop {
-        let arch = space.derive_child(&probs);
-        let skips: Vec<(usize, usize)> = (0..arch.ops.len())
-            .filter(|&cp| arch.ops[cp] == Op::SkipConnect && space.kind.skip_capped(cp))
-            .filter_map(|cp| skip_at(cp).map(|k| (cp, k)))
-            .collect();
-        let weakest = skips
-            .iter()
-            .filter(|&&(cp, k)| probs[cp][k] > 0.0)
-            .min_by(|&&(a, ka), &&(b, kb)| probs[a][ka].total_cmp(&probs[b][kb]));
-        match weakest {
-            Some(&(cp, k)) if skips.len() > max_skip => probs[cp][k] = 0.0,
-            _ => return arch,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pwsnas_models::{Nb201Params, SpaceKind};
-
-    fn space() -> Space {
-        Space::full(SpaceKind::new(Nb201Params {
-            channels: 4,
-            cells_per_stage: 1,
-            input_size: 8,
-            ..Default::default()
-        }))
-    }
-
-    /// NB201's op order: none, skip, conv1x1, conv3x3, avgpool.
-    fn probs(rows: &[[f64; 5]]) -> Vec<Vec<f64>> {
-        rows.iter().map(|r| r.to_vec()).collect()
-    }
-
-    #[test]
-    fn derivation_leaves_none_out_and_pdarts_caps_skips_and_keeps_the_strongest() {
-        let space = space();
-        // Six edges: `none` strongest on the first (left out), skip strongest on four.
-        let p = probs(&[
-            [0.9, 0.02, 0.05, 0.02, 0.01],
-            [0.1, 0.5, 0.2, 0.1, 0.1],
-            [0.1, 0.6, 0.1, 0.15, 0.05],
-            [0.1, 0.4, 0.1, 0.1, 0.3],
-            [0.0, 0.7, 0.1, 0.1, 0.1],
-            [0.1, 0.1, 0.1, 0.6, 0.1],
-        ]);
-        let arch = space.derive_child(&p);
-        assert_eq!(arch.ops[0], Op::NorConv1x1, "none is never derived while another op survives");
-        assert_eq!(arch.ops.iter().filter(|o| **o == Op::SkipConnect).count(), 4);
-        let capped = cap_skips(&space, &p, 2);
-        let skips: Vec<usize> = (0..6).filter(|&cp| capped.ops[cp] == Op::SkipConnect).collect();
-        assert_eq!(skips, [2, 4], "the two strongest skips stay");
-        assert_eq!((capped.ops[1], capped.ops[3]), (Op::NorConv1x1, Op::AvgPool3x3));
-        let next = keep_strongest(&space, &p, 2);
-        assert_eq!(next.choices[0].ops, [Op::None, Op::NorConv1x1]);
-        assert_eq!(next.choices[5].ops.len(), 2);
-        assert!(next.choices[5].ops.contains(&Op::NorConv3x3));
-    }
-
-    #[test]
-    fn on_darts_pdarts_caps_the_normal_cells_skips_and_rederives_their_nodes() {
-        let space = Space::full(SpaceKind::by_name("darts").unwrap());
-        let cp = |name: &str| space.choices.iter().position(|c| c.name == name).unwrap();
-        let at = |c: usize, op: Op| space.choices[c].ops.iter().position(|o| *o == op).unwrap();
-        let mut p: Vec<Vec<f64>> = space.choices.iter().map(|c| vec![0.01; c.ops.len()]).collect();
-        let mut set = |name: &str, op: Op, w: f64| {
-            let c = cp(name);
-            p[c][at(c, op)] = w;
-        };
-        let (skip, sep3, sep5) = (Op::SkipConnect, Op::SepConv { kernel: 3 }, Op::SepConv { kernel: 5 });
-        // Normal cell: four skips derived, the weakest on 4<-0 and then 3<-0.
-        for (name, op, w) in [
-            ("normal/2<-0", skip, 0.9),
-            ("normal/2<-1", skip, 0.8),
-            ("normal/3<-0", skip, 0.7),
-            ("normal/3<-1", sep3, 0.6),
-            ("normal/3<-2", Op::MaxPool3x3, 0.5),
-            ("normal/4<-0", skip, 0.3),
-            ("normal/4<-1", sep5, 0.4),
-            ("normal/4<-3", Op::DilConv { kernel: 3 }, 0.2),
-            ("normal/5<-4", sep3, 0.5),
-            ("normal/5<-2", sep3, 0.4),
-        ] {
-            set(name, op, w);
-        }
-        // Reduction cell: every node's first two inputs a skip, which the rule does not count.
-        for j in 2..=5 {
-            for i in 0..2 {
-                set(&format!("reduce/{j}<-{i}"), skip, 0.9);
-            }
-        }
-        let derived = space.derive_child(&p);
-        let normal_skips = |a: &Arch| (0..14).filter(|&c| a.ops[c] == skip).count();
-        assert_eq!(normal_skips(&derived), 4);
-        let capped = cap_skips(&space, &p, 2);
-        space.check_child(&capped).unwrap();
-        assert_eq!(normal_skips(&capped), 2);
-        let op = |name: &str| capped.ops[cp(name)];
-        assert_eq!((op("normal/2<-0"), op("normal/2<-1")), (skip, skip), "the two strongest skips stay");
-        // Nodes 3 and 4 lost their skip input and took their next strongest edges.
-        assert_eq!(
-            (op("normal/3<-0"), op("normal/3<-1"), op("normal/3<-2")),
-            (Op::None, sep3, Op::MaxPool3x3)
-        );
-        assert_eq!(
-            (op("normal/4<-0"), op("normal/4<-1"), op("normal/4<-3")),
-            (Op::None, sep5, Op::DilConv { kernel: 3 })
-        );
-        assert_eq!(capped.ops[14..], derived.ops[14..], "the reduction cell is left as derived");
-        assert_eq!((14..28).filter(|&c| capped.ops[c] == skip).count(), 8);
-    }
+    use pwsnas_models::Nb201Params;
 
     /// A tiny nb201 net (3 edges), its α at scale 1, a batch, and the method's training settings.
     fn unrolled_setup() -> (Space, Supernet, Alphas, Tensor, Tensor, TrainSettings) {

@@ -19,7 +19,22 @@ use tch::{Kind, Tensor};
 
 use super::alpha::Alphas;
 use super::settings::{GradientSettings, LatencyLoss};
+use super::{SearchMethod, Training};
 use crate::latency::Predictor;
+
+/// ProxylessNAS.
+pub struct Proxyless;
+
+impl SearchMethod for Proxyless {
+    fn name(&self) -> &'static str {
+        "proxyless"
+    }
+
+    /// ProxylessNAS updates α every 5 weight steps.
+    fn training(&self) -> Training {
+        Training::Gradient { alpha_every: 5 }
+    }
+}
 
 /// The ops a step uses at one choice point: indices into its surviving ops (one index when the
 /// choice point has one op), the active one first.

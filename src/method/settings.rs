@@ -1,5 +1,5 @@
-//! The search method's settings: which method runs on the (shrunk) space (`search.method`) and the
-//! hyperparameters of the gradient-based ones (`[gradient]`).
+//! The gradient-based methods' settings (`[gradient]`): their hyperparameters, PDARTS's schedule
+//! and ProxylessNAS's latency loss. Which method runs (`search.method`) is [`super::Method`].
 //!
 //! Defaults are the papers' public code's: DARTS (Liu et al., ICLR 2019, `train_search.py`): weights
 //! by SGD at lr 0.025 cosine to 0.001, momentum 0.9, weight decay 3e-4, gradient clip 5; α by Adam
@@ -16,49 +16,6 @@
 //! ⌊2·epochs/5⌋ (PDARTS's 10 of 25); the depth stays the space's own unless `pdarts_depth` grows it
 //! (the search space's size is the user's choice, and ABS, after shrinking, runs a single stage).
 use serde::{Deserialize, Serialize};
-
-/// The search method run after the (optional) shrinking stage.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Method {
-    /// SPOS (Guo et al., ECCV 2020): evolution over the uniformly trained supernet.
-    Spos,
-    /// FairNAS (Chu et al., ICCV 2021): evolution over the strictly fair supernet (`sampler = fair`).
-    Fairnas,
-    /// DARTS (Liu et al., ICLR 2019): softmax-relaxed α, first-order alternating updates.
-    Darts,
-    /// PDARTS (Chen et al., ICCV 2019): DARTS in stages, the weakest ops dropped between stages.
-    Pdarts,
-    /// ProxylessNAS (Cai et al., ICLR 2019): binary gates over two sampled ops, a latency loss.
-    Proxyless,
-}
-
-impl Method {
-    /// Whether the method learns architecture parameters by gradient (its own training from fresh
-    /// weights on the shrunk space) rather than searching the shrinking supernet by evolution.
-    pub fn is_gradient(self) -> bool {
-        matches!(self, Method::Darts | Method::Pdarts | Method::Proxyless)
-    }
-
-    /// Weight steps per α step when `gradient.alpha_every` leaves it open.
-    pub fn default_alpha_every(self) -> usize {
-        if self == Method::Proxyless {
-            5
-        } else {
-            1
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Method::Spos => "spos",
-            Method::Fairnas => "fairnas",
-            Method::Darts => "darts",
-            Method::Pdarts => "pdarts",
-            Method::Proxyless => "proxyless",
-        }
-    }
-}
 
 /// The form of ProxylessNAS's latency loss.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]

@@ -439,8 +439,7 @@ mod tests {
 
     #[test]
     fn a_methods_alpha_is_charted_per_choice_point_and_ops_a_stage_drops_end_their_line() {
-        use crate::method::settings::Method;
-        use crate::method::{MethodEpoch, MethodReport};
+        use crate::method::{Method, MethodEpoch, MethodReport};
         use indexmap::IndexMap;
         let probs = |rows: &[(&str, &[(&str, f64)])]| -> IndexMap<String, IndexMap<String, f64>> {
             rows.iter()

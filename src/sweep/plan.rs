@@ -388,7 +388,7 @@ latency_runs = 5
         for r in &plan.runs {
             assert_eq!(r.settings.retrain.epochs, 0, "{}", r.name);
             assert_eq!(r.settings.benchmark.as_deref(), Some("nb201.csv#cifar10-test@12"));
-            let fair = r.settings.search.method == crate::method::settings::Method::Fairnas;
+            let fair = r.settings.search.method == crate::method::Method::Fairnas;
             assert_eq!(r.settings.sampler == Sampler::Fair, fair, "{}", r.name);
         }
     }
