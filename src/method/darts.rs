@@ -13,7 +13,7 @@ use pwsnas_models::{Mix, Mode, Param, Space, SpaceKind, Supernet};
 use tch::{Kind, Reduction, Tensor};
 
 use super::alpha::{Adam, Alphas};
-use super::{SearchMethod, Training};
+use super::{MethodNet, SearchMethod, Step, Training};
 use crate::settings::{Settings, TrainSettings};
 use crate::train::sgd::Sgd;
 
@@ -44,6 +44,24 @@ pub fn refuse_second_order(settings: &Settings) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// DARTS's α step in the loop (every gradient method's by default): first order on the α batch, or
+/// with `gradient.darts_order = 2` the unrolled step, whose virtual SGD step is on the weight batch.
+pub fn alpha_step_of(net: &mut MethodNet, step: &Step<'_>, alpha: (&Tensor, &Tensor)) {
+    let MethodNet { supernet, sgd, alphas, adam, space } = net;
+    if step.g.darts_order == 2 {
+        alpha_step_unrolled(supernet, space, alphas, adam, sgd, step.batch, alpha, step.cfg, step.lr);
+    } else {
+        alpha_step(supernet, space, alphas, adam, alpha, step.cfg, step.mode);
+    }
+}
+
+/// DARTS's weight step in the loop (every gradient method's by default): [`weight_step`] on the
+/// weight batch.
+pub fn weight_step_of(net: &mut MethodNet, step: &Step<'_>) -> (f64, f64) {
+    let MethodNet { supernet, sgd, alphas, space, .. } = net;
+    weight_step(supernet, space, alphas, sgd, step.batch, step.cfg, step.lr, step.mode)
 }
 
 /// Cross-entropy of `net` on (x, y) for `mix` in a training forward of `mode` (which carries

@@ -25,9 +25,9 @@ pub mod settings;
 pub mod spos;
 
 use anyhow::Result;
-use pwsnas_models::SpaceKind;
+use pwsnas_models::{Arch, Space, SpaceKind};
 use serde::{Deserialize, Serialize};
-use tch::Device;
+use tch::{Device, Tensor};
 
 use crate::data::RunData;
 use crate::progress::Progress;
@@ -36,7 +36,11 @@ use crate::search::constraints::Constraints;
 use crate::search::ArchFile;
 use crate::settings::{Sampler, Settings};
 use crate::{search, shrink, supernet};
-pub use gradient::{weight_cfg, MethodEpoch, MethodReport, MethodState};
+pub use gradient::{
+    weight_cfg, MethodEpoch, MethodNet, MethodReport, MethodState, Schedule, StageSpace, Step,
+};
+use proxyless::LatencyModel;
+use settings::GradientSettings;
 
 /// The search method run after the (optional) shrinking stage: its name in settings, on the
 /// command line and in `method.json`. What it does is [`Method::def`].
@@ -77,8 +81,8 @@ impl Method {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Training {
     /// One-shot: the shrinking supernet, trained by `sampler` where the method is defined by one
-    /// (FairNAS: fair; the `sampler` setting follows it unless set, and may not differ) or else by
-    /// the `sampler` setting's, then searched by evolution or random search (`crate::search`).
+    /// (FairNAS: fair; `Settings::sampler_follows_method` sets the `sampler` setting to it) or else
+    /// by the `sampler` setting's, then searched by evolution or random search (`crate::search`).
     OneShot { sampler: Option<Sampler> },
     /// Gradient-based: a network of its own from fresh weights on the space shrinking leaves,
     /// trained with α by [`gradient`]'s loop, an α step every `alpha_every` weight steps unless
@@ -102,6 +106,62 @@ pub trait SearchMethod: Sync {
         darts::refuse_second_order(settings)?;
         pdarts::refuse_schedule(settings)
     }
+
+    // The hooks of [`gradient`]'s loop, for a gradient-based method (a one-shot method never
+    // reaches them). Their defaults are DARTS's: one stage, the α and weight steps of the mix
+    // weighted by softmax(α), the space's rule for the child.
+
+    /// The latency term of its α loss, from the starting space and the run's latency predictor
+    /// (ProxylessNAS: the model of E[lat] and `gradient.target_latency_ms`); none by default.
+    fn latency(
+        &self,
+        _g: &GradientSettings,
+        _start: &Space,
+        _constraints: &Constraints,
+    ) -> Result<Option<(LatencyModel, f64)>> {
+        Ok(None)
+    }
+
+    /// How many stages it runs (one by default).
+    fn stages(&self, _g: &GradientSettings) -> usize {
+        1
+    }
+
+    /// The space stage `stage` builds its network on, from `from`: the starting space for the first
+    /// (`probs` is `None`), else the previous stage's space and its last softmax(α). The starting
+    /// space by default.
+    fn stage_space(
+        &self,
+        _g: &GradientSettings,
+        from: &Space,
+        _probs: Option<&[Vec<f64>]>,
+        _stage: usize,
+    ) -> StageSpace {
+        StageSpace { space: from.clone(), note: None }
+    }
+
+    /// What epoch `epoch` of stage `stage` does besides its steps (PDARTS: skip dropout,
+    /// weights-only epochs); nothing by default.
+    fn schedule(&self, _g: &GradientSettings, _stage: usize, _epoch: usize) -> Schedule {
+        Schedule::default()
+    }
+
+    /// One α step on the α batch `alpha`.
+    fn alpha_step(&self, net: &mut MethodNet, step: &mut Step<'_>, alpha: (&Tensor, &Tensor)) {
+        darts::alpha_step_of(net, step, alpha);
+    }
+
+    /// One weight step on the step's weight batch; returns its loss and its number of correct
+    /// predictions.
+    fn weight_step(&self, net: &mut MethodNet, step: &mut Step<'_>) -> (f64, f64) {
+        darts::weight_step_of(net, step)
+    }
+
+    /// The child it derives from softmax(α) `probs` of `space`: the space's rule by default
+    /// (`SpaceDef::derive_child`).
+    fn derive(&self, _g: &GradientSettings, space: &Space, probs: &[Vec<f64>]) -> Arch {
+        space.derive_child(probs)
+    }
 }
 
 /// `pwsnas search`'s search stage, by the run's method: trains what the method trains (see
@@ -113,14 +173,15 @@ pub fn run_stage(
     constraints: Constraints,
     progress: &Progress,
 ) -> Result<ArchFile> {
-    match run.info.settings.search.method.def().training() {
+    let method = run.info.settings.search.method.def();
+    match method.training() {
         Training::OneShot { .. } => {
             let mut sn = supernet::run_stage(run, data, device, progress)?;
             let space = shrink::run_stage(run, &mut sn, data, device, &constraints, progress)?;
             search::run_stage(run, &sn.net, &space, data, device, constraints, progress)
         }
         Training::Gradient { alpha_every } => {
-            gradient::run_stage(run, data, device, constraints, progress, alpha_every)
+            gradient::run_stage(method, alpha_every, run, data, device, constraints, progress)
         }
     }
 }

@@ -13,7 +13,8 @@
 use anyhow::{bail, Context, Result};
 use pwsnas_models::{Arch, Op, Space, SpaceKind};
 
-use super::{SearchMethod, Training};
+use super::settings::GradientSettings;
+use super::{Schedule, SearchMethod, StageSpace, Training};
 use crate::settings::Settings;
 
 /// PDARTS.
@@ -26,6 +27,41 @@ impl SearchMethod for Pdarts {
 
     fn training(&self) -> Training {
         Training::Gradient { alpha_every: 1 }
+    }
+
+    fn stages(&self, g: &GradientSettings) -> usize {
+        g.pdarts_stages()
+    }
+
+    /// The first stage: the starting space at its depth; each later one keeps the strongest ops of
+    /// the previous stage's space.
+    fn stage_space(
+        &self,
+        g: &GradientSettings,
+        from: &Space,
+        probs: Option<&[Vec<f64>]>,
+        stage: usize,
+    ) -> StageSpace {
+        let Some(probs) = probs else { return StageSpace { space: at_depth(g, from, stage), note: None } };
+        let keep = g.pdarts_keep[stage - 1];
+        let space = at_depth(g, &keep_strongest(from, probs, keep), stage);
+        let note = format!(
+            "pdarts: stage {stage} keeps {keep} ops per choice point ({} children), on a new network ({})",
+            space.size(),
+            space.kind.params_json()
+        );
+        StageSpace { space, note: Some(note) }
+    }
+
+    fn schedule(&self, g: &GradientSettings, stage: usize, epoch: usize) -> Schedule {
+        Schedule {
+            skip_dropout: Some(g.skip_dropout(stage, epoch)),
+            weights_only: epoch < g.weights_only_epochs(),
+        }
+    }
+
+    fn derive(&self, g: &GradientSettings, space: &Space, probs: &[Vec<f64>]) -> Arch {
+        cap_skips(space, probs, g.max_skip)
     }
 
     /// A depth per stage needs a space that has one apart from its choice points, and each depth
@@ -63,8 +99,8 @@ pub fn refuse_schedule(settings: &Settings) -> Result<()> {
 }
 
 /// `space` at the depth of stage `stage` (`gradient.pdarts_depth`; unchanged without it).
-pub fn at_depth(settings: &Settings, space: &Space, stage: usize) -> Space {
-    let depth = settings.gradient.pdarts_depth.as_ref().map(|d| d[stage]);
+pub fn at_depth(g: &GradientSettings, space: &Space, stage: usize) -> Space {
+    let depth = g.pdarts_depth.as_ref().map(|d| d[stage]);
     match depth.and_then(|d| space.kind.with_depth(d)) {
         Some(kind) => Space { kind, choices: space.choices.clone() },
         None => space.clone(),

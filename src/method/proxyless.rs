@@ -12,15 +12,17 @@
 //!   probability, is what it was ([`rescale_pairs`]);
 //! - latency: `E[lat] = fixed + Σ_cp Σ_op p(op)·ms(cp, op)` from the run's latency table
 //!   ([`LatencyModel`]), differentiable in α, in the loss as `add-linear` or `mul-log`.
-use anyhow::{bail, Result};
-use pwsnas_models::{Arch, Mix, Space, Weighted};
+use anyhow::{bail, Context, Result};
+use pwsnas_models::{Arch, Mix, Mode, Space, Weighted};
 use rand::Rng;
 use tch::{Kind, Tensor};
 
 use super::alpha::Alphas;
 use super::settings::{GradientSettings, LatencyLoss};
-use super::{SearchMethod, Training};
+use super::{darts, MethodNet, SearchMethod, Step, Training};
 use crate::latency::Predictor;
+use crate::search::constraints::Constraints;
+use crate::train::epoch::train_step;
 
 /// ProxylessNAS.
 pub struct Proxyless;
@@ -33,6 +35,52 @@ impl SearchMethod for Proxyless {
     /// ProxylessNAS updates α every 5 weight steps.
     fn training(&self) -> Training {
         Training::Gradient { alpha_every: 5 }
+    }
+
+    /// With `gradient.target_latency_ms`: the model of E[lat] on the starting space, from the run's
+    /// latency table, and the target, which some child must reach.
+    fn latency(
+        &self,
+        g: &GradientSettings,
+        start: &Space,
+        constraints: &Constraints,
+    ) -> Result<Option<(LatencyModel, f64)>> {
+        let Some(target) = g.target_latency_ms else { return Ok(None) };
+        let predictor = constraints.predictor.as_ref().context(
+            "setting gradient.target_latency_ms needs the latency table of the run's space (ONNX Runtime could not measure one)",
+        )?;
+        let model = LatencyModel::new(start, predictor);
+        model.check_target(target)?;
+        Ok(Some((model, target)))
+    }
+
+    /// The gated two-op mix of every choice point (see the module docs), with the latency term;
+    /// then the pairs' α are rescaled.
+    fn alpha_step(&self, net: &mut MethodNet, step: &mut Step<'_>, (xa, ya): (&Tensor, &Tensor)) {
+        let before: Vec<Vec<f64>> = net
+            .alphas
+            .t
+            .iter()
+            .map(|a| Vec::<f64>::try_from(a.detach().to_kind(Kind::Double)).expect("1-D"))
+            .collect();
+        let pairs = sample_pairs(&net.alphas.probs(), step.rng);
+        let mix = gated_mix(&net.space, &net.alphas, &pairs);
+        let (ce, _) = darts::loss(&net.supernet, &mix, xa, ya, step.cfg, step.mode);
+        let loss = with_latency(ce, step.latency.map(|(m, t)| (m, *t)), &net.alphas, step.g);
+        let refs: Vec<&Tensor> = net.alphas.t.iter().collect();
+        let grads = Tensor::run_backward(&[&loss], &refs, false, false);
+        net.adam.step(&net.alphas.t, &grads);
+        rescale_pairs(&net.alphas, &before, &pairs);
+    }
+
+    /// The active path of freshly sampled pairs alone (a single-path step).
+    fn weight_step(&self, net: &mut MethodNet, step: &mut Step<'_>) -> (f64, f64) {
+        let pairs = sample_pairs(&net.alphas.probs(), step.rng);
+        let arch = active_arch(&net.space, &pairs);
+        let (x, y) = step.batch;
+        let stats =
+            train_step(&net.supernet, None, &mut net.sgd, step.cfg, x, y, &[arch], step.lr, Mode::TRAIN);
+        (stats.loss_sum.double_value(&[]), stats.correct.double_value(&[]))
     }
 }
 
