@@ -15,7 +15,7 @@
 //! Every part carries its meaning as attributes (`class="edge" data-op="sep_conv_3x3"`, `class="node"
 //! data-role="input"`, `class="block" data-role="skipped"`), so programs and tests can read a drawing
 //! without parsing its geometry.
-use pwsnas_models::drawing::{BlockRole, CellDrawing, ChainDrawing, NodeRole};
+use pwsnas_models::drawing::{BlockRole, CellDrawing, CellEdge, CellNode, ChainDrawing, NodeRole};
 use pwsnas_models::{Arch, Drawing, Op, SpaceKind};
 use svg::node::element::path::Data;
 use svg::node::element::{Definitions, Group, Marker, Path, Rectangle, Text, Title};
@@ -140,126 +140,157 @@ fn cells_group(cells: &[CellDrawing]) -> (Group, f64, f64) {
     (group, width, y)
 }
 
-/// One cell: title, arcs above the node line, fixed connections below, nodes on top.
-fn cell_group(cell: &CellDrawing, colour: &dyn Fn(Op) -> &'static str) -> (Group, f64, f64) {
-    let node_w: Vec<f64> = cell.nodes.iter().map(|n| (text_width(&n.label, CHAR) + 16.0).max(32.0)).collect();
-    let widest_node = node_w.iter().copied().fold(0.0, f64::max);
-    let widest_label = cell
-        .drawn_edges()
-        .filter_map(|e| e.op)
-        .map(|op| text_width(&op.name(), CHAR) + 6.0)
-        .fold(0.0, f64::max);
-    let spacing = (widest_label + 14.0).max(widest_node + 24.0).max(60.0);
-    let x = |n: usize| MARGIN + widest_node / 2.0 + n as f64 * spacing;
-    let span = |from: usize, to: usize| (to - from) as f64;
-    let rise = |s: f64| ARC_BASE + s * SPAN_RISE;
-    let max_above =
-        cell.drawn_edges().filter(|e| e.op.is_some()).map(|e| rise(span(e.from, e.to))).fold(0.0, f64::max);
-    let max_below =
-        cell.drawn_edges().filter(|e| e.op.is_none()).map(|e| span(e.from, e.to) * HANG).fold(0.0, f64::max);
-    let top = TITLE_H + max_above + LABEL_H / 2.0 + 4.0; // the nodes' top edge
-    let width = 2.0 * MARGIN + widest_node + (cell.nodes.len().max(1) - 1) as f64 * spacing;
-    let width = width.max(2.0 * MARGIN + text_width(&cell.title, CHAR));
-    let height = top + NODE_H + max_below + MARGIN;
+/// Where the parts of a cell go (see the module docs): node centres on one line, its top edge at
+/// `top`, `spacing` apart.
+struct CellLayout {
+    node_w: Vec<f64>,
+    widest_node: f64,
+    spacing: f64,
+    top: f64,
+    width: f64,
+    height: f64,
+}
 
+/// How many node gaps an edge spans.
+fn span(e: &CellEdge) -> f64 {
+    (e.to - e.from) as f64
+}
+
+/// How far above the nodes the top of an arc of `span` gaps is.
+fn rise(span: f64) -> f64 {
+    ARC_BASE + span * SPAN_RISE
+}
+
+impl CellLayout {
+    fn of(cell: &CellDrawing) -> CellLayout {
+        let node_w: Vec<f64> =
+            cell.nodes.iter().map(|n| (text_width(&n.label, CHAR) + 16.0).max(32.0)).collect();
+        let widest_node = node_w.iter().copied().fold(0.0, f64::max);
+        let widest_label = cell
+            .drawn_edges()
+            .filter_map(|e| e.op)
+            .map(|op| text_width(&op.name(), CHAR) + 6.0)
+            .fold(0.0, f64::max);
+        let spacing = (widest_label + 14.0).max(widest_node + 24.0).max(60.0);
+        let above = cell.drawn_edges().filter(|e| e.op.is_some()).map(|e| rise(span(e))).fold(0.0, f64::max);
+        let below = cell.drawn_edges().filter(|e| e.op.is_none()).map(|e| span(e) * HANG).fold(0.0, f64::max);
+        let top = TITLE_H + above + LABEL_H / 2.0 + 4.0;
+        let width = (2.0 * MARGIN + widest_node + (cell.nodes.len().max(1) - 1) as f64 * spacing)
+            .max(2.0 * MARGIN + text_width(&cell.title, CHAR));
+        let height = top + NODE_H + below + MARGIN;
+        CellLayout { node_w, widest_node, spacing, top, width, height }
+    }
+
+    /// The centre of node `n`.
+    fn x(&self, n: usize) -> f64 {
+        MARGIN + self.widest_node / 2.0 + n as f64 * self.spacing
+    }
+
+    /// A quadratic arc from node `from` to node `to` whose middle is `h` above (negative: below)
+    /// the line `y`.
+    fn arc(&self, e: &CellEdge, y: f64, h: f64) -> Data {
+        let (x0, x1) = (self.x(e.from), self.x(e.to));
+        Data::new().move_to((fmt(x0), fmt(y))).quadratic_curve_to((
+            fmt((x0 + x1) / 2.0),
+            fmt(y - 2.0 * h),
+            fmt(x1),
+            fmt(y),
+        ))
+    }
+}
+
+/// An edge with an op: the arc above the nodes, and its label (drawn later, over every arc).
+fn op_edge(l: &CellLayout, e: &CellEdge, op: Op, colour: &str) -> (Path, Group) {
+    let h = rise(span(e));
+    let arc = Path::new()
+        .set("d", l.arc(e, l.top, h))
+        .set("fill", "none")
+        .set("stroke", colour)
+        .set("stroke-width", 1.6)
+        .set("marker-end", "url(#pwsnas-arrow)");
+    let (mid, w) = ((l.x(e.from) + l.x(e.to)) / 2.0, text_width(&op.name(), CHAR) + 6.0);
+    let label = Group::new()
+        .set("class", "edge-label")
+        .set("data-op", op.name())
+        .add(
+            Rectangle::new()
+                .set("x", fmt(mid - w / 2.0))
+                .set("y", fmt(l.top - h - LABEL_H / 2.0))
+                .set("width", fmt(w))
+                .set("height", LABEL_H)
+                .set("rx", 3)
+                .set("fill", "#ffffff")
+                .set("stroke", colour)
+                .set("stroke-width", 0.8),
+        )
+        .add(text(mid, l.top - h, &op.name(), FONT).set("fill", colour));
+    (arc, label)
+}
+
+/// A fixed connection: a dashed arc below the nodes, without a label.
+fn fixed_edge(l: &CellLayout, e: &CellEdge) -> Path {
+    Path::new()
+        .set("d", l.arc(e, l.top + NODE_H, -span(e) * HANG))
+        .set("fill", "none")
+        .set("stroke", "#999999")
+        .set("stroke-dasharray", "4 3")
+        .set("marker-end", "url(#pwsnas-arrow-fixed)")
+}
+
+/// Node `n`: a box with its label.
+fn node(l: &CellLayout, n: usize, node: &CellNode) -> Group {
+    let (fill, role) = match node.role {
+        NodeRole::Input => ("#d9ead3", "input"),
+        NodeRole::Inner => ("#dbe8f6", "inner"),
+        NodeRole::Output => ("#fde9c9", "output"),
+    };
+    let w = l.node_w[n];
+    Group::new()
+        .set("class", "node")
+        .set("data-label", node.label.as_str())
+        .set("data-role", role)
+        .add(
+            Rectangle::new()
+                .set("x", fmt(l.x(n) - w / 2.0))
+                .set("y", fmt(l.top))
+                .set("width", fmt(w))
+                .set("height", NODE_H)
+                .set("rx", 6)
+                .set("fill", fill)
+                .set("stroke", "#555555"),
+        )
+        .add(text(l.x(n), l.top + NODE_H / 2.0, &node.label, FONT))
+}
+
+/// One cell: title, arcs above the node line, fixed connections below, then the labels and the
+/// nodes over them.
+fn cell_group(cell: &CellDrawing, colour: &dyn Fn(Op) -> &'static str) -> (Group, f64, f64) {
+    let l = CellLayout::of(cell);
     let mut g = Group::new().set("class", "cell").set("data-title", cell.title.as_str()).add(
-        text(width / 2.0, TITLE_H / 2.0 + 2.0, &cell.title, FONT)
+        text(l.width / 2.0, TITLE_H / 2.0 + 2.0, &cell.title, FONT)
             .set("class", "title")
             .set("font-weight", "bold"),
     );
-    // Arcs first, so that labels and nodes are drawn over them.
     let mut labels = Group::new();
     for e in cell.drawn_edges() {
-        let (x0, x1) = (x(e.from), x(e.to));
-        let mid = (x0 + x1) / 2.0;
-        let mut edge = Group::new()
+        let edge = Group::new()
             .set("class", "edge")
             .set("data-from", cell.nodes[e.from].label.as_str())
             .set("data-to", cell.nodes[e.to].label.as_str());
-        match e.op {
+        g = g.add(match e.op {
             Some(op) => {
-                let h = rise(span(e.from, e.to));
-                let data = Data::new().move_to((fmt(x0), fmt(top))).quadratic_curve_to((
-                    fmt(mid),
-                    fmt(top - 2.0 * h),
-                    fmt(x1),
-                    fmt(top),
-                ));
-                edge = edge.set("data-op", op.name()).add(
-                    Path::new()
-                        .set("d", data)
-                        .set("fill", "none")
-                        .set("stroke", colour(op))
-                        .set("stroke-width", 1.6)
-                        .set("marker-end", "url(#pwsnas-arrow)"),
-                );
-                let w = text_width(&op.name(), CHAR) + 6.0;
-                labels = labels.add(
-                    Group::new()
-                        .set("class", "edge-label")
-                        .set("data-op", op.name())
-                        .add(
-                            Rectangle::new()
-                                .set("x", fmt(mid - w / 2.0))
-                                .set("y", fmt(top - h - LABEL_H / 2.0))
-                                .set("width", fmt(w))
-                                .set("height", LABEL_H)
-                                .set("rx", 3)
-                                .set("fill", "#ffffff")
-                                .set("stroke", colour(op))
-                                .set("stroke-width", 0.8),
-                        )
-                        .add(text(mid, top - h, &op.name(), FONT).set("fill", colour(op))),
-                );
+                let (arc, label) = op_edge(&l, e, op, colour(op));
+                labels = labels.add(label);
+                edge.set("data-op", op.name()).add(arc)
             }
-            None => {
-                let h = span(e.from, e.to) * HANG;
-                let bottom = top + NODE_H;
-                let data = Data::new().move_to((fmt(x0), fmt(bottom))).quadratic_curve_to((
-                    fmt(mid),
-                    fmt(bottom + 2.0 * h),
-                    fmt(x1),
-                    fmt(bottom),
-                ));
-                edge = edge.set("data-op", "").add(
-                    Path::new()
-                        .set("d", data)
-                        .set("fill", "none")
-                        .set("stroke", "#999999")
-                        .set("stroke-dasharray", "4 3")
-                        .set("marker-end", "url(#pwsnas-arrow-fixed)"),
-                );
-            }
-        }
-        g = g.add(edge);
+            None => edge.set("data-op", "").add(fixed_edge(&l, e)),
+        });
     }
     g = g.add(labels);
-    for (n, node) in cell.nodes.iter().enumerate() {
-        let (fill, role) = match node.role {
-            NodeRole::Input => ("#d9ead3", "input"),
-            NodeRole::Inner => ("#dbe8f6", "inner"),
-            NodeRole::Output => ("#fde9c9", "output"),
-        };
-        let w = node_w[n];
-        g = g.add(
-            Group::new()
-                .set("class", "node")
-                .set("data-label", node.label.as_str())
-                .set("data-role", role)
-                .add(
-                    Rectangle::new()
-                        .set("x", fmt(x(n) - w / 2.0))
-                        .set("y", fmt(top))
-                        .set("width", fmt(w))
-                        .set("height", NODE_H)
-                        .set("rx", 6)
-                        .set("fill", fill)
-                        .set("stroke", "#555555"),
-                )
-                .add(text(x(n), top + NODE_H / 2.0, &node.label, FONT)),
-        );
+    for (n, cell_node) in cell.nodes.iter().enumerate() {
+        g = g.add(node(&l, n, cell_node));
     }
-    (g, width, height)
+    (g, l.width, l.height)
 }
 
 /// The blocks as a column, input at the top, an arrow between each two.
