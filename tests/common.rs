@@ -156,6 +156,26 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// `pwsnas --quiet export RUN` with as little latency timing as it allows (one thread, two timed
+/// runs, no warm-up, sessions not held to a minimum time), for tests of what export writes rather
+/// than of its latency; returns stdout.
+pub fn export_quickly(run: &Path) -> String {
+    let run = run.to_str().expect("temp paths are UTF-8");
+    ok([
+        "--quiet",
+        "export",
+        run,
+        "--latency-session-ms",
+        "0",
+        "--latency-runs",
+        "2",
+        "--warmup",
+        "0",
+        "--threads",
+        "1",
+    ])
+}
+
 /// Whether a Slurm cluster answers (`cargo xtask test` brings one up); without one the Slurm tests
 /// skip, unless `PWSNAS_REQUIRE_SLURM` is set, which makes them fail.
 pub fn slurm_cluster() -> bool {

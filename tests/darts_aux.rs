@@ -6,7 +6,7 @@ use std::path::Path;
 
 mod common;
 
-use common::{copy_dir, fails, json, ok, s};
+use common::{copy_dir, export_quickly, fails, json, ok, s};
 
 /// A tiny DARTS search (DARTS's method, no shrinking) on 16×16 images: cell 2·3/3 = 2 outputs 4×4.
 fn config(dir: &Path, size: usize) -> std::path::PathBuf {
@@ -77,19 +77,7 @@ fn the_auxiliary_head_trains_beside_the_child_and_is_left_out_of_what_is_exporte
     assert_ne!(retrain(&copy, "0"), with_head);
     assert_eq!(retrain(&copy, "0.4"), with_head);
 
-    ok([
-        "--quiet",
-        "export",
-        s(&run),
-        "--latency-session-ms",
-        "0",
-        "--latency-runs",
-        "2",
-        "--warmup",
-        "0",
-        "--threads",
-        "1",
-    ]);
+    export_quickly(&run);
     let report = json(&run.join("report.json"));
     assert_eq!(report["parity"]["passed"], true, "{}", report["parity"]);
 

@@ -15,7 +15,7 @@ use serde_json::Value;
 mod common;
 mod onnx_check;
 
-use common::{fails, json, ok, s, set};
+use common::{export_quickly, fails, json, ok, s, set};
 
 const DATA: &str = "synthetic:classes=4,channels=1,size=8,train=128,test=64";
 
@@ -122,19 +122,7 @@ fn search_shrinks_every_edge_retrains_a_genotype_and_exports_it_with_parity() {
     .unwrap();
     assert!(info["params_count"].as_u64().unwrap() > 0);
 
-    ok([
-        "--quiet",
-        "export",
-        s(&run),
-        "--latency-session-ms",
-        "0",
-        "--latency-runs",
-        "2",
-        "--warmup",
-        "0",
-        "--threads",
-        "1",
-    ]);
+    export_quickly(&run);
     let report = Report::load(&run.join("report.json")).unwrap();
     assert_eq!(report.arch, arch);
     assert!(report.parity.passed, "{:?}", report.parity.reason);

@@ -244,19 +244,7 @@ batch_size = 32
     assert!(arch.starts_with("Genotype(normal=[("), "{arch}");
     assert_eq!((normal.matches("', ").count(), reduce.matches("', ").count()), (8, 8), "{arch}");
     assert!(!normal.contains("skip_connect"), "{arch}");
-    ok([
-        "--quiet",
-        "export",
-        s(&out),
-        "--latency-session-ms",
-        "0",
-        "--latency-runs",
-        "2",
-        "--warmup",
-        "0",
-        "--threads",
-        "1",
-    ]);
+    export_quickly(&out);
     let report = json(&out.join("report.json"));
     assert_eq!(report["parity"]["passed"], true, "{}", report["parity"]);
     assert_eq!(report["arch"], arch.as_str());
@@ -276,19 +264,7 @@ fn second_order_darts_runs_to_export_and_bad_orders_are_refused() {
     assert!(json(&first.join("run.json"))["settings"]["gradient"].get("darts_order").is_none());
     let probs = |d: &Path| json(&d.join("method.json"))["history"][1]["probs"].clone();
     assert_ne!(probs(&first), probs(&second), "the unrolled step moves α differently");
-    ok([
-        "--quiet",
-        "export",
-        s(&second),
-        "--latency-session-ms",
-        "0",
-        "--latency-runs",
-        "2",
-        "--warmup",
-        "0",
-        "--threads",
-        "1",
-    ]);
+    export_quickly(&second);
     assert_eq!(json(&second.join("report.json"))["parity"]["passed"], true);
     for (method, order, expected) in [
         ("darts", "3", "expected 1 (first order) or 2 (DARTS's unrolled step)"),
