@@ -377,7 +377,9 @@ pub(crate) fn noise_sentences(l: &Latency) -> Vec<(bool, String)> {
         .into_iter()
         .filter_map(|st| {
             let n = st.noise.as_ref()?;
-            let (lo, hi) = n.session_p50_ms.iter().fold((f64::INFINITY, 0f64), |(a, b), &v| (a.min(v), b.max(v)));
+            // The range of the sessions the trimmed mean and the spread are taken over.
+            let counted = crate::timing::noise::middle(&n.session_p50_ms);
+            let (lo, hi) = (counted.first().copied().unwrap_or(0.0), counted.last().copied().unwrap_or(0.0));
             let base = format!(
                 "ONNX Runtime at batch {}: p50 {} ms is the trimmed mean of {} fresh sessions' medians ({}–{} ms, spread {:.0}%)",
                 st.batch,
