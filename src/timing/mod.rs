@@ -100,15 +100,30 @@ pub fn percentile(sorted: &[f64], q: f64) -> f64 {
 
 /// Times `run` (one call = one batch of `batch` images): `plan.warmup` untimed calls, then
 /// `plan.runs` timed ones. The first error stops the measurement.
-pub fn measure(plan: Plan, batch: usize, mut run: impl FnMut() -> Result<()>) -> Result<LatencyStats> {
+pub fn measure(plan: Plan, batch: usize, run: impl FnMut() -> Result<()>) -> Result<LatencyStats> {
+    measure_for(plan, 0.0, usize::MAX, batch, run)
+}
+
+/// [`measure`], going on with more timed runs until they add up to at least `min_ms`, or there are
+/// `max_runs` of them.
+pub fn measure_for(
+    plan: Plan,
+    min_ms: f64,
+    max_runs: usize,
+    batch: usize,
+    mut run: impl FnMut() -> Result<()>,
+) -> Result<LatencyStats> {
     for _ in 0..plan.warmup {
         run()?;
     }
     let mut samples = Vec::with_capacity(plan.runs.max(1));
-    for _ in 0..plan.runs.max(1) {
+    let mut spent = 0.0;
+    while samples.len() < plan.runs.max(1) || (spent < min_ms && samples.len() < max_runs) {
         let start = Instant::now();
         run()?;
-        samples.push(start.elapsed().as_secs_f64() * 1000.0);
+        let ms = start.elapsed().as_secs_f64() * 1000.0;
+        samples.push(ms);
+        spent += ms;
     }
     Ok(LatencyStats::from_samples(batch, plan.warmup, samples))
 }
@@ -152,6 +167,16 @@ mod tests {
         assert_eq!((s.min_ms, s.max_ms, s.mean_ms, s.runs), (1.0, 4.0, 2.5, 4));
         assert!((s.p50_ms - 2.5).abs() < 1e-12);
         assert!((s.throughput_per_s - 1600.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn measure_for_goes_on_until_the_time_is_spent_or_the_runs_are_capped() {
+        let plan = Plan { warmup: 1, runs: 2 };
+        let ok = || Ok(());
+        assert_eq!(measure_for(plan, 0.0, 100, 1, ok).unwrap().runs, 2);
+        assert_eq!(measure_for(plan, f64::INFINITY, 7, 1, ok).unwrap().runs, 7);
+        // The cap never cuts the planned runs.
+        assert_eq!(measure_for(plan, f64::INFINITY, 1, 1, ok).unwrap().runs, 2);
     }
 
     #[test]

@@ -8,13 +8,11 @@
 //! (so that a burst of load elsewhere falls on every model alike). The latency is the **trimmed
 //! mean of the sessions' median runs** ([`latency_of`]: the fastest and slowest fifth of the
 //! sessions left out), reported with the [`Noise`] that says how far to trust it.
-use std::time::Instant;
-
 use anyhow::Result;
 use serde::Serialize;
 
 use super::noise::Noise;
-use super::{measure, LatencyStats, Plan};
+use super::{measure_for, LatencyStats, Plan};
 use crate::host::CpuClock;
 use crate::ort_runtime::OrtModel;
 
@@ -77,16 +75,11 @@ pub fn time_all(
             let model = &mut models[m];
             let mut session = (model.open)()?;
             let (input, shape) = (model.input, model.shape);
-            let mut samples = measure(plan, shape[0], || session.run(input, shape).map(drop))?.samples_ms;
-            let mut spent: f64 = samples.iter().sum();
-            while spent < protocol.min_session_ms && samples.len() < plan.runs * MAX_RUNS_FACTOR {
-                let start = Instant::now();
-                session.run(input, shape)?;
-                let ms = start.elapsed().as_secs_f64() * 1000.0;
-                samples.push(ms);
-                spent += ms;
-            }
-            runs[m].push(samples);
+            let max_runs = plan.runs * MAX_RUNS_FACTOR;
+            let timed = measure_for(plan, protocol.min_session_ms, max_runs, shape[0], || {
+                session.run(input, shape).map(drop)
+            })?;
+            runs[m].push(timed.samples_ms);
             tick();
         }
     }
